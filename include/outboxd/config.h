@@ -1,0 +1,128 @@
+/*
+ * config.h - the connector's configuration (SPEC section 6).
+ *
+ * One table of options (config.c) drives parsing, validation, the
+ * OUTBOXD_* environment overrides and the generated reference
+ * (obx_config_write_reference).  Values come, lowest priority first, from the
+ * defaults, the properties file, then the environment.
+ */
+#ifndef OUTBOXD_CONFIG_H
+#define OUTBOXD_CONFIG_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "outboxd/common.h"
+
+typedef enum {
+	OBX_INVALID_OP_WARN = 0,
+	OBX_INVALID_OP_ERROR,
+	OBX_INVALID_OP_FATAL,
+} obx_invalid_op_t;
+
+typedef enum {
+	OBX_BAD_EVENT_DLQ = 0,
+	OBX_BAD_EVENT_FAIL,
+	OBX_BAD_EVENT_SKIP,
+} obx_bad_event_t;
+
+typedef enum {
+	OBX_PLACE_HEADER = 0,
+	OBX_PLACE_ENVELOPE,
+} obx_placement_t;
+
+/* table.fields.additional.placement, one entry per column. */
+typedef struct {
+	char *column;
+	obx_placement_t placement;
+	char *alias; /* name in the header/envelope; == column when not given */
+} obx_additional_field_t;
+
+/* A schema-qualified table of table.include.list. */
+typedef struct {
+	char *schema;
+	char *table;
+} obx_table_name_t;
+
+/* A kafka.* key with the prefix removed, passed to librdkafka. */
+typedef struct {
+	char *key;
+	char *value;
+} obx_kafka_prop_t;
+
+typedef struct obx_config {
+	char *database_url;
+	int plugin_name; /* index in the plugin enum; 0 = wal2json */
+	char *slot_name;
+	bool slot_create;
+	char *publication_name;
+	char *table_include_list;
+	char *field_event_id;
+	char *field_event_key;
+	char *field_event_type;
+	char *field_event_payload;
+	char *field_event_timestamp; /* NULL: use the commit time */
+	char *route_by_field;
+	char *route_topic_replacement;
+	bool route_tombstone_on_empty_payload;
+	char *fields_additional_placement;
+	int op_invalid_behavior; /* obx_invalid_op_t */
+	int errors_bad_event;    /* obx_bad_event_t */
+	char *errors_dlq_topic;
+	long max_inflight_events;
+	long status_interval_ms;
+	char *heartbeat_action_query;
+	long heartbeat_interval_ms;
+	char *http_listen;
+	int log_level;  /* obx_log_level_t */
+	int log_format; /* obx_log_format_t */
+	long stats_interval_ms;
+
+	/* derived from the strings above by validation */
+	obx_table_name_t *tables;
+	size_t ntables;
+	obx_additional_field_t *additional;
+	size_t nadditional;
+	obx_kafka_prop_t *kafka;
+	size_t nkafka;
+} obx_config_t;
+
+/* A config with every default set; never NULL (aborts on OOM). */
+obx_config_t *obx_config_new(void);
+void obx_config_destroy(obx_config_t *conf);
+
+/*
+ * Sets one key; "kafka.*" keys are collected for librdkafka.  `where` names
+ * the origin for messages ("outboxd.properties:12", "$OUTBOXD_SLOT_NAME").
+ * Unknown keys are an error naming the closest known key.
+ */
+obx_err_t obx_config_set(obx_config_t *conf, const char *key,
+			 const char *value, const char *where, char *errstr,
+			 size_t errstr_size);
+
+/* Reads a properties file: `key = value` lines, `#`/`!` comments. */
+obx_err_t obx_config_load_file(obx_config_t *conf, const char *path,
+			       char *errstr, size_t errstr_size);
+
+/*
+ * Applies OUTBOXD_<KEY> variables from envp (NULL-terminated "K=V" strings).
+ * Variables that name no option are ignored: Kubernetes injects
+ * OUTBOXD_SERVICE_HOST and friends for a Service called "outboxd".
+ */
+obx_err_t obx_config_load_env(obx_config_t *conf, char *const *envp,
+			      char *errstr, size_t errstr_size);
+
+/* Checks required keys and cross-field rules, fills the derived fields. */
+obx_err_t obx_config_validate(obx_config_t *conf, char *errstr,
+			      size_t errstr_size);
+
+/* Markdown reference of every option, from the option table. */
+void obx_config_write_reference(FILE *out);
+
+/* The key most similar to `key`, or NULL when none is close. */
+const char *obx_config_closest_key(const char *key);
+
+/* Name of the plugin selected by plugin.name. */
+const char *obx_config_plugin(const obx_config_t *conf);
+
+#endif

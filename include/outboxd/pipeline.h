@@ -1,0 +1,60 @@
+/*
+ * pipeline.h - the loop that glues the modules together:
+ *
+ *   replication stream -> decoder -> router -> envelope -> producer
+ *     -> delivery reports -> tracker -> status update (flush LSN)
+ *
+ * A pipeline outlives connections: the producer, its in-flight events and
+ * the tracker survive a reconnect to PostgreSQL, so acks that arrive after a
+ * reconnect still count.  Single-threaded.
+ */
+#ifndef OUTBOXD_PIPELINE_H
+#define OUTBOXD_PIPELINE_H
+
+#include <signal.h>
+#include <stdint.h>
+
+#include "outboxd/config.h"
+
+typedef struct obx_pipeline obx_pipeline_t;
+
+typedef struct {
+	uint64_t changes;   /* replication messages decoded */
+	uint64_t produced;  /* events handed to Kafka (incl. dead letters) */
+	uint64_t acked;	    /* events Kafka acknowledged */
+	uint64_t dead_letters; /* bad rows sent to errors.dlq.topic */
+	uint64_t skipped;   /* bad rows skipped (errors.bad.event=skip) */
+	uint64_t invalid_ops; /* UPDATE/TRUNCATE on outbox tables */
+	uint64_t reconnects;
+	obx_lsn_t confirmed; /* last flush LSN sent to the server */
+	obx_lsn_t server_wal_end;
+	size_t inflight;
+} obx_pipeline_stats_t;
+
+/* Creates the producer and encoder; NULL with errstr on failure. */
+obx_pipeline_t *obx_pipeline_new(const obx_config_t *conf, char *errstr,
+				 size_t errstr_size);
+
+/* Flushes nothing: call obx_pipeline_run() to a clean stop first. */
+void obx_pipeline_destroy(obx_pipeline_t *p);
+
+/*
+ * Streams over one replication connection until *stop becomes non-zero
+ * (then drains Kafka, confirms what was acked, ends the copy and returns
+ * OBX_OK) or until an error: OBX_RETRY means reconnect after a backoff, any
+ * other error means stop (the message is in errstr and was not confirmed).
+ */
+obx_err_t obx_pipeline_run(obx_pipeline_t *p, volatile sig_atomic_t *stop,
+			   char *errstr, size_t errstr_size);
+
+/*
+ * Waits until Kafka acknowledged every produced event or failed one, or
+ * timeout_ms passed; used between connections and at exit.
+ */
+obx_err_t obx_pipeline_drain(obx_pipeline_t *p, int timeout_ms, char *errstr,
+			     size_t errstr_size);
+
+void obx_pipeline_get_stats(const obx_pipeline_t *p,
+			    obx_pipeline_stats_t *out);
+
+#endif

@@ -1,0 +1,65 @@
+/*
+ * producer.h - the Kafka side: librdkafka with acks=all and idempotence,
+ * delivery reports handed to a callback with the message's opaque.
+ *
+ * Threads: librdkafka works on its own threads, but every callback given
+ * here runs inside obx_producer_poll(), on the caller's thread.
+ * obx_producer_event_fd() becomes readable when delivery reports wait, so
+ * the pipeline can sleep in poll() on it and on the PostgreSQL socket.
+ */
+#ifndef OUTBOXD_PRODUCER_H
+#define OUTBOXD_PRODUCER_H
+
+#include <stdbool.h>
+
+#include "outboxd/config.h"
+#include "outboxd/router.h"
+
+typedef struct obx_producer obx_producer_t;
+
+/*
+ * Called once per produced message.  ok is false when the delivery finally
+ * failed (after librdkafka's retries); error says why.  Never a reason to
+ * confirm: the pipeline stops.
+ */
+typedef void (*obx_delivery_cb)(void *ctx, void *msg_opaque, bool ok,
+				const char *error);
+
+obx_producer_t *obx_producer_new(const obx_config_t *conf,
+				 obx_delivery_cb on_delivery, void *ctx,
+				 char *errstr, size_t errstr_size);
+
+/* Frees the producer; unflushed messages are dropped (flush first). */
+void obx_producer_destroy(obx_producer_t *p);
+
+/*
+ * Produces one message; value == NULL sends a tombstone.  Copies key, value
+ * and headers.  Returns:
+ *   OBX_OK        queued; a delivery report will follow
+ *   OBX_RETRY     the local queue is full: poll, then call again
+ *   OBX_BAD_DATA  librdkafka rejects this message (too large, bad topic)
+ *   OBX_FATAL     the producer is unusable (fatal idempotence error)
+ */
+obx_err_t obx_producer_send(obx_producer_t *p, const char *topic,
+			    const void *key, size_t key_len, const void *value,
+			    size_t value_len, const obx_kv_t *headers,
+			    size_t nheaders, void *msg_opaque, char *errstr,
+			    size_t errstr_size);
+
+/* Serves delivery reports and errors, waiting up to timeout_ms. */
+void obx_producer_poll(obx_producer_t *p, int timeout_ms);
+
+/* A descriptor that is readable when obx_producer_poll() has work. */
+int obx_producer_event_fd(const obx_producer_t *p);
+
+/* Messages queued or in flight inside librdkafka. */
+int obx_producer_outq_len(const obx_producer_t *p);
+
+/*
+ * OBX_OK while the producer is healthy; OBX_FATAL, with the reason in
+ * errstr, after a fatal error (e.g. an idempotence sequence gap).
+ */
+obx_err_t obx_producer_status(obx_producer_t *p, char *errstr,
+			      size_t errstr_size);
+
+#endif

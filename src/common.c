@@ -1,0 +1,68 @@
+/* common.c - LSN parsing, clocks and error text helpers. */
+#include "outboxd/common.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <time.h>
+
+static int hex_value(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+int obx_lsn_parse(const char *text, size_t len, obx_lsn_t *out)
+{
+	uint64_t half[2] = { 0, 0 };
+	size_t digits[2] = { 0, 0 };
+	int part = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		if (text[i] == '/') {
+			if (part == 1)
+				return -1;
+			part = 1;
+			continue;
+		}
+		int v = hex_value(text[i]);
+		/* each half is 32 bits: at most 8 hex digits */
+		if (v < 0 || digits[part] == 8)
+			return -1;
+		half[part] = (half[part] << 4) | (uint64_t)v;
+		digits[part]++;
+	}
+	if (part != 1 || digits[0] == 0 || digits[1] == 0)
+		return -1;
+	*out = (half[0] << 32) | half[1];
+	return 0;
+}
+
+int64_t obx_now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t obx_wallclock_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+void obx_errf(char *errstr, size_t errstr_size, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!errstr || errstr_size == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(errstr, errstr_size, fmt, ap);
+	va_end(ap);
+}

@@ -1,0 +1,732 @@
+/*
+ * config.c - the option table and everything generated from it: parsing,
+ * validation, environment overrides and the reference documentation.
+ */
+#include "outboxd/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "outboxd/log.h"
+
+typedef enum {
+	OPT_STRING,
+	OPT_BOOL,
+	OPT_INT,
+	OPT_ENUM,
+} option_type_t;
+
+typedef struct {
+	const char *name;
+	option_type_t type;
+	const char *default_value; /* NULL: unset */
+	long min, max;		   /* OPT_INT bounds */
+	const char *const *choices; /* OPT_ENUM, NULL-terminated */
+	size_t offset;		   /* into obx_config_t */
+	bool required;
+	bool secret; /* never echoed back in messages */
+	const char *help;
+} option_t;
+
+static const char *const plugin_choices[] = { "wal2json", NULL };
+static const char *const invalid_op_choices[] = { "warn", "error", "fatal",
+						  NULL };
+static const char *const bad_event_choices[] = { "dlq", "fail", "skip", NULL };
+static const char *const log_level_choices[] = { "debug", "info", "warn",
+						 "error", NULL };
+static const char *const log_format_choices[] = { "text", "json", NULL };
+
+#define STR(field) OPT_STRING, NULL, 0, 0, NULL, offsetof(obx_config_t, field)
+#define BOOL(field) OPT_BOOL, NULL, 0, 0, NULL, offsetof(obx_config_t, field)
+#define INT(field, lo, hi) \
+	OPT_INT, NULL, lo, hi, NULL, offsetof(obx_config_t, field)
+#define ENUM(field, choices) \
+	OPT_ENUM, NULL, 0, 0, choices, offsetof(obx_config_t, field)
+
+static option_t options[] = {
+	{ "database.url", STR(database_url), true, true,
+	  "libpq connection string or URI of the database with the outbox "
+	  "tables; libpq environment variables and the passfile work too" },
+	{ "plugin.name", ENUM(plugin_name, plugin_choices), false, false,
+	  "logical decoding output plugin: wal2json (format-version 2); "
+	  "pgoutput is planned" },
+	{ "slot.name", STR(slot_name), false, false,
+	  "logical replication slot (lower-case letters, digits, underscore)" },
+	{ "slot.create", BOOL(slot_create), false, false,
+	  "create the slot at start if it is missing" },
+	{ "publication.name", STR(publication_name), false, false,
+	  "pgoutput only: publication on the outbox tables" },
+	{ "table.include.list", STR(table_include_list), false, false,
+	  "comma-separated outbox tables, schema-qualified (a bare name means "
+	  "public.name)" },
+	{ "table.field.event.id", STR(field_event_id), false, false,
+	  "column with the event id (header `id`, envelope `id`)" },
+	{ "table.field.event.key", STR(field_event_key), false, false,
+	  "column with the aggregate id: the Kafka message key" },
+	{ "table.field.event.type", STR(field_event_type), false, false,
+	  "column with the event type (header `eventType`)" },
+	{ "table.field.event.payload", STR(field_event_payload), false, false,
+	  "column with the event body, kept as JSON text" },
+	{ "table.field.event.timestamp", STR(field_event_timestamp), false,
+	  false,
+	  "column with the event time; when unset the commit time is used" },
+	{ "route.by.field", STR(route_by_field), false, false,
+	  "column whose value replaces ${routedByValue} in the topic" },
+	{ "route.topic.replacement", STR(route_topic_replacement), false, false,
+	  "topic name template" },
+	{ "route.tombstone.on.empty.payload",
+	  BOOL(route_tombstone_on_empty_payload), false, false,
+	  "send a null value (tombstone) when the payload column is NULL or "
+	  "empty" },
+	{ "table.fields.additional.placement",
+	  STR(fields_additional_placement), false, false,
+	  "extra columns: `col:header[:alias]` or `col:envelope[:alias]`, "
+	  "comma-separated" },
+	{ "table.op.invalid.behavior", ENUM(op_invalid_behavior,
+					    invalid_op_choices),
+	  false, false,
+	  "UPDATE or TRUNCATE on an outbox table: warn (log, skip), error (log "
+	  "at error, skip) or fatal (stop without confirming)" },
+	{ "errors.bad.event", ENUM(errors_bad_event, bad_event_choices), false,
+	  false,
+	  "a row that cannot become a record: dlq (to errors.dlq.topic), fail "
+	  "(stop, exit 3) or skip (log at error, data loss)" },
+	{ "errors.dlq.topic", STR(errors_dlq_topic), false, false,
+	  "dead letter topic for errors.bad.event=dlq" },
+	{ "max.inflight.events", INT(max_inflight_events, 1, 100000000), false,
+	  false,
+	  "backpressure: stop reading the slot while this many events await "
+	  "Kafka's acknowledgement" },
+	{ "status.interval.ms", INT(status_interval_ms, 100, 3600000), false,
+	  false,
+	  "send a standby status update to the server at least this often; "
+	  "keep it below the server's wal_sender_timeout" },
+	{ "heartbeat.action.query", STR(heartbeat_action_query), false, false,
+	  "SQL run every heartbeat.interval.ms on a normal connection "
+	  "(not yet implemented)" },
+	{ "heartbeat.interval.ms", INT(heartbeat_interval_ms, 0, 86400000),
+	  false, false, "0 disables the heartbeat (not yet implemented)" },
+	{ "http.listen", STR(http_listen), false, false,
+	  "address:port for /metrics, /healthz, /readyz; empty disables (not "
+	  "yet implemented)" },
+	{ "log.level", ENUM(log_level, log_level_choices), false, false,
+	  "debug, info, warn or error" },
+	{ "log.format", ENUM(log_format, log_format_choices), false, false,
+	  "text or json (one JSON object per line)" },
+	{ "stats.interval.ms", INT(stats_interval_ms, 0, 86400000), false,
+	  false,
+	  "log a progress line (events received/acked, rate, confirmed LSN) "
+	  "this often; 0 disables" },
+};
+
+/* Defaults, by name, kept apart so the table above stays readable. */
+static const struct {
+	const char *name;
+	const char *value;
+} defaults[] = {
+	{ "plugin.name", "wal2json" },
+	{ "slot.name", "outboxd" },
+	{ "slot.create", "true" },
+	{ "publication.name", "outboxd" },
+	{ "table.include.list", "public.outbox" },
+	{ "table.field.event.id", "id" },
+	{ "table.field.event.key", "aggregateid" },
+	{ "table.field.event.type", "type" },
+	{ "table.field.event.payload", "payload" },
+	{ "route.by.field", "aggregatetype" },
+	{ "route.topic.replacement", "outbox.event.${routedByValue}" },
+	{ "route.tombstone.on.empty.payload", "false" },
+	{ "table.op.invalid.behavior", "warn" },
+	{ "errors.bad.event", "dlq" },
+	{ "errors.dlq.topic", "outbox.dlq" },
+	{ "max.inflight.events", "100000" },
+	{ "status.interval.ms", "10000" },
+	{ "heartbeat.interval.ms", "0" },
+	{ "http.listen", "127.0.0.1:8080" },
+	{ "log.level", "info" },
+	{ "log.format", "text" },
+	{ "stats.interval.ms", "10000" },
+};
+
+/* librdkafka settings we choose unless the user sets them (SPEC 6). */
+static const struct {
+	const char *key;
+	const char *value;
+} kafka_defaults[] = {
+	{ "acks", "all" },
+	{ "enable.idempotence", "true" },
+	{ "partitioner", "murmur2_random" },
+};
+
+#define FIELD(conf, opt, type) ((type *)((char *)(conf) + (opt)->offset))
+
+static const char *default_of(const char *name)
+{
+	for (size_t i = 0; i < OBX_ARRAY_LEN(defaults); i++)
+		if (strcmp(defaults[i].name, name) == 0)
+			return defaults[i].value;
+	return NULL;
+}
+
+static const option_t *find_option(const char *name)
+{
+	for (size_t i = 0; i < OBX_ARRAY_LEN(options); i++)
+		if (strcmp(options[i].name, name) == 0)
+			return &options[i];
+	return NULL;
+}
+
+static char *xstrdup(const char *s)
+{
+	char *copy = strdup(s);
+	if (!copy)
+		abort();
+	return copy;
+}
+
+static void *xcalloc(size_t n, size_t size)
+{
+	void *p = calloc(n ? n : 1, size);
+	if (!p)
+		abort();
+	return p;
+}
+
+static int parse_bool(const char *value, bool *out)
+{
+	static const char *const yes[] = { "true", "yes", "on", "1" };
+	static const char *const no[] = { "false", "no", "off", "0" };
+
+	for (size_t i = 0; i < OBX_ARRAY_LEN(yes); i++) {
+		if (strcasecmp(value, yes[i]) == 0) {
+			*out = true;
+			return 0;
+		}
+		if (strcasecmp(value, no[i]) == 0) {
+			*out = false;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+static obx_err_t set_option(obx_config_t *conf, const option_t *opt,
+			    const char *value, const char *where, char *errstr,
+			    size_t errstr_size)
+{
+	/* a secret's value is never repeated in an error message */
+	const char *shown = opt->secret ? "(hidden)" : value;
+
+	switch (opt->type) {
+	case OPT_STRING: {
+		char **field = FIELD(conf, opt, char *);
+		free(*field);
+		*field = *value ? xstrdup(value) : NULL;
+		return OBX_OK;
+	}
+	case OPT_BOOL:
+		if (parse_bool(value, FIELD(conf, opt, bool)) < 0) {
+			obx_errf(errstr, errstr_size,
+				 "%s: invalid value \"%s\" for \"%s\": expected "
+				 "true or false",
+				 where, shown, opt->name);
+			return OBX_CONFIG;
+		}
+		return OBX_OK;
+	case OPT_INT: {
+		char *end;
+		errno = 0;
+		long v = strtol(value, &end, 10);
+		if (errno || end == value || *end || v < opt->min ||
+		    v > opt->max) {
+			obx_errf(errstr, errstr_size,
+				 "%s: invalid value \"%s\" for \"%s\": expected "
+				 "an integer from %ld to %ld",
+				 where, shown, opt->name, opt->min, opt->max);
+			return OBX_CONFIG;
+		}
+		*FIELD(conf, opt, long) = v;
+		return OBX_OK;
+	}
+	case OPT_ENUM:
+		for (int i = 0; opt->choices[i]; i++) {
+			if (strcmp(opt->choices[i], value) == 0) {
+				*FIELD(conf, opt, int) = i;
+				return OBX_OK;
+			}
+		}
+		char choices[256] = "";
+		for (int i = 0; opt->choices[i]; i++) {
+			strncat(choices, i ? ", " : "",
+				sizeof(choices) - strlen(choices) - 1);
+			strncat(choices, opt->choices[i],
+				sizeof(choices) - strlen(choices) - 1);
+		}
+		obx_errf(errstr, errstr_size,
+			 "%s: invalid value \"%s\" for \"%s\": expected one of "
+			 "%s",
+			 where, shown, opt->name, choices);
+		return OBX_CONFIG;
+	}
+	return OBX_FATAL;
+}
+
+obx_config_t *obx_config_new(void)
+{
+	obx_config_t *conf = xcalloc(1, sizeof(*conf));
+	char err[256];
+
+	for (size_t i = 0; i < OBX_ARRAY_LEN(options); i++) {
+		const char *def = default_of(options[i].name);
+		/* the built-in defaults are valid: a failure is a bug here */
+		if (def && set_option(conf, &options[i], def, "default", err,
+				      sizeof(err)) != OBX_OK)
+			abort();
+	}
+	/* kafka_defaults are added by validation, under the user's keys */
+	return conf;
+}
+
+static void free_derived(obx_config_t *conf)
+{
+	for (size_t i = 0; i < conf->ntables; i++) {
+		free(conf->tables[i].schema);
+		free(conf->tables[i].table);
+	}
+	free(conf->tables);
+	conf->tables = NULL;
+	conf->ntables = 0;
+	for (size_t i = 0; i < conf->nadditional; i++) {
+		free(conf->additional[i].column);
+		free(conf->additional[i].alias);
+	}
+	free(conf->additional);
+	conf->additional = NULL;
+	conf->nadditional = 0;
+}
+
+void obx_config_destroy(obx_config_t *conf)
+{
+	if (!conf)
+		return;
+	for (size_t i = 0; i < OBX_ARRAY_LEN(options); i++)
+		if (options[i].type == OPT_STRING)
+			free(*FIELD(conf, &options[i], char *));
+	free_derived(conf);
+	for (size_t i = 0; i < conf->nkafka; i++) {
+		free(conf->kafka[i].key);
+		free(conf->kafka[i].value);
+	}
+	free(conf->kafka);
+	free(conf);
+}
+
+static size_t edit_distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	size_t *row = xcalloc(lb + 1, sizeof(*row));
+
+	for (size_t j = 0; j <= lb; j++)
+		row[j] = j;
+	for (size_t i = 1; i <= la; i++) {
+		size_t diag = row[0];
+		row[0] = i;
+		for (size_t j = 1; j <= lb; j++) {
+			size_t up = row[j];
+			size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+			size_t best = diag + cost;
+			if (row[j] + 1 < best)
+				best = row[j] + 1;
+			if (row[j - 1] + 1 < best)
+				best = row[j - 1] + 1;
+			row[j] = best;
+			diag = up;
+		}
+	}
+	size_t d = row[lb];
+	free(row);
+	return d;
+}
+
+const char *obx_config_closest_key(const char *key)
+{
+	const char *best = NULL;
+	size_t best_distance = SIZE_MAX;
+
+	for (size_t i = 0; i < OBX_ARRAY_LEN(options); i++) {
+		size_t d = edit_distance(key, options[i].name);
+		if (d < best_distance) {
+			best_distance = d;
+			best = options[i].name;
+		}
+	}
+	/* more than half the key changed is not a typo, it is another key */
+	return best_distance <= strlen(key) / 2 + 1 ? best : NULL;
+}
+
+static void kafka_put(obx_config_t *conf, const char *key, const char *value)
+{
+	for (size_t i = 0; i < conf->nkafka; i++) {
+		if (strcmp(conf->kafka[i].key, key) == 0) {
+			free(conf->kafka[i].value);
+			conf->kafka[i].value = xstrdup(value);
+			return;
+		}
+	}
+	obx_kafka_prop_t *grown =
+		realloc(conf->kafka, (conf->nkafka + 1) * sizeof(*grown));
+	if (!grown)
+		abort();
+	conf->kafka = grown;
+	conf->kafka[conf->nkafka].key = xstrdup(key);
+	conf->kafka[conf->nkafka].value = xstrdup(value);
+	conf->nkafka++;
+}
+
+obx_err_t obx_config_set(obx_config_t *conf, const char *key,
+			 const char *value, const char *where, char *errstr,
+			 size_t errstr_size)
+{
+	if (strncmp(key, "kafka.", 6) == 0 && key[6]) {
+		kafka_put(conf, key + 6, value);
+		return OBX_OK;
+	}
+	const option_t *opt = find_option(key);
+	if (!opt) {
+		const char *near = obx_config_closest_key(key);
+		if (near)
+			obx_errf(errstr, errstr_size,
+				 "%s: unknown configuration key \"%s\" (did you "
+				 "mean \"%s\"?)",
+				 where, key, near);
+		else
+			obx_errf(errstr, errstr_size,
+				 "%s: unknown configuration key \"%s\"", where,
+				 key);
+		return OBX_CONFIG;
+	}
+	return set_option(conf, opt, value, where, errstr, errstr_size);
+}
+
+static char *trim(char *s)
+{
+	while (isspace((unsigned char)*s))
+		s++;
+	char *end = s + strlen(s);
+	while (end > s && isspace((unsigned char)end[-1]))
+		*--end = '\0';
+	return s;
+}
+
+obx_err_t obx_config_load_file(obx_config_t *conf, const char *path,
+			       char *errstr, size_t errstr_size)
+{
+	FILE *f = fopen(path, "r");
+	char *line = NULL;
+	size_t cap = 0;
+	unsigned lineno = 0;
+	obx_err_t err = OBX_OK;
+
+	if (!f) {
+		obx_errf(errstr, errstr_size,
+			 "could not open configuration file \"%s\": %s", path,
+			 strerror(errno));
+		return OBX_CONFIG;
+	}
+	while (err == OBX_OK && getline(&line, &cap, f) != -1) {
+		char where[512];
+		lineno++;
+		snprintf(where, sizeof(where), "%s:%u", path, lineno);
+		char *s = trim(line);
+		if (*s == '\0' || *s == '#' || *s == '!')
+			continue;
+		char *eq = strchr(s, '=');
+		if (!eq) {
+			obx_errf(errstr, errstr_size,
+				 "%s: expected \"key = value\"", where);
+			err = OBX_CONFIG;
+			break;
+		}
+		*eq = '\0';
+		err = obx_config_set(conf, trim(s), trim(eq + 1), where, errstr,
+				     errstr_size);
+	}
+	free(line);
+	fclose(f);
+	return err;
+}
+
+/* "OUTBOXD_SLOT_NAME" -> "slot.name"; returns 0 when it is ours. */
+static int env_to_key(const char *var, size_t len, char *key, size_t size)
+{
+	static const char prefix[] = "OUTBOXD_";
+	size_t plen = sizeof(prefix) - 1;
+
+	if (len <= plen || len - plen >= size || strncmp(var, prefix, plen))
+		return -1;
+	for (size_t i = plen; i < len; i++)
+		key[i - plen] = var[i] == '_' ? '.' :
+						(char)tolower((unsigned char)var[i]);
+	key[len - plen] = '\0';
+	return 0;
+}
+
+obx_err_t obx_config_load_env(obx_config_t *conf, char *const *envp,
+			      char *errstr, size_t errstr_size)
+{
+	for (; envp && *envp; envp++) {
+		const char *eq = strchr(*envp, '=');
+		char key[256], where[300];
+		if (!eq || env_to_key(*envp, (size_t)(eq - *envp), key,
+				      sizeof(key)) < 0)
+			continue;
+		if (strncmp(key, "kafka.", 6) != 0 && !find_option(key))
+			continue;
+		snprintf(where, sizeof(where), "$%.*s", (int)(eq - *envp),
+			 *envp);
+		obx_err_t err = obx_config_set(conf, key, eq + 1, where, errstr,
+					       errstr_size);
+		if (err != OBX_OK)
+			return err;
+	}
+	return OBX_OK;
+}
+
+/* "slot.name" -> "OUTBOXD_SLOT_NAME" */
+static void env_name(const char *key, char *out, size_t size)
+{
+	size_t n = (size_t)snprintf(out, size, "OUTBOXD_");
+	for (; *key && n + 1 < size; key++)
+		out[n++] = *key == '.' ? '_' : (char)toupper((unsigned char)*key);
+	out[n] = '\0';
+}
+
+static bool is_identifier(const char *s, size_t len)
+{
+	if (len == 0 || len > 63)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (!(isalnum(c) || c == '_' || c == '$' || c >= 0x80))
+			return false;
+	}
+	return !isdigit((unsigned char)s[0]);
+}
+
+static obx_err_t parse_tables(obx_config_t *conf, char *errstr,
+			      size_t errstr_size)
+{
+	char *list = xstrdup(conf->table_include_list ?
+				     conf->table_include_list :
+				     "");
+	char *save = NULL;
+	obx_err_t err = OBX_OK;
+
+	for (char *item = strtok_r(list, ",", &save); item;
+	     item = strtok_r(NULL, ",", &save)) {
+		char *name = trim(item);
+		char *dot = strchr(name, '.');
+		const char *schema = dot ? name : "public";
+		const char *table = dot ? dot + 1 : name;
+		size_t schema_len = dot ? (size_t)(dot - name) : 6;
+
+		if (!is_identifier(schema, schema_len) ||
+		    !is_identifier(table, strlen(table))) {
+			obx_errf(errstr, errstr_size,
+				 "invalid table \"%s\" in table.include.list: "
+				 "expected schema.table with unquoted "
+				 "identifiers",
+				 name);
+			err = OBX_CONFIG;
+			break;
+		}
+		conf->tables = realloc(conf->tables, (conf->ntables + 1) *
+							     sizeof(*conf->tables));
+		if (!conf->tables)
+			abort();
+		conf->tables[conf->ntables].schema = strndup(schema, schema_len);
+		if (!conf->tables[conf->ntables].schema)
+			abort();
+		conf->tables[conf->ntables].table = xstrdup(table);
+		conf->ntables++;
+	}
+	free(list);
+	if (err == OBX_OK && conf->ntables == 0) {
+		obx_errf(errstr, errstr_size,
+			 "table.include.list names no table");
+		err = OBX_CONFIG;
+	}
+	return err;
+}
+
+static obx_err_t parse_additional(obx_config_t *conf, char *errstr,
+				  size_t errstr_size)
+{
+	if (!conf->fields_additional_placement)
+		return OBX_OK;
+	char *list = xstrdup(conf->fields_additional_placement);
+	char *save = NULL;
+	obx_err_t err = OBX_OK;
+
+	for (char *item = strtok_r(list, ",", &save); item;
+	     item = strtok_r(NULL, ",", &save)) {
+		char *parts[3] = { NULL, NULL, NULL };
+		char *psave = NULL;
+		int n = 0;
+		char *spec = trim(item);
+		char *shown = xstrdup(spec); /* strtok_r cuts spec up */
+		for (char *p = strtok_r(spec, ":", &psave); p && n < 4;
+		     p = strtok_r(NULL, ":", &psave))
+			parts[n < 3 ? n : 2] = trim(p), n++;
+		obx_placement_t where;
+		if (n >= 2 && strcmp(parts[1], "header") == 0)
+			where = OBX_PLACE_HEADER;
+		else if (n >= 2 && strcmp(parts[1], "envelope") == 0)
+			where = OBX_PLACE_ENVELOPE;
+		else
+			n = 0;
+		if (n < 2 || n > 3 || !*parts[0]) {
+			obx_errf(errstr, errstr_size,
+				 "invalid entry \"%s\" in "
+				 "table.fields.additional.placement: expected "
+				 "column:header[:alias] or "
+				 "column:envelope[:alias]",
+				 shown);
+			free(shown);
+			err = OBX_CONFIG;
+			break;
+		}
+		free(shown);
+		conf->additional =
+			realloc(conf->additional, (conf->nadditional + 1) *
+							  sizeof(*conf->additional));
+		if (!conf->additional)
+			abort();
+		obx_additional_field_t *f = &conf->additional[conf->nadditional++];
+		f->column = xstrdup(parts[0]);
+		f->placement = where;
+		f->alias = xstrdup(n == 3 ? parts[2] : parts[0]);
+	}
+	free(list);
+	return err;
+}
+
+static bool slot_name_valid(const char *name)
+{
+	size_t len = strlen(name);
+	if (len == 0 || len > 63)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!(islower((unsigned char)name[i]) ||
+		      isdigit((unsigned char)name[i]) || name[i] == '_'))
+			return false;
+	return true;
+}
+
+obx_err_t obx_config_validate(obx_config_t *conf, char *errstr,
+			      size_t errstr_size)
+{
+	free_derived(conf);
+	for (size_t i = 0; i < OBX_ARRAY_LEN(options); i++) {
+		if (options[i].required &&
+		    !*FIELD(conf, &options[i], char *)) {
+			char var[128];
+			env_name(options[i].name, var, sizeof(var));
+			obx_errf(errstr, errstr_size,
+				 "\"%s\" is required (or $%s)",
+				 options[i].name, var);
+			return OBX_CONFIG;
+		}
+	}
+	if (!conf->slot_name || !slot_name_valid(conf->slot_name)) {
+		obx_errf(errstr, errstr_size,
+			 "invalid slot.name \"%s\": use 1-63 lower-case "
+			 "letters, digits and underscores",
+			 conf->slot_name ? conf->slot_name : "");
+		return OBX_CONFIG;
+	}
+	const char *mapped[] = { conf->field_event_id, conf->field_event_key,
+				 conf->field_event_type,
+				 conf->field_event_payload,
+				 conf->route_by_field,
+				 conf->route_topic_replacement,
+				 conf->errors_dlq_topic };
+	const char *mapped_names[] = { "table.field.event.id",
+				       "table.field.event.key",
+				       "table.field.event.type",
+				       "table.field.event.payload",
+				       "route.by.field",
+				       "route.topic.replacement",
+				       "errors.dlq.topic" };
+	for (size_t i = 0; i < OBX_ARRAY_LEN(mapped); i++) {
+		if (!mapped[i]) {
+			obx_errf(errstr, errstr_size, "\"%s\" must not be empty",
+				 mapped_names[i]);
+			return OBX_CONFIG;
+		}
+	}
+	bool have_bootstrap = false;
+	for (size_t i = 0; i < conf->nkafka; i++)
+		if (strcmp(conf->kafka[i].key, "bootstrap.servers") == 0 &&
+		    *conf->kafka[i].value)
+			have_bootstrap = true;
+	if (!have_bootstrap) {
+		obx_errf(errstr, errstr_size,
+			 "\"kafka.bootstrap.servers\" is required (or "
+			 "$OUTBOXD_KAFKA_BOOTSTRAP_SERVERS)");
+		return OBX_CONFIG;
+	}
+	for (size_t i = 0; i < OBX_ARRAY_LEN(kafka_defaults); i++) {
+		bool set = false;
+		for (size_t j = 0; j < conf->nkafka; j++)
+			if (strcmp(conf->kafka[j].key, kafka_defaults[i].key) == 0)
+				set = true;
+		if (!set)
+			kafka_put(conf, kafka_defaults[i].key,
+				  kafka_defaults[i].value);
+	}
+	obx_err_t err = parse_tables(conf, errstr, errstr_size);
+	if (err == OBX_OK)
+		err = parse_additional(conf, errstr, errstr_size);
+	return err;
+}
+
+const char *obx_config_plugin(const obx_config_t *conf)
+{
+	return plugin_choices[conf->plugin_name];
+}
+
+void obx_config_write_reference(FILE *out)
+{
+	fprintf(out,
+		"# Configuration reference\n\n"
+		"<!-- generated by `outboxd config-reference` from the option "
+		"table in src/config.c; a test fails when this file drifts -->\n\n"
+		"Set keys in a properties file (`key = value`, `#` comments) "
+		"given with `-c FILE`,\n"
+		"or with an environment variable: `OUTBOXD_` + the key "
+		"upper-cased with `.` as `_`\n"
+		"(`OUTBOXD_DATABASE_URL`). The environment wins over the file. "
+		"Unknown keys in the\n"
+		"file are an error that names the closest known key.\n\n"
+		"| key | default | meaning |\n|---|---|---|\n");
+	for (size_t i = 0; i < OBX_ARRAY_LEN(options); i++) {
+		const option_t *opt = &options[i];
+		const char *def = default_of(opt->name);
+		fprintf(out, "| `%s` | %s%s%s | %s |\n", opt->name,
+			def ? "`" : "", def ? def : (opt->required ? "(required)" :
+								      "(none)"),
+			def ? "`" : "", opt->help);
+	}
+	fprintf(out, "| `kafka.*` | ");
+	for (size_t i = 0; i < OBX_ARRAY_LEN(kafka_defaults); i++)
+		fprintf(out, "%s`%s=%s`", i ? ", " : "", kafka_defaults[i].key,
+			kafka_defaults[i].value);
+	fprintf(out,
+		" | passed to librdkafka without the prefix; "
+		"`kafka.bootstrap.servers` is required |\n");
+}

@@ -1,0 +1,208 @@
+/*
+ * main.c - argv, signals, exit codes and the outer reconnect loop.
+ * Only this file exits.  Exit codes (SPEC section 7): 0 clean stop, 1 runtime
+ * failure, 2 usage or configuration error, 3 bad data or a lost slot.
+ */
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "outboxd/config.h"
+#include "outboxd/envelope.h"
+#include "outboxd/log.h"
+#include "outboxd/pipeline.h"
+
+#ifndef OUTBOXD_VERSION
+#define OUTBOXD_VERSION "unknown"
+#endif
+
+enum { EXIT_CLEAN = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2, EXIT_BAD_DATA = 3 };
+
+#define BACKOFF_FIRST_MS 500
+#define BACKOFF_MAX_MS 30000
+/* A connection that streamed this long resets the backoff. */
+#define BACKOFF_RESET_US (30 * 1000000LL)
+
+extern char **environ;
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_stop_signal(int sig)
+{
+	(void)sig;
+	stop_requested = 1;
+}
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: outboxd run [-c FILE]     stream outbox events to Kafka "
+		"until SIGTERM/SIGINT\n"
+		"       outboxd schema            print the Avro envelope schema\n"
+		"       outboxd config-reference  print the configuration "
+		"reference (Markdown)\n"
+		"       outboxd version\n");
+}
+
+static int exit_code(obx_err_t err)
+{
+	switch (err) {
+	case OBX_OK:
+		return EXIT_CLEAN;
+	case OBX_CONFIG:
+		return EXIT_USAGE;
+	case OBX_BAD_DATA:
+		return EXIT_BAD_DATA;
+	default:
+		return EXIT_RUNTIME;
+	}
+}
+
+static obx_config_t *load_config(int argc, char **argv)
+{
+	const char *file = NULL;
+	char err[1024];
+	int opt;
+
+	optind = 2; /* after the subcommand */
+	while ((opt = getopt(argc, argv, "c:h")) != -1) {
+		switch (opt) {
+		case 'c':
+			file = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			exit(EXIT_CLEAN);
+		default:
+			usage(stderr);
+			exit(EXIT_USAGE);
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		exit(EXIT_USAGE);
+	}
+	obx_config_t *conf = obx_config_new();
+	if ((file && obx_config_load_file(conf, file, err, sizeof(err)) != OBX_OK) ||
+	    obx_config_load_env(conf, environ, err, sizeof(err)) != OBX_OK ||
+	    obx_config_validate(conf, err, sizeof(err)) != OBX_OK) {
+		obx_error("configuration: %s", err);
+		obx_config_destroy(conf);
+		exit(EXIT_USAGE);
+	}
+	obx_log_setup((obx_log_level_t)conf->log_level,
+		      (obx_log_format_t)conf->log_format);
+	return conf;
+}
+
+static void install_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_stop_signal;
+	sigemptyset(&sa.sa_mask);
+	/* no SA_RESTART: poll() must return so the loop sees the flag */
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+}
+
+/* Full jitter in [delay/2, delay], so a fleet does not retry in step. */
+static long jittered(long delay_ms)
+{
+	return delay_ms / 2 + (long)(rand() % (delay_ms / 2 + 1));
+}
+
+/* Waits delay_ms, serving Kafka deliveries meanwhile; false if stopped. */
+static bool backoff_wait(obx_pipeline_t *p, long delay_ms)
+{
+	int64_t deadline = obx_now_us() + delay_ms * 1000;
+	char err[512];
+
+	while (!stop_requested && obx_now_us() < deadline) {
+		if (obx_pipeline_drain(p, 100, err, sizeof(err)) == OBX_FATAL)
+			return true; /* the next run reports it */
+		struct timespec nap = { 0, 50 * 1000000L };
+		nanosleep(&nap, NULL);
+	}
+	return !stop_requested;
+}
+
+static int cmd_run(int argc, char **argv)
+{
+	obx_config_t *conf = load_config(argc, argv);
+	char err[2048], url[1024];
+	obx_err_t rc;
+
+	obx_log_redact_conninfo(conf->database_url, url, sizeof(url));
+	obx_info("outboxd %s starting: database %s, slot \"%s\", plugin %s",
+		 OUTBOXD_VERSION, url, conf->slot_name,
+		 obx_config_plugin(conf));
+	obx_pipeline_t *p = obx_pipeline_new(conf, err, sizeof(err));
+	if (!p) {
+		obx_error("%s", err);
+		obx_config_destroy(conf);
+		return EXIT_RUNTIME;
+	}
+	install_signals();
+	srand((unsigned)(getpid() ^ time(NULL)));
+
+	long backoff = BACKOFF_FIRST_MS;
+	for (;;) {
+		int64_t started = obx_now_us();
+		rc = obx_pipeline_run(p, &stop_requested, err, sizeof(err));
+		if (rc != OBX_RETRY)
+			break;
+		if (obx_now_us() - started > BACKOFF_RESET_US)
+			backoff = BACKOFF_FIRST_MS;
+		long delay = jittered(backoff);
+		obx_warn("%s; reconnecting in %ld ms", err, delay);
+		if (!backoff_wait(p, delay)) {
+			rc = OBX_OK; /* stopped while disconnected */
+			break;
+		}
+		backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS :
+							 backoff * 2;
+	}
+	if (rc != OBX_OK)
+		obx_error("%s", err);
+	obx_pipeline_destroy(p);
+	obx_config_destroy(conf);
+	return exit_code(rc);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	const char *cmd = argv[1];
+	if (strcmp(cmd, "run") == 0)
+		return cmd_run(argc, argv);
+	if (strcmp(cmd, "schema") == 0) {
+		fputs(obx_envelope_schema_json(), stdout);
+		return EXIT_CLEAN;
+	}
+	if (strcmp(cmd, "config-reference") == 0) {
+		obx_config_write_reference(stdout);
+		return EXIT_CLEAN;
+	}
+	if (strcmp(cmd, "version") == 0) {
+		printf("outboxd %s\n", OUTBOXD_VERSION);
+		return EXIT_CLEAN;
+	}
+	if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 ||
+	    strcmp(cmd, "help") == 0) {
+		usage(stdout);
+		return EXIT_CLEAN;
+	}
+	fprintf(stderr, "outboxd: unknown command \"%s\"\n", cmd);
+	usage(stderr);
+	return EXIT_USAGE;
+}

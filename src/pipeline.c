@@ -1,0 +1,567 @@
+/* pipeline.c - one loop from the replication stream to Kafka and back. */
+#include "outboxd/pipeline.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "outboxd/decoder.h"
+#include "outboxd/envelope.h"
+#include "outboxd/log.h"
+#include "outboxd/producer.h"
+#include "outboxd/replication.h"
+#include "outboxd/router.h"
+#include "outboxd/tracker.h"
+
+/* How many stream messages to handle before serving Kafka again. */
+#define READ_BATCH 512
+/* A moved flush LSN is reported this soon, not only every interval. */
+#define STATUS_MIN_GAP_US 200000
+/* Longest sleep in poll(): bounds how late a stop request is seen. */
+#define MAX_WAIT_MS 500
+
+struct obx_pipeline {
+	const obx_config_t *conf;
+	obx_decoder_t *decoder;
+	obx_envelope_t *envelope;
+	obx_producer_t *producer;
+	obx_tracker_t *tracker;
+	obx_router_t *router;
+	char *router_db;
+
+	/* per connection */
+	obx_repl_t *repl;
+	obx_txn_t *txn; /* the open transaction */
+	int64_t commit_time_us;
+	obx_lsn_t received;
+	obx_lsn_t slot_floor; /* the slot's confirmed LSN at connect */
+	obx_lsn_t sent_flush;
+	int64_t last_status_us;
+
+	/* a delivery that finally failed: stop, never confirm past it */
+	bool delivery_failed;
+	char delivery_error[512];
+
+	obx_pipeline_stats_t stats;
+	int64_t last_progress_us;
+	uint64_t last_progress_acked;
+};
+
+static void on_delivery(void *ctx, void *msg_opaque, bool ok,
+			const char *error)
+{
+	obx_pipeline_t *p = ctx;
+
+	if (!ok) {
+		/* the txn keeps its pending count: nothing past it confirms */
+		if (!p->delivery_failed)
+			snprintf(p->delivery_error, sizeof(p->delivery_error),
+				 "%s", error);
+		p->delivery_failed = true;
+		return;
+	}
+	p->stats.acked++;
+	obx_tracker_ack(p->tracker, msg_opaque);
+}
+
+obx_pipeline_t *obx_pipeline_new(const obx_config_t *conf, char *errstr,
+				 size_t errstr_size)
+{
+	obx_pipeline_t *p = calloc(1, sizeof(*p));
+	if (!p)
+		abort();
+	p->conf = conf;
+	p->tracker = obx_tracker_new(OBX_LSN_INVALID);
+	if (!(p->decoder = obx_decoder_new(conf, errstr, errstr_size)) ||
+	    !(p->envelope = obx_envelope_new(errstr, errstr_size)) ||
+	    !(p->producer = obx_producer_new(conf, on_delivery, p, errstr,
+					     errstr_size))) {
+		obx_pipeline_destroy(p);
+		return NULL;
+	}
+	return p;
+}
+
+void obx_pipeline_destroy(obx_pipeline_t *p)
+{
+	if (!p)
+		return;
+	obx_repl_destroy(p->repl);
+	obx_producer_destroy(p->producer);
+	obx_router_destroy(p->router);
+	free(p->router_db);
+	obx_envelope_destroy(p->envelope);
+	obx_decoder_destroy(p->decoder);
+	obx_tracker_destroy(p->tracker);
+	free(p);
+}
+
+void obx_pipeline_get_stats(const obx_pipeline_t *p, obx_pipeline_stats_t *out)
+{
+	*out = p->stats;
+	out->inflight = obx_tracker_inflight(p->tracker);
+}
+
+static obx_err_t check_kafka(obx_pipeline_t *p, char *errstr,
+			     size_t errstr_size)
+{
+	if (p->delivery_failed) {
+		obx_errf(errstr, errstr_size,
+			 "a Kafka delivery failed: %s; stopping without "
+			 "confirming it (confirmed LSN stays " OBX_LSN_FMT ")",
+			 p->delivery_error, OBX_LSN_ARGS(p->sent_flush));
+		return OBX_FATAL;
+	}
+	return obx_producer_status(p->producer, errstr, errstr_size);
+}
+
+static void log_progress(obx_pipeline_t *p, int64_t now)
+{
+	if (p->conf->stats_interval_ms <= 0 ||
+	    now - p->last_progress_us < p->conf->stats_interval_ms * 1000)
+		return;
+	double secs = (double)(now - p->last_progress_us) / 1e6;
+	double rate = p->last_progress_us ?
+			      (double)(p->stats.acked - p->last_progress_acked) /
+				      secs :
+			      0;
+	obx_info("progress: %llu events produced, %llu acked (%.0f/s), %zu in "
+		 "flight, confirmed " OBX_LSN_FMT ", server at " OBX_LSN_FMT,
+		 (unsigned long long)p->stats.produced,
+		 (unsigned long long)p->stats.acked, rate,
+		 obx_tracker_inflight(p->tracker),
+		 OBX_LSN_ARGS(p->stats.confirmed),
+		 OBX_LSN_ARGS(p->stats.server_wal_end));
+	p->last_progress_us = now;
+	p->last_progress_acked = p->stats.acked;
+}
+
+/* Sends a status update when forced, due, or when the flush LSN moved. */
+static obx_err_t maybe_send_status(obx_pipeline_t *p, bool force,
+				   char *errstr, size_t errstr_size)
+{
+	int64_t now = obx_now_us();
+	obx_lsn_t flush = obx_tracker_confirmed(p->tracker);
+	int64_t since = now - p->last_status_us;
+
+	/* in-flight events from before a reconnect may hold the tracker
+	 * below the slot: never report less than the slot already has */
+	if (flush < p->slot_floor)
+		flush = p->slot_floor;
+	log_progress(p, now);
+	if (!force && since < p->conf->status_interval_ms * 1000 &&
+	    (flush == p->sent_flush || since < STATUS_MIN_GAP_US))
+		return OBX_OK;
+	obx_lsn_t received = p->received > flush ? p->received : flush;
+	if (obx_repl_send_status(p->repl, received, flush, false) != OBX_OK) {
+		obx_errf(errstr, errstr_size, "%s", obx_repl_error(p->repl));
+		return OBX_RETRY;
+	}
+	if (flush != p->sent_flush)
+		obx_debug("confirmed " OBX_LSN_FMT, OBX_LSN_ARGS(flush));
+	p->sent_flush = flush;
+	p->stats.confirmed = flush;
+	p->last_status_us = now;
+	return OBX_OK;
+}
+
+/*
+ * Hands one message to Kafka, waiting while librdkafka's queue is full
+ * (serving delivery reports and keeping the server's timeout at bay).
+ */
+static obx_err_t produce(obx_pipeline_t *p, const char *topic, const void *key,
+			 size_t key_len, const void *value, size_t value_len,
+			 const obx_kv_t *headers, size_t nheaders,
+			 char *errstr, size_t errstr_size)
+{
+	for (;;) {
+		obx_err_t err = obx_producer_send(p->producer, topic, key,
+						  key_len, value, value_len,
+						  headers, nheaders, p->txn,
+						  errstr, errstr_size);
+		if (err == OBX_OK) {
+			obx_tracker_add_event(p->tracker, p->txn);
+			p->stats.produced++;
+			return OBX_OK;
+		}
+		if (err != OBX_RETRY)
+			return err;
+		obx_producer_poll(p->producer, 100);
+		if ((err = check_kafka(p, errstr, errstr_size)) != OBX_OK ||
+		    (err = maybe_send_status(p, false, errstr, errstr_size)) !=
+			    OBX_OK)
+			return err;
+	}
+}
+
+/* The raw row as JSON for the dead letter topic (SPEC section 5). */
+static char *dead_letter_json(const obx_pipeline_t *p,
+			      const obx_change_t *change, const char *reason)
+{
+	json_t *columns = json_object();
+	char lsn[32];
+
+	for (size_t i = 0; i < change->ncolumns; i++) {
+		const obx_column_t *c = &change->columns[i];
+		json_object_set_new(columns, c->name,
+				    c->value ? json_stringn(c->value,
+							    c->value_len) :
+					       json_null());
+	}
+	snprintf(lsn, sizeof(lsn), OBX_LSN_FMT, OBX_LSN_ARGS(change->lsn));
+	json_t *doc = json_pack("{s:o, s:s, s:s, s:s, s:s, s:I, s:s}",
+				"columns", columns, "db", p->router_db,
+				"schema", change->schema, "table",
+				change->table, "lsn", lsn, "txid",
+				(json_int_t)change->xid, "error", reason);
+	char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+	json_decref(doc);
+	return text;
+}
+
+static obx_err_t handle_bad_event(obx_pipeline_t *p, const obx_change_t *change,
+				  const char *key, size_t key_len,
+				  const char *reason, char *errstr,
+				  size_t errstr_size)
+{
+	const obx_config_t *conf = p->conf;
+	char where[128];
+
+	snprintf(where, sizeof(where), "%s.%s at " OBX_LSN_FMT " (xid %lld)",
+		 change->schema, change->table, OBX_LSN_ARGS(change->lsn),
+		 (long long)change->xid);
+	switch (conf->errors_bad_event) {
+	case OBX_BAD_EVENT_FAIL:
+		obx_errf(errstr, errstr_size,
+			 "bad outbox row in %s: %s (errors.bad.event=fail)",
+			 where, reason);
+		return OBX_BAD_DATA;
+	case OBX_BAD_EVENT_SKIP:
+		obx_error("skipping bad outbox row in %s: %s "
+			  "(errors.bad.event=skip: this event is lost)",
+			  where, reason);
+		p->stats.skipped++;
+		return OBX_OK;
+	default:
+		break;
+	}
+	char *doc = dead_letter_json(p, change, reason);
+	if (!doc) {
+		obx_errf(errstr, errstr_size,
+			 "could not write the dead letter for %s", where);
+		return OBX_FATAL;
+	}
+	obx_kv_t headers[] = { { "error", reason, strlen(reason) } };
+	obx_warn("bad outbox row in %s: %s; sent to \"%s\"", where, reason,
+		 conf->errors_dlq_topic);
+	obx_err_t err = produce(p, conf->errors_dlq_topic, key, key_len, doc,
+				strlen(doc), headers, 1, errstr, errstr_size);
+	free(doc);
+	if (err == OBX_BAD_DATA)
+		obx_errf(errstr, errstr_size,
+			 "could not send the bad row in %s to the dead letter "
+			 "topic: %s",
+			 where, errstr);
+	if (err == OBX_OK)
+		p->stats.dead_letters++;
+	return err;
+}
+
+static obx_err_t handle_row(obx_pipeline_t *p, const obx_change_t *change,
+			    char *errstr, size_t errstr_size)
+{
+	obx_event_t ev;
+	char reason[512];
+	const void *value;
+	size_t value_len;
+
+	obx_route_t route = obx_router_route(p->router, change,
+					     p->commit_time_us, &ev, reason,
+					     sizeof(reason));
+	switch (route) {
+	case OBX_ROUTE_IGNORE:
+		return OBX_OK;
+	case OBX_ROUTE_INVALID_OP:
+		p->stats.invalid_ops++;
+		if (p->conf->op_invalid_behavior == OBX_INVALID_OP_FATAL) {
+			obx_errf(errstr, errstr_size,
+				 "%s at " OBX_LSN_FMT
+				 " (table.op.invalid.behavior=fatal)",
+				 reason, OBX_LSN_ARGS(change->lsn));
+			return OBX_BAD_DATA;
+		}
+		obx_log(p->conf->op_invalid_behavior == OBX_INVALID_OP_ERROR ?
+				OBX_LOG_ERROR :
+				OBX_LOG_WARN,
+			"%s at " OBX_LSN_FMT ": skipped", reason,
+			OBX_LSN_ARGS(change->lsn));
+		return OBX_OK;
+	case OBX_ROUTE_BAD_EVENT: {
+		const char *key = NULL;
+		for (size_t i = 0; i < change->ncolumns; i++)
+			if (strcmp(change->columns[i].name,
+				   p->conf->field_event_key) == 0)
+				key = change->columns[i].value;
+		return handle_bad_event(p, change, key, key ? strlen(key) : 0,
+					reason, errstr, errstr_size);
+	}
+	case OBX_ROUTE_EVENT:
+		break;
+	}
+
+	if (ev.tombstone) {
+		value = NULL;
+		value_len = 0;
+	} else {
+		obx_err_t err = obx_envelope_encode(p->envelope, &ev, &value,
+						    &value_len, errstr,
+						    errstr_size);
+		if (err != OBX_OK)
+			return err;
+	}
+	obx_err_t err = produce(p, ev.topic, ev.key, ev.key_len, value,
+				value_len, ev.headers, ev.nheaders, errstr,
+				errstr_size);
+	if (err == OBX_BAD_DATA) {
+		/* librdkafka refused it (e.g. over message.max.bytes) */
+		snprintf(reason, sizeof(reason), "%s", errstr);
+		return handle_bad_event(p, change, ev.key, ev.key_len, reason,
+					errstr, errstr_size);
+	}
+	return err;
+}
+
+static obx_err_t handle_change(obx_pipeline_t *p, const obx_change_t *change,
+			       char *errstr, size_t errstr_size)
+{
+	switch (change->kind) {
+	case OBX_CHANGE_NONE:
+		return OBX_OK;
+	case OBX_CHANGE_BEGIN:
+		if (p->txn) {
+			obx_errf(errstr, errstr_size,
+				 "transaction %lld began at " OBX_LSN_FMT
+				 " inside another one",
+				 (long long)change->xid,
+				 OBX_LSN_ARGS(change->lsn));
+			return OBX_BAD_DATA;
+		}
+		p->txn = obx_tracker_begin(p->tracker);
+		p->commit_time_us = change->commit_time_us;
+		return OBX_OK;
+	case OBX_CHANGE_COMMIT:
+		if (!p->txn) {
+			obx_errf(errstr, errstr_size,
+				 "commit of transaction %lld at " OBX_LSN_FMT
+				 " without a begin",
+				 (long long)change->xid,
+				 OBX_LSN_ARGS(change->lsn));
+			return OBX_BAD_DATA;
+		}
+		obx_tracker_commit(p->tracker, p->txn, change->commit_lsn);
+		p->txn = NULL;
+		return OBX_OK;
+	default:
+		if (!p->txn) {
+			obx_errf(errstr, errstr_size,
+				 "row change at " OBX_LSN_FMT
+				 " outside a transaction",
+				 OBX_LSN_ARGS(change->lsn));
+			return OBX_BAD_DATA;
+		}
+		return handle_row(p, change, errstr, errstr_size);
+	}
+}
+
+/* Reads and handles up to READ_BATCH messages; *idle when none waited. */
+static obx_err_t read_stream(obx_pipeline_t *p, bool *idle, char *errstr,
+			     size_t errstr_size)
+{
+	obx_repl_msg_t msg;
+	obx_change_t change;
+
+	*idle = false;
+	for (int i = 0; i < READ_BATCH; i++) {
+		if (obx_tracker_inflight(p->tracker) >=
+		    (size_t)p->conf->max_inflight_events)
+			return OBX_OK; /* backpressure */
+		obx_err_t err = obx_repl_read(p->repl, &msg);
+		if (err != OBX_OK) {
+			obx_errf(errstr, errstr_size, "%s",
+				 obx_repl_error(p->repl));
+			return err;
+		}
+		switch (msg.kind) {
+		case OBX_REPL_NONE:
+			*idle = true;
+			return OBX_OK;
+		case OBX_REPL_END:
+			obx_errf(errstr, errstr_size, "%s",
+				 obx_repl_error(p->repl));
+			return OBX_RETRY;
+		case OBX_REPL_KEEPALIVE:
+			if (msg.wal_end > p->received)
+				p->received = msg.wal_end;
+			p->stats.server_wal_end = msg.wal_end;
+			if (!p->txn)
+				obx_tracker_idle_position(p->tracker,
+							  msg.wal_end);
+			if (msg.reply_requested &&
+			    (err = maybe_send_status(p, true, errstr,
+						     errstr_size)) != OBX_OK)
+				return err;
+			continue;
+		case OBX_REPL_DATA:
+			break;
+		}
+		err = obx_decoder_decode(p->decoder, msg.data, msg.len,
+					 msg.wal_start, &change, errstr,
+					 errstr_size);
+		if (err != OBX_OK)
+			return err;
+		p->stats.changes++;
+		if (msg.wal_start > p->received)
+			p->received = msg.wal_start;
+		if (msg.wal_end > p->stats.server_wal_end)
+			p->stats.server_wal_end = msg.wal_end;
+		if ((err = handle_change(p, &change, errstr, errstr_size)) !=
+		    OBX_OK)
+			return err;
+	}
+	return OBX_OK;
+}
+
+/* Sleeps until the stream or Kafka has something, or a status is due. */
+static void wait_for_work(obx_pipeline_t *p, bool read_pg)
+{
+	struct pollfd fds[2] = {
+		{ .fd = obx_producer_event_fd(p->producer), .events = POLLIN },
+		{ .fd = read_pg ? obx_repl_socket(p->repl) : -1,
+		  .events = POLLIN },
+	};
+	int64_t due = p->last_status_us + p->conf->status_interval_ms * 1000 -
+		      obx_now_us();
+	int timeout = due <= 0 ? 0 : (int)(due / 1000) + 1;
+	if (timeout > MAX_WAIT_MS)
+		timeout = MAX_WAIT_MS;
+	/* EINTR (a signal) simply ends the wait early */
+	(void)poll(fds, 2, timeout);
+}
+
+obx_err_t obx_pipeline_drain(obx_pipeline_t *p, int timeout_ms, char *errstr,
+			     size_t errstr_size)
+{
+	int64_t deadline = obx_now_us() + (int64_t)timeout_ms * 1000;
+
+	while (obx_tracker_inflight(p->tracker) > 0 &&
+	       obx_now_us() < deadline) {
+		obx_producer_poll(p->producer, 100);
+		obx_err_t err = check_kafka(p, errstr, errstr_size);
+		if (err != OBX_OK)
+			return err;
+		if (p->repl &&
+		    (err = maybe_send_status(p, false, errstr, errstr_size)) !=
+			    OBX_OK)
+			return err;
+	}
+	if (obx_tracker_inflight(p->tracker) > 0) {
+		obx_errf(errstr, errstr_size,
+			 "%zu events still unacknowledged by Kafka after %d ms",
+			 obx_tracker_inflight(p->tracker), timeout_ms);
+		return OBX_RETRY;
+	}
+	return OBX_OK;
+}
+
+static obx_err_t stream(obx_pipeline_t *p, volatile sig_atomic_t *stop,
+			char *errstr, size_t errstr_size)
+{
+	while (!*stop) {
+		obx_err_t err;
+		bool idle = false;
+
+		obx_producer_poll(p->producer, 0);
+		if ((err = check_kafka(p, errstr, errstr_size)) != OBX_OK ||
+		    (err = maybe_send_status(p, false, errstr, errstr_size)) !=
+			    OBX_OK)
+			return err;
+		bool backpressured = obx_tracker_inflight(p->tracker) >=
+				     (size_t)p->conf->max_inflight_events;
+		if (!backpressured &&
+		    (err = read_stream(p, &idle, errstr, errstr_size)) != OBX_OK)
+			return err;
+		if (idle || backpressured)
+			wait_for_work(p, !backpressured);
+	}
+	return OBX_OK;
+}
+
+/* A clean stop: drain Kafka, confirm what it acked, end the copy. */
+static obx_err_t stop_cleanly(obx_pipeline_t *p, char *errstr,
+			      size_t errstr_size)
+{
+	obx_info("stopping: waiting for Kafka to acknowledge %zu events",
+		 obx_tracker_inflight(p->tracker));
+	/* the open transaction was not read to its end: never confirm it */
+	obx_tracker_abandon_open(p->tracker);
+	p->txn = NULL;
+	for (;;) {
+		obx_err_t err = obx_pipeline_drain(p, 1000, errstr, errstr_size);
+		if (err == OBX_OK)
+			break;
+		if (err != OBX_RETRY)
+			return err;
+		obx_info("stopping: %zu events still in flight",
+			 obx_tracker_inflight(p->tracker));
+	}
+	obx_err_t err = maybe_send_status(p, true, errstr, errstr_size);
+	if (err == OBX_OK && obx_repl_finish(p->repl) != OBX_OK)
+		obx_warn("%s", obx_repl_error(p->repl));
+	if (err == OBX_OK)
+		obx_info("stopped cleanly; confirmed " OBX_LSN_FMT,
+			 OBX_LSN_ARGS(p->sent_flush));
+	return err;
+}
+
+obx_err_t obx_pipeline_run(obx_pipeline_t *p, volatile sig_atomic_t *stop,
+			   char *errstr, size_t errstr_size)
+{
+	char options[8192];
+	obx_err_t err;
+
+	p->repl = obx_repl_connect(p->conf, &err, errstr, errstr_size);
+	if (!p->repl)
+		return err;
+	const char *db = obx_repl_database(p->repl);
+	if (!p->router || strcmp(p->router_db, db) != 0) {
+		obx_router_destroy(p->router);
+		free(p->router_db);
+		p->router_db = strdup(db);
+		p->router = obx_router_new(p->conf, db);
+	}
+	p->slot_floor = obx_repl_slot_confirmed(p->repl);
+	obx_tracker_idle_position(p->tracker, p->slot_floor);
+	p->sent_flush = p->slot_floor;
+	p->stats.confirmed = p->sent_flush;
+	p->received = 0;
+	p->last_status_us = obx_now_us();
+
+	if ((err = obx_decoder_start_options(p->decoder, options,
+					     sizeof(options))) != OBX_OK) {
+		obx_errf(errstr, errstr_size, "plugin options are too long");
+	} else if ((err = obx_repl_start(p->repl, options)) != OBX_OK) {
+		obx_errf(errstr, errstr_size, "%s", obx_repl_error(p->repl));
+	} else if ((err = stream(p, stop, errstr, errstr_size)) == OBX_OK) {
+		err = stop_cleanly(p, errstr, errstr_size);
+	}
+	if (err != OBX_OK) {
+		obx_tracker_abandon_open(p->tracker);
+		p->txn = NULL;
+	}
+	obx_repl_destroy(p->repl);
+	p->repl = NULL;
+	return err;
+}

@@ -1,0 +1,256 @@
+/* router.c - outbox INSERTs to events: column mapping and topic routing. */
+#include "outboxd/router.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ROUTED_BY_VALUE "${routedByValue}"
+
+/* The fixed headers of every event, in this order, before the extras. */
+enum { HEADER_ID, HEADER_EVENT_TYPE, HEADER_AGGREGATE_TYPE, FIXED_HEADERS };
+
+struct obx_router {
+	const obx_config_t *conf;
+	char *db;
+	char *topic; /* rendered topic name, reused */
+	size_t topic_cap;
+	obx_kv_t *headers;
+	obx_kv_t *fields;
+};
+
+obx_router_t *obx_router_new(const obx_config_t *conf, const char *db)
+{
+	obx_router_t *r = calloc(1, sizeof(*r));
+	if (!r)
+		abort();
+	r->conf = conf;
+	r->db = strdup(db);
+	r->headers = calloc(FIXED_HEADERS + conf->nadditional, sizeof(obx_kv_t));
+	r->fields = calloc(conf->nadditional + 1, sizeof(obx_kv_t));
+	if (!r->db || !r->headers || !r->fields)
+		abort();
+	r->headers[HEADER_ID].name = "id";
+	r->headers[HEADER_EVENT_TYPE].name = "eventType";
+	r->headers[HEADER_AGGREGATE_TYPE].name = "aggregateType";
+	return r;
+}
+
+void obx_router_destroy(obx_router_t *r)
+{
+	if (!r)
+		return;
+	free(r->db);
+	free(r->topic);
+	free(r->headers);
+	free(r->fields);
+	free(r);
+}
+
+bool obx_router_is_outbox_table(const obx_router_t *r, const char *schema,
+				const char *table)
+{
+	for (size_t i = 0; i < r->conf->ntables; i++)
+		if (strcmp(r->conf->tables[i].table, table) == 0 &&
+		    strcmp(r->conf->tables[i].schema, schema) == 0)
+			return true;
+	return false;
+}
+
+bool obx_topic_name_valid(const char *topic, size_t len)
+{
+	if (len == 0 || len > 249 || strcmp(topic, ".") == 0 ||
+	    strcmp(topic, "..") == 0)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)topic[i];
+		if (!(isalnum(c) || c == '.' || c == '_' || c == '-'))
+			return false;
+	}
+	return true;
+}
+
+static const obx_column_t *find_column(const obx_change_t *change,
+				       const char *name)
+{
+	for (size_t i = 0; i < change->ncolumns; i++)
+		if (strcmp(change->columns[i].name, name) == 0)
+			return &change->columns[i];
+	return NULL;
+}
+
+/* Renders route.topic.replacement; returns the length. */
+static size_t render_topic(obx_router_t *r, const char *value, size_t len)
+{
+	const char *tmpl = r->conf->route_topic_replacement;
+	size_t marker = strlen(ROUTED_BY_VALUE);
+	size_t need = strlen(tmpl) + 1;
+
+	for (const char *p = strstr(tmpl, ROUTED_BY_VALUE); p;
+	     p = strstr(p + marker, ROUTED_BY_VALUE))
+		need += len;
+	if (need > r->topic_cap) {
+		char *grown = realloc(r->topic, need);
+		if (!grown)
+			abort();
+		r->topic = grown;
+		r->topic_cap = need;
+	}
+	size_t out = 0;
+	for (const char *p = tmpl; *p;) {
+		if (strncmp(p, ROUTED_BY_VALUE, marker) == 0) {
+			memcpy(r->topic + out, value, len);
+			out += len;
+			p += marker;
+		} else {
+			r->topic[out++] = *p++;
+		}
+	}
+	r->topic[out] = '\0';
+	return out;
+}
+
+/* Looks up a mapped column that must be present and, if !nullable, set. */
+static const obx_column_t *required_column(const obx_change_t *change,
+					   const char *name,
+					   const char *option, bool nullable,
+					   char *reason, size_t reason_size)
+{
+	const obx_column_t *col = find_column(change, name);
+	if (!col) {
+		obx_errf(reason, reason_size,
+			 "column \"%s\" (%s) is missing from %s.%s", name,
+			 option, change->schema, change->table);
+		return NULL;
+	}
+	if (!nullable && !col->value) {
+		obx_errf(reason, reason_size, "column \"%s\" (%s) is NULL",
+			 name, option);
+		return NULL;
+	}
+	return col;
+}
+
+obx_route_t obx_router_route(obx_router_t *r, const obx_change_t *change,
+			     int64_t commit_time_us, obx_event_t *ev,
+			     char *reason, size_t reason_size)
+{
+	const obx_config_t *conf = r->conf;
+
+	if (!obx_router_is_outbox_table(r, change->schema, change->table))
+		return OBX_ROUTE_IGNORE;
+	switch (change->kind) {
+	case OBX_CHANGE_INSERT:
+		break;
+	case OBX_CHANGE_DELETE:
+		/* the documented cleanup: insert-then-delete, or a purge job */
+		return OBX_ROUTE_IGNORE;
+	case OBX_CHANGE_UPDATE:
+	case OBX_CHANGE_TRUNCATE:
+		obx_errf(reason, reason_size,
+			 "%s on outbox table %s.%s is not an event",
+			 change->kind == OBX_CHANGE_UPDATE ? "UPDATE" :
+							     "TRUNCATE",
+			 change->schema, change->table);
+		return OBX_ROUTE_INVALID_OP;
+	default:
+		return OBX_ROUTE_IGNORE;
+	}
+
+	const obx_column_t *id, *key, *type, *route, *payload;
+	if (!(id = required_column(change, conf->field_event_id,
+				   "table.field.event.id", false, reason,
+				   reason_size)) ||
+	    !(key = required_column(change, conf->field_event_key,
+				    "table.field.event.key", false, reason,
+				    reason_size)) ||
+	    !(type = required_column(change, conf->field_event_type,
+				     "table.field.event.type", false, reason,
+				     reason_size)) ||
+	    !(route = required_column(change, conf->route_by_field,
+				      "route.by.field", false, reason,
+				      reason_size)) ||
+	    !(payload = required_column(change, conf->field_event_payload,
+					"table.field.event.payload", true,
+					reason, reason_size)))
+		return OBX_ROUTE_BAD_EVENT;
+
+	memset(ev, 0, sizeof(*ev));
+	ev->timestamp_us = commit_time_us;
+	if (conf->field_event_timestamp) {
+		const obx_column_t *ts = required_column(
+			change, conf->field_event_timestamp,
+			"table.field.event.timestamp", true, reason,
+			reason_size);
+		if (!ts)
+			return OBX_ROUTE_BAD_EVENT;
+		if (ts->value && obx_parse_timestamptz(ts->value, ts->value_len,
+						       &ev->timestamp_us) < 0) {
+			obx_errf(reason, reason_size,
+				 "column \"%s\" (table.field.event.timestamp) "
+				 "is not a timestamp with time zone: \"%.64s\"",
+				 conf->field_event_timestamp, ts->value);
+			return OBX_ROUTE_BAD_EVENT;
+		}
+	}
+
+	size_t topic_len = render_topic(r, route->value, route->value_len);
+	if (!obx_topic_name_valid(r->topic, topic_len)) {
+		obx_errf(reason, reason_size,
+			 "topic \"%.300s\" (from %s \"%.100s\") is not a valid "
+			 "Kafka topic name: use 1-249 of a-z A-Z 0-9 . _ -",
+			 r->topic, conf->route_by_field, route->value);
+		return OBX_ROUTE_BAD_EVENT;
+	}
+
+	size_t nheaders = FIXED_HEADERS, nfields = 0;
+	for (size_t i = 0; i < conf->nadditional; i++) {
+		const obx_additional_field_t *extra = &conf->additional[i];
+		const obx_column_t *col = required_column(
+			change, extra->column,
+			"table.fields.additional.placement", true, reason,
+			reason_size);
+		if (!col)
+			return OBX_ROUTE_BAD_EVENT;
+		if (extra->placement == OBX_PLACE_HEADER) {
+			r->headers[nheaders++] = (obx_kv_t){ extra->alias,
+							    col->value,
+							    col->value_len };
+		} else if (col->value) {
+			r->fields[nfields++] = (obx_kv_t){ extra->alias,
+							  col->value,
+							  col->value_len };
+		}
+	}
+	r->headers[HEADER_ID].value = id->value;
+	r->headers[HEADER_ID].value_len = id->value_len;
+	r->headers[HEADER_EVENT_TYPE].value = type->value;
+	r->headers[HEADER_EVENT_TYPE].value_len = type->value_len;
+	r->headers[HEADER_AGGREGATE_TYPE].value = route->value;
+	r->headers[HEADER_AGGREGATE_TYPE].value_len = route->value_len;
+
+	ev->topic = r->topic;
+	ev->key = key->value;
+	ev->key_len = key->value_len;
+	ev->id = id->value;
+	ev->id_len = id->value_len;
+	ev->type = type->value;
+	ev->type_len = type->value_len;
+	ev->aggregate_type = route->value;
+	ev->aggregate_type_len = route->value_len;
+	ev->payload = payload->value;
+	ev->payload_len = payload->value_len;
+	ev->tombstone = conf->route_tombstone_on_empty_payload &&
+			(!payload->value || payload->value_len == 0);
+	ev->db = r->db;
+	ev->schema = change->schema;
+	ev->table = change->table;
+	ev->lsn = change->lsn;
+	ev->xid = change->xid;
+	ev->headers = r->headers;
+	ev->nheaders = nheaders;
+	ev->fields = r->fields;
+	ev->nfields = nfields;
+	return OBX_ROUTE_EVENT;
+}

@@ -1,0 +1,214 @@
+/* test_config.c - option table: defaults, file, environment, validation. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "outboxd/config.h"
+#include "suites.h"
+
+static char err[1024];
+
+static char *write_temp(const char *text)
+{
+	static char path[64];
+	strcpy(path, "/tmp/outboxd-test-XXXXXX");
+	int fd = mkstemp(path);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, text, strlen(text)), (int)strlen(text));
+	close(fd);
+	return path;
+}
+
+static const char *kafka_value(const obx_config_t *c, const char *key)
+{
+	for (size_t i = 0; i < c->nkafka; i++)
+		if (strcmp(c->kafka[i].key, key) == 0)
+			return c->kafka[i].value;
+	return NULL;
+}
+
+START_TEST(defaults_follow_the_spec)
+{
+	obx_config_t *c = obx_config_new();
+	ck_assert_str_eq(c->slot_name, "outboxd");
+	ck_assert(c->slot_create);
+	ck_assert_str_eq(c->table_include_list, "public.outbox");
+	ck_assert_str_eq(c->field_event_key, "aggregateid");
+	ck_assert_str_eq(c->route_topic_replacement,
+			 "outbox.event.${routedByValue}");
+	ck_assert_ptr_null(c->field_event_timestamp);
+	ck_assert_int_eq(c->errors_bad_event, OBX_BAD_EVENT_DLQ);
+	ck_assert_int_eq(c->op_invalid_behavior, OBX_INVALID_OP_WARN);
+	ck_assert_int_eq(c->max_inflight_events, 100000);
+	ck_assert_int_eq(c->status_interval_ms, 10000);
+	ck_assert_str_eq(obx_config_plugin(c), "wal2json");
+	obx_config_destroy(c);
+}
+END_TEST
+
+START_TEST(file_sets_keys_and_kafka_passthrough)
+{
+	obx_config_t *c = obx_config_new();
+	char *path = write_temp("# comment\n! also a comment\n\n"
+				"database.url = host=/tmp dbname=shop\n"
+				"slot.name=orders_slot\n"
+				"  max.inflight.events =  500  \n"
+				"kafka.bootstrap.servers = 127.0.0.1:9092\n"
+				"kafka.linger.ms = 5\n"
+				"kafka.acks = 1\n");
+	ck_assert_int_eq(obx_config_load_file(c, path, err, sizeof(err)),
+			 OBX_OK);
+	ck_assert_int_eq(obx_config_validate(c, err, sizeof(err)), OBX_OK);
+	ck_assert_str_eq(c->database_url, "host=/tmp dbname=shop");
+	ck_assert_str_eq(c->slot_name, "orders_slot");
+	ck_assert_int_eq(c->max_inflight_events, 500);
+	ck_assert_str_eq(kafka_value(c, "linger.ms"), "5");
+	/* the user's choice wins over our default; other defaults fill in */
+	ck_assert_str_eq(kafka_value(c, "acks"), "1");
+	ck_assert_str_eq(kafka_value(c, "enable.idempotence"), "true");
+	ck_assert_str_eq(kafka_value(c, "partitioner"), "murmur2_random");
+	unlink(path);
+	obx_config_destroy(c);
+}
+END_TEST
+
+START_TEST(unknown_key_names_the_closest_and_the_line)
+{
+	obx_config_t *c = obx_config_new();
+	char *path = write_temp("slot.name = a\nslot.nmae = b\n");
+	ck_assert_int_eq(obx_config_load_file(c, path, err, sizeof(err)),
+			 OBX_CONFIG);
+	ck_assert_ptr_nonnull(strstr(err, ":2:"));
+	ck_assert_ptr_nonnull(strstr(err, "\"slot.nmae\""));
+	ck_assert_ptr_nonnull(strstr(err, "did you mean \"slot.name\""));
+	unlink(path);
+	obx_config_destroy(c);
+}
+END_TEST
+
+START_TEST(bad_values_are_rejected_with_the_key)
+{
+	obx_config_t *c = obx_config_new();
+	ck_assert_int_eq(obx_config_set(c, "max.inflight.events", "0", "t",
+					err, sizeof(err)),
+			 OBX_CONFIG);
+	ck_assert_ptr_nonnull(strstr(err, "max.inflight.events"));
+	ck_assert_int_eq(obx_config_set(c, "slot.create", "maybe", "t", err,
+					sizeof(err)),
+			 OBX_CONFIG);
+	ck_assert_int_eq(obx_config_set(c, "errors.bad.event", "ignore", "t",
+					err, sizeof(err)),
+			 OBX_CONFIG);
+	ck_assert_ptr_nonnull(strstr(err, "dlq, fail, skip"));
+	obx_config_destroy(c);
+}
+END_TEST
+
+START_TEST(environment_overrides_file)
+{
+	obx_config_t *c = obx_config_new();
+	char *env[] = { "OUTBOXD_SLOT_NAME=from_env",
+			"OUTBOXD_KAFKA_BOOTSTRAP_SERVERS=k:1",
+			"OUTBOXD_DATABASE_URL=dbname=x",
+			/* Kubernetes service variables are not ours */
+			"OUTBOXD_SERVICE_HOST=10.0.0.1", "PATH=/bin", NULL };
+	ck_assert_int_eq(obx_config_set(c, "slot.name", "from_file", "t", err,
+					sizeof(err)),
+			 OBX_OK);
+	ck_assert_int_eq(obx_config_load_env(c, env, err, sizeof(err)), OBX_OK);
+	ck_assert_int_eq(obx_config_validate(c, err, sizeof(err)), OBX_OK);
+	ck_assert_str_eq(c->slot_name, "from_env");
+	ck_assert_str_eq(kafka_value(c, "bootstrap.servers"), "k:1");
+	obx_config_destroy(c);
+}
+END_TEST
+
+START_TEST(validation_requires_url_and_bootstrap)
+{
+	obx_config_t *c = obx_config_new();
+	ck_assert_int_eq(obx_config_validate(c, err, sizeof(err)), OBX_CONFIG);
+	ck_assert_ptr_nonnull(strstr(err, "database.url"));
+	ck_assert_ptr_nonnull(strstr(err, "OUTBOXD_DATABASE_URL"));
+	obx_config_set(c, "database.url", "dbname=x", "t", err, sizeof(err));
+	ck_assert_int_eq(obx_config_validate(c, err, sizeof(err)), OBX_CONFIG);
+	ck_assert_ptr_nonnull(strstr(err, "kafka.bootstrap.servers"));
+	obx_config_set(c, "kafka.bootstrap.servers", "k:1", "t", err,
+		       sizeof(err));
+	obx_config_set(c, "slot.name", "Bad-Name", "t", err, sizeof(err));
+	ck_assert_int_eq(obx_config_validate(c, err, sizeof(err)), OBX_CONFIG);
+	ck_assert_ptr_nonnull(strstr(err, "slot.name"));
+	obx_config_destroy(c);
+}
+END_TEST
+
+START_TEST(tables_and_additional_fields_are_parsed)
+{
+	obx_config_t *c = obx_config_new();
+	obx_config_set(c, "database.url", "dbname=x", "t", err, sizeof(err));
+	obx_config_set(c, "kafka.bootstrap.servers", "k:1", "t", err,
+		       sizeof(err));
+	obx_config_set(c, "table.include.list", "outbox, billing.events", "t",
+		       err, sizeof(err));
+	obx_config_set(c, "table.fields.additional.placement",
+		       "tenant:header, region:envelope:geo", "t", err,
+		       sizeof(err));
+	ck_assert_int_eq(obx_config_validate(c, err, sizeof(err)), OBX_OK);
+	ck_assert_uint_eq(c->ntables, 2);
+	ck_assert_str_eq(c->tables[0].schema, "public");
+	ck_assert_str_eq(c->tables[0].table, "outbox");
+	ck_assert_str_eq(c->tables[1].schema, "billing");
+	ck_assert_str_eq(c->tables[1].table, "events");
+	ck_assert_uint_eq(c->nadditional, 2);
+	ck_assert_str_eq(c->additional[0].alias, "tenant");
+	ck_assert_int_eq(c->additional[0].placement, OBX_PLACE_HEADER);
+	ck_assert_str_eq(c->additional[1].column, "region");
+	ck_assert_str_eq(c->additional[1].alias, "geo");
+	ck_assert_int_eq(c->additional[1].placement, OBX_PLACE_ENVELOPE);
+
+	obx_config_set(c, "table.fields.additional.placement", "x:footer", "t",
+		       err, sizeof(err));
+	ck_assert_int_eq(obx_config_validate(c, err, sizeof(err)), OBX_CONFIG);
+	ck_assert_ptr_nonnull(strstr(err, "x:footer"));
+	obx_config_set(c, "table.fields.additional.placement", "", "t", err,
+		       sizeof(err));
+	obx_config_set(c, "table.include.list", "public.out'box", "t", err,
+		       sizeof(err));
+	ck_assert_int_eq(obx_config_validate(c, err, sizeof(err)), OBX_CONFIG);
+	obx_config_destroy(c);
+}
+END_TEST
+
+START_TEST(reference_lists_every_key)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&text, &len);
+	obx_config_write_reference(out);
+	fclose(out);
+	const char *keys[] = { "database.url", "slot.name",
+			       "table.op.invalid.behavior", "errors.bad.event",
+			       "max.inflight.events", "kafka.*" };
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		ck_assert_msg(strstr(text, keys[i]), "missing %s", keys[i]);
+	free(text);
+}
+END_TEST
+
+Suite *config_suite(void)
+{
+	Suite *s = suite_create("config");
+	TCase *tc = tcase_create("parse");
+	tcase_add_test(tc, defaults_follow_the_spec);
+	tcase_add_test(tc, file_sets_keys_and_kafka_passthrough);
+	tcase_add_test(tc, unknown_key_names_the_closest_and_the_line);
+	tcase_add_test(tc, bad_values_are_rejected_with_the_key);
+	tcase_add_test(tc, environment_overrides_file);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("validate");
+	tcase_add_test(tc, validation_requires_url_and_bootstrap);
+	tcase_add_test(tc, tables_and_additional_fields_are_parsed);
+	tcase_add_test(tc, reference_lists_every_key);
+	suite_add_tcase(s, tc);
+	return s;
+}
