@@ -1,0 +1,430 @@
+"""Test helpers: a throwaway PostgreSQL 15 with wal2json, the mock Kafka
+cluster process, the real outboxd binary, and an independent consumer
+(kafka-python + python3-avro) that checks what reached Kafka.
+
+Everything is started fresh per test class and stopped at the end.  When run
+as root (CI), PostgreSQL runs as the `postgres` user, since it refuses root.
+"""
+import io
+import json
+import os
+import pwd
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+import warnings
+
+warnings.simplefilter("ignore", ImportWarning)  # kafka-python's vendored six
+
+import avro.io
+import avro.schema
+from kafka import KafkaConsumer, TopicPartition
+
+OUTBOXD = os.environ.get("OUTBOXD_BIN", "build/outboxd")
+MOCK_KAFKA = os.environ.get("MOCK_KAFKA_BIN", "build/tests/outboxd-mock-kafka")
+SCHEMA_FILE = os.environ.get("SCHEMA_FILE", "schemas/envelope.avsc")
+PG_BIN = os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin")
+
+SKIP = 77  # meson's "skipped", for a missing precondition when run by hand
+
+
+def require(condition, why):
+    if not condition:
+        if os.environ.get("CI"):
+            raise RuntimeError("precondition missing in CI: " + why)
+        print("SKIP: " + why)
+        sys.exit(SKIP)
+
+
+def wait_until(predicate, timeout, what, interval=0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def lsn_int(text):
+    hi, lo = text.split("/")
+    return (int(hi, 16) << 32) | int(lo, 16)
+
+
+# ---------------------------------------------------------------- PostgreSQL
+
+OUTBOX_DDL = """
+CREATE TABLE outbox (
+    id            uuid         PRIMARY KEY,
+    aggregatetype varchar(255) NOT NULL,
+    aggregateid   varchar(255) NOT NULL,
+    type          varchar(255) NOT NULL,
+    payload       jsonb,
+    created_at    timestamptz  NOT NULL DEFAULT now(),
+    tenant        text
+);
+CREATE TABLE orders (id bigint PRIMARY KEY, status text NOT NULL);
+"""
+
+
+class Postgres:
+    """A PostgreSQL 15 cluster on a unix socket in a temporary directory."""
+
+    def __init__(self, dbname="shop", extra_conf=""):
+        require(os.path.exists(PG_BIN + "/postgres"), "PostgreSQL 15 server")
+        require(os.path.exists("/usr/lib/postgresql/15/lib/wal2json.so"),
+                "postgresql-15-wal2json")
+        self.dbname = dbname
+        self.root = tempfile.mkdtemp(prefix="outboxd-pg-")
+        self.data = os.path.join(self.root, "data")
+        self.port = free_port()
+        self.user = None
+        if os.geteuid() == 0:
+            self.user = "postgres"
+            pw = pwd.getpwnam(self.user)
+            os.chown(self.root, pw.pw_uid, pw.pw_gid)
+        os.chmod(self.root, 0o755)
+        self._run([PG_BIN + "/initdb", "-D", self.data, "-U", "postgres",
+                   "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"])
+        conf = [
+            "port = %d" % self.port,
+            "listen_addresses = ''",
+            "unix_socket_directories = '%s'" % self.root,
+            "wal_level = logical",
+            "max_replication_slots = 10",
+            "max_wal_senders = 10",
+            "fsync = off",
+            "log_min_messages = warning",
+        ]
+        # PostgreSQL 15.20 allows only listed output plugins
+        if self._has_setting("output_plugin_libraries"):
+            conf.append("output_plugin_libraries = 'pgoutput,wal2json'")
+        with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
+            f.write("\n".join(conf) + "\n" + extra_conf + "\n")
+        self.start()
+        self.sql("CREATE DATABASE %s" % dbname, db="postgres")
+        self.sql(OUTBOX_DDL)
+
+    def _run(self, argv, **kw):
+        if self.user:
+            argv = ["runuser", "-u", self.user, "--"] + argv
+        return subprocess.run(argv, check=True, capture_output=True, text=True, **kw)
+
+    def _has_setting(self, name):
+        out = self._run([PG_BIN + "/postgres", "--describe-config"]).stdout
+        return any(line.split("\t")[0] == name for line in out.splitlines())
+
+    def start(self):
+        self._run([PG_BIN + "/pg_ctl", "-D", self.data, "-l",
+                   os.path.join(self.root, "server.log"), "-w", "-t", "60", "start"])
+
+    def stop(self, mode="fast"):
+        self._run([PG_BIN + "/pg_ctl", "-D", self.data, "-m", mode, "-w", "stop"])
+
+    def restart(self):
+        self._run([PG_BIN + "/pg_ctl", "-D", self.data, "-l",
+                   os.path.join(self.root, "server.log"), "-m", "fast", "-w",
+                   "restart"])
+
+    def destroy(self):
+        try:
+            self.stop("immediate")
+        except subprocess.CalledProcessError:
+            pass
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    @property
+    def url(self):
+        return "host=%s port=%d dbname=%s user=postgres" % (
+            self.root, self.port, self.dbname)
+
+    def sql(self, query, db=None):
+        """Runs SQL through psql; returns rows as lists of strings."""
+        out = subprocess.run(
+            ["psql", "-X", "-q", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1",
+             "-h", self.root, "-p", str(self.port), "-U", "postgres",
+             "-d", db or self.dbname],
+            input=query, check=True, capture_output=True, text=True).stdout
+        return [line.split("\t") for line in out.splitlines() if line]
+
+    def jsonb_text(self, documents):
+        """How the server prints each document as jsonb (None stays None)."""
+        out = []
+        for doc in documents:
+            if doc is None:
+                out.append(None)
+            else:
+                out.append(self.sql("SELECT %s::jsonb::text" % quote(doc))[0][0])
+        return out
+
+    def slot(self, name):
+        rows = self.sql("SELECT confirmed_flush_lsn, active_pid, wal_status "
+                        "FROM pg_replication_slots WHERE slot_name = '%s'" % name)
+        return rows[0] if rows else None
+
+    def confirmed_lsn(self, slot):
+        row = self.slot(slot)
+        return lsn_int(row[0]) if row and row[0] else 0
+
+    def current_lsn(self):
+        return lsn_int(self.sql("SELECT pg_current_wal_lsn()")[0][0])
+
+
+# --------------------------------------------------------------------- Kafka
+
+class MockKafka:
+    """librdkafka's mock cluster in a process, driven over its stdin."""
+
+    def __init__(self, brokers=1):
+        self.proc = subprocess.Popen([MOCK_KAFKA, "-b", str(brokers)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True, bufsize=1)
+        self.bootstrap = self.proc.stdout.readline().strip()
+        assert self.bootstrap, "mock Kafka did not start"
+
+    def command(self, line):
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        answer = self.proc.stdout.readline().strip()
+        assert answer == "ok", "%s: %s" % (line, answer)
+
+    def all_brokers(self, state, brokers=1):
+        for b in range(1, brokers + 1):
+            self.command("%s %d" % (state, b))
+
+    def destroy(self):
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+class Consumer:
+    """An independent reader of what reached Kafka (kafka-python)."""
+
+    def __init__(self, bootstrap):
+        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap,
+                                      enable_auto_commit=False,
+                                      api_version_auto_timeout_ms=10000)
+
+    def partitions(self, topic):
+        return [TopicPartition(topic, p)
+                for p in sorted(self.consumer.partitions_for_topic(topic) or [])]
+
+    def high_watermarks(self, topic):
+        self.consumer.topics()  # refresh metadata
+        tps = self.partitions(topic)
+        return sum(self.consumer.end_offsets(tps).values()) if tps else 0
+
+    def read(self, topics, expected, timeout=60):
+        """Reads every record of `topics` until `expected` were seen."""
+        def assigned():
+            self.consumer.topics()
+            tps = [tp for t in topics for tp in self.partitions(t)]
+            return tps if len(tps) and all(self.partitions(t) for t in topics) else None
+        tps = wait_until(assigned, timeout, "topics %s" % topics, interval=0.5)
+        self.consumer.assign(tps)
+        self.consumer.seek_to_beginning()
+        records = []
+        deadline = time.monotonic() + timeout
+        while len(records) < expected and time.monotonic() < deadline:
+            for batch in self.consumer.poll(timeout_ms=500).values():
+                records.extend(batch)
+        return records
+
+    def close(self):
+        self.consumer.close()
+
+
+# ---------------------------------------------------------------------- Avro
+
+def canonical_form(schema, namespace=""):
+    """Parsing Canonical Form, written from the Avro specification (an
+    independent implementation: python3-avro 1.11.1 keeps logicalType)."""
+    primitives = {"null", "boolean", "int", "long", "float", "double",
+                  "bytes", "string"}
+
+    def fullname(name, ns):
+        return name if "." in name or not ns else ns + "." + name
+
+    if isinstance(schema, str):
+        return json.dumps(schema if schema in primitives else fullname(schema, namespace))
+    if isinstance(schema, list):
+        return "[" + ",".join(canonical_form(s, namespace) for s in schema) + "]"
+    t = schema["type"]
+    if not isinstance(t, str):
+        return canonical_form(t, namespace)
+    if t in primitives:
+        return json.dumps(t)
+    if t == "array":
+        return '{"type":"array","items":%s}' % canonical_form(schema["items"], namespace)
+    if t == "map":
+        return '{"type":"map","values":%s}' % canonical_form(schema["values"], namespace)
+    name = fullname(schema["name"], schema.get("namespace", namespace))
+    inner = name.rpartition(".")[0]
+    head = '{"name":%s,"type":%s' % (json.dumps(name), json.dumps(t))
+    if t in ("record", "error"):
+        fields = ",".join('{"name":%s,"type":%s}' % (
+            json.dumps(f["name"]), canonical_form(f["type"], inner))
+            for f in schema["fields"])
+        return head + ',"fields":[' + fields + "]}"
+    if t == "enum":
+        return head + ',"symbols":' + json.dumps(schema["symbols"], separators=(",", ":")) + "}"
+    return head + ',"size":%d}' % schema["size"]
+
+
+def crc64_avro(data):
+    empty = 0xC15D213AA4D7A795
+    fp = empty
+    for byte in data:
+        fp ^= byte
+        for _ in range(8):
+            fp = (fp >> 1) ^ (empty & -(fp & 1))
+    return fp
+
+
+class EnvelopeReader:
+    """Decodes single-object encoded envelopes with python3-avro."""
+
+    def __init__(self, schema_file=SCHEMA_FILE):
+        with open(schema_file) as f:
+            text = f.read()
+        self.schema = avro.schema.parse(text)
+        self.fingerprint = crc64_avro(canonical_form(json.loads(text)).encode())
+        self.reader = avro.io.DatumReader(self.schema)
+
+    def decode(self, value):
+        assert value[:2] == b"\xc3\x01", "not single-object encoded: %r" % value[:10]
+        (fp,) = struct.unpack("<Q", value[2:10])
+        assert fp == self.fingerprint, "fingerprint %x != %x" % (fp, self.fingerprint)
+        return self.reader.read(avro.io.BinaryDecoder(io.BytesIO(value[10:])))
+
+
+# ------------------------------------------------------------------- outboxd
+
+class Outboxd:
+    """The real outboxd binary with a properties file."""
+
+    def __init__(self, workdir, pg, kafka, **settings):
+        self.conf_path = os.path.join(workdir, "outboxd-%d.properties" % time.monotonic_ns())
+        self.log_path = self.conf_path + ".log"
+        conf = {
+            "database.url": pg.url,
+            "kafka.bootstrap.servers": kafka.bootstrap,
+            "status.interval.ms": "1000",
+            "stats.interval.ms": "0",
+            "log.level": "debug",
+        }
+        conf.update({k.replace("_", "."): v for k, v in settings.items()})
+        with open(self.conf_path, "w") as f:
+            for k, v in conf.items():
+                f.write("%s = %s\n" % (k, v))
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen([OUTBOXD, "run", "-c", self.conf_path],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+
+    def output(self):
+        with open(self.log_path) as f:
+            return f.read()
+
+    def wait_for_log(self, pattern, timeout=30):
+        return wait_until(lambda: re.search(pattern, self.output()), timeout,
+                          "log line /%s/ in:\n%s" % (pattern, self.output()[-3000:]))
+
+    def wait_streaming(self):
+        self.wait_for_log(r"streaming from replication slot")
+
+    def stop(self, timeout=60):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.wait(timeout)
+
+    def wait(self, timeout=60):
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError("outboxd did not exit:\n" + self.output()[-3000:])
+        self.log.close()
+        return code
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+class IntegrationTest(unittest.TestCase):
+    """Starts PostgreSQL and the mock cluster once per test class."""
+
+    pg_conf = ""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.workdir = tempfile.mkdtemp(prefix="outboxd-it-")
+        cls.pg = Postgres(extra_conf=cls.pg_conf)
+        cls.kafka = MockKafka()
+        cls.envelopes = EnvelopeReader()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.kafka.destroy()
+        cls.pg.destroy()
+        shutil.rmtree(cls.workdir, ignore_errors=True)
+
+    def setUp(self):
+        self.daemons = []
+        self.consumer = Consumer(self.kafka.bootstrap)
+
+    def tearDown(self):
+        for d in self.daemons:
+            d.kill()
+        self.consumer.close()
+
+    def outboxd(self, **settings):
+        d = Outboxd(self.workdir, self.pg, self.kafka, **settings)
+        self.daemons.append(d)
+        return d
+
+    def insert_events(self, rows, noise=True):
+        """rows: (aggregatetype, aggregateid, type, payload-or-None) tuples,
+        inserted in one transaction with an `orders` update as noise."""
+        values = ",".join(
+            "(gen_random_uuid(), %s, %s, %s, %s)" % (
+                quote(a), quote(k), quote(t), "NULL" if p is None else quote(p) + "::jsonb")
+            for a, k, t, p in rows)
+        sql = "BEGIN;\n"
+        if noise:
+            sql += "INSERT INTO orders VALUES (%d, 'NEW') ON CONFLICT (id) DO UPDATE SET status = 'PAID';\n" % (
+                time.monotonic_ns() % 1000)
+        sql += "INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload) VALUES %s;\n" % values
+        sql += "COMMIT;\n"
+        self.pg.sql(sql)
+
+
+def quote(text):
+    return "'" + text.replace("'", "''") + "'"
+
+
+def main():
+    unittest.main(verbosity=2)

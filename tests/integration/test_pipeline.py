@@ -1,0 +1,181 @@
+"""End to end: PostgreSQL + wal2json -> outboxd -> mock Kafka, checked by an
+independent consumer (kafka-python) and Avro decoder (python3-avro)."""
+import datetime
+import json
+
+from harness import IntegrationTest, main, wait_until, lsn_int
+
+
+def header_map(record):
+    return {k: (v.decode() if v is not None else None) for k, v in record.headers}
+
+
+class PipelineTest(IntegrationTest):
+
+    def test_events_reach_kafka_as_avro_envelopes(self):
+        d = self.outboxd(slot_name="pipeline")
+        d.wait_streaming()
+
+        big = json.dumps({"blob": "x" * 200_000})
+        unicode_payload = json.dumps({"name": "Zoë ✓ 日本 🚀", "quote": "it's \"q\""},
+                                     ensure_ascii=False)
+        expected = []  # (aggregatetype, key, type, payload)
+        # multi-row transactions over two aggregate types, with noise rows
+        for txn in range(10):
+            rows = []
+            for i in range(5):
+                agg = "order" if i % 2 == 0 else "customer"
+                key = "%s-%d" % (agg, i % 3)
+                rows.append((agg, key, "Seq", json.dumps({"txn": txn, "i": i})))
+            self.insert_events(rows)
+            expected.extend(rows)
+        # insert-then-delete in one transaction still publishes
+        self.pg.sql("BEGIN; INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload) "
+                    "VALUES ('00000000-0000-0000-0000-0000000000aa', 'order', 'order-9', "
+                    "'Deleted', '{\"gone\": true}'); DELETE FROM outbox WHERE "
+                    "id = '00000000-0000-0000-0000-0000000000aa'; COMMIT;")
+        expected.append(("order", "order-9", "Deleted", '{"gone": true}'))
+        specials = [("order", "order-ü", "Unicode", unicode_payload),
+                    ("payment", "pay-1", "Big", big),
+                    ("payment", "pay-2", "Empty", None)]
+        for row in specials:
+            self.insert_events([row])
+        expected.extend(specials)
+        # a transaction on the noise table only
+        self.pg.sql("UPDATE orders SET status = 'SHIPPED'")
+
+        topics = ["outbox.event.order", "outbox.event.customer", "outbox.event.payment"]
+        records = self.consumer.read(topics, len(expected))
+        self.assertEqual(len(records), len(expected), "every outbox row once")
+
+        by_key = {}
+        for r in records:
+            env = self.envelopes.decode(r.value)
+            h = header_map(r)
+            self.assertEqual(r.topic, "outbox.event." + env["aggregate_type"])
+            self.assertEqual(r.key.decode(), env["aggregate_id"])
+            self.assertEqual(h["id"], env["id"])
+            self.assertEqual(h["eventType"], env["type"])
+            self.assertEqual(h["aggregateType"], env["aggregate_type"])
+            self.assertEqual(env["source"]["db"], "shop")
+            self.assertEqual(env["source"]["schema"], "public")
+            self.assertEqual(env["source"]["table"], "outbox")
+            self.assertGreater(env["source"]["lsn"], 0)
+            self.assertGreater(env["source"]["txid"], 0)
+            self.assertEqual(env["fields"], {})
+            by_key.setdefault(r.key.decode(), []).append(env)
+
+        # the payload is the server's jsonb text, byte for byte
+        as_text = self.pg.jsonb_text([p for _, _, _, p in expected])
+        expected = [(a, k, t, as_text[i]) for i, (a, k, t, _) in enumerate(expected)]
+        got = sorted((e["aggregate_type"], e["aggregate_id"], e["type"], e["payload"])
+                     for envs in by_key.values() for e in envs)
+        self.assertEqual(sorted(got, key=str), sorted(expected, key=str), "payload text kept exactly")
+
+        # per-key order follows commit order (source.lsn grows per key)
+        for key, envs in by_key.items():
+            lsns = [e["source"]["lsn"] for e in envs]
+            self.assertEqual(lsns, sorted(lsns), "order of key %s" % key)
+            seq = [json.loads(e["payload"])["txn"] for e in envs if e["type"] == "Seq"]
+            self.assertEqual(seq, sorted(seq))
+
+        # the commit time, as timestamp-micros (python-avro makes a datetime)
+        now = datetime.datetime.now(datetime.timezone.utc)
+        for envs in by_key.values():
+            for e in envs:
+                self.assertLess(abs((now - e["timestamp"]).total_seconds()), 600)
+
+        # nothing in flight: the slot is confirmed up to the WAL end, so a
+        # quiet outbox does not pin WAL
+        end = self.pg.current_lsn()
+        wait_until(lambda: self.pg.confirmed_lsn("pipeline") >= end, 30,
+                   "confirmed_flush_lsn to reach %x" % end)
+
+        self.assertEqual(d.stop(), 0)
+        out = d.output()
+        self.assertIn("stopped cleanly", out)
+        self.assertEqual(self.pg.slot("pipeline")[1], "", "slot released (no active pid)")
+
+    def test_restart_resumes_where_kafka_acked(self):
+        d = self.outboxd(slot_name="resume")
+        d.wait_streaming()
+        self.insert_events([("resume", "r-1", "First", '{"n": 1}')])
+        self.assertEqual(len(self.consumer.read(["outbox.event.resume"], 1)), 1)
+        self.assertEqual(d.stop(), 0)
+
+        # written while the connector is down: the slot keeps it
+        self.insert_events([("resume", "r-1", "Second", '{"n": 2}')])
+        d = self.outboxd(slot_name="resume")
+        d.wait_streaming()
+        records = self.consumer.read(["outbox.event.resume"], 2)
+        types = [self.envelopes.decode(r.value)["type"] for r in records]
+        self.assertEqual(types, ["First", "Second"], "no loss, no duplicate after a clean stop")
+        self.assertEqual(d.stop(), 0)
+
+    def test_additional_fields_custom_topic_and_tombstones(self):
+        d = self.outboxd(slot_name="extras",
+                         route_topic_replacement="events.${routedByValue}.v1",
+                         route_tombstone_on_empty_payload="true",
+                         table_fields_additional_placement="tenant:header:tenantId,"
+                                                           "tenant:envelope,created_at:envelope:created")
+        d.wait_streaming()
+        self.pg.sql("INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload, tenant) "
+                    "VALUES (gen_random_uuid(), 'invoice', 'i-1', 'Issued', '{\"n\": 1}', 'acme'), "
+                    "(gen_random_uuid(), 'invoice', 'i-1', 'Voided', NULL, 'acme')")
+        records = self.consumer.read(["events.invoice.v1"], 2)
+        self.assertEqual(len(records), 2)
+        first, tomb = records
+        self.assertEqual(header_map(first)["tenantId"], "acme")
+        env = self.envelopes.decode(first.value)
+        self.assertEqual(env["fields"]["tenant"], "acme")
+        self.assertIn("created", env["fields"])
+        self.assertIsNone(tomb.value, "NULL payload with tombstones on is a null value")
+        self.assertEqual(header_map(tomb)["eventType"], "Voided")
+        self.assertEqual(d.stop(), 0)
+
+    def test_bad_rows_go_to_the_dead_letter_topic(self):
+        d = self.outboxd(slot_name="dlq")
+        d.wait_streaming()
+        self.insert_events([("bad topic/name", "k-1", "Broken", '{"n": 1}'),
+                            ("fine", "k-1", "Ok", '{"n": 2}')])
+        dead = self.consumer.read(["outbox.dlq"], 1)
+        self.assertEqual(len(dead), 1)
+        h = header_map(dead[0])
+        self.assertIn("not a valid Kafka topic name", h["error"])
+        doc = json.loads(dead[0].value)
+        self.assertEqual(doc["columns"]["aggregatetype"], "bad topic/name")
+        self.assertEqual(doc["table"], "outbox")
+        self.assertRegex(doc["lsn"], r"^[0-9A-F]+/[0-9A-F]{8}$")
+        self.assertEqual(len(self.consumer.read(["outbox.event.fine"], 1)), 1)
+        # the dead-lettered row's LSN is confirmed once both are acked
+        lsn = lsn_int(doc["lsn"])
+        wait_until(lambda: self.pg.confirmed_lsn("dlq") > lsn, 30, "confirm past the bad row")
+        self.assertIn("sent to \"outbox.dlq\"", d.output())
+        self.assertEqual(d.stop(), 0)
+
+    def test_update_on_outbox_with_fatal_behavior_stops(self):
+        d = self.outboxd(slot_name="fatalop", table_op_invalid_behavior="fatal")
+        d.wait_streaming()
+        self.insert_events([("fatal", "f-1", "Created", '{}')])
+        self.consumer.read(["outbox.event.fatal"], 1)
+        before = self.pg.current_lsn()
+        self.pg.sql("UPDATE outbox SET type = 'Changed' WHERE aggregatetype = 'fatal'")
+        self.assertEqual(d.wait(60), 3, d.output())
+        out = d.output()
+        self.assertRegex(out, r"UPDATE on outbox table public\.outbox is not an event at "
+                              r"[0-9A-F]+/[0-9A-F]{8}")
+        self.assertLessEqual(self.pg.confirmed_lsn("fatalop"), before,
+                             "the UPDATE's transaction is not confirmed")
+
+    def test_update_with_default_behavior_is_skipped_with_a_warning(self):
+        d = self.outboxd(slot_name="warnop")
+        d.wait_streaming()
+        self.pg.sql("UPDATE outbox SET type = type")
+        self.pg.sql("TRUNCATE outbox")
+        d.wait_for_log(r"warn UPDATE on outbox table public\.outbox is not an event")
+        d.wait_for_log(r"warn TRUNCATE on outbox table public\.outbox is not an event")
+        self.assertEqual(d.stop(), 0)
+
+
+if __name__ == "__main__":
+    main()
