@@ -1,0 +1,103 @@
+"""The command line: subcommands, exit codes, configuration errors, and that
+secrets stay out of the logs."""
+import json
+import os
+import signal
+import subprocess
+import tempfile
+import time
+import unittest
+
+from harness import OUTBOXD, SCHEMA_FILE, free_port, wait_until
+
+
+def run(*args, env=None, timeout=30):
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("OUTBOXD_")}
+    full_env.update(env or {})
+    return subprocess.run([OUTBOXD] + list(args), capture_output=True, text=True,
+                          env=full_env, timeout=timeout)
+
+
+class CliTest(unittest.TestCase):
+
+    def config(self, text):
+        f = tempfile.NamedTemporaryFile("w", suffix=".properties", delete=False)
+        f.write(text)
+        f.close()
+        self.addCleanup(os.unlink, f.name)
+        return f.name
+
+    def test_schema_prints_the_schema_file(self):
+        r = run("schema")
+        self.assertEqual(r.returncode, 0)
+        with open(SCHEMA_FILE) as f:
+            self.assertEqual(json.loads(r.stdout), json.load(f))
+
+    def test_version(self):
+        r = run("version")
+        self.assertEqual(r.returncode, 0)
+        self.assertRegex(r.stdout, r"^outboxd \d+\.\d+\.\d+")
+
+    def test_usage_errors_exit_2(self):
+        self.assertEqual(run().returncode, 2)
+        r = run("frobnicate")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn('unknown command "frobnicate"', r.stderr)
+        self.assertEqual(run("run", "extra").returncode, 2)
+
+    def test_unknown_key_names_the_nearest_one(self):
+        path = self.config("database.url = dbname=x\nkafka.bootstrap.servers = k:1\n"
+                           "table.include.lst = public.outbox\n")
+        r = run("run", "-c", path)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn('%s:3: unknown configuration key "table.include.lst"' % path, r.stderr)
+        self.assertIn('did you mean "table.include.list"', r.stderr)
+
+    def test_missing_required_key_and_env_override(self):
+        path = self.config("kafka.bootstrap.servers = k:1\n")
+        r = run("run", "-c", path)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn('"database.url" is required', r.stderr)
+        r = run("run", "-c", path, env={"OUTBOXD_DATABASE_URL": "dbname=x",
+                                        "OUTBOXD_MAX_INFLIGHT_EVENTS": "-1"})
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("$OUTBOXD_MAX_INFLIGHT_EVENTS", r.stderr)
+
+    def test_bad_kafka_setting_is_a_runtime_error_naming_it(self):
+        path = self.config("database.url = dbname=x\nkafka.bootstrap.servers = k:1\n"
+                           "kafka.no.such.setting = 1\n")
+        r = run("run", "-c", path)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("kafka.no.such.setting", r.stderr)
+
+    def test_password_never_logged_and_sigterm_while_retrying(self):
+        secret = "s3cr3t-Pa55"
+        port = free_port()  # nothing listens: the connector keeps retrying
+        path = self.config(
+            "database.url = postgresql://app:%s@127.0.0.1:%d/shop?connect_timeout=2\n"
+            "kafka.bootstrap.servers = 127.0.0.1:%d\nlog.format = json\n" % (secret, port, port))
+        log = tempfile.TemporaryFile("w+")
+        proc = subprocess.Popen([OUTBOXD, "run", "-c", path], stdout=log, stderr=log)
+        try:
+            def retried():
+                log.seek(0)
+                return log.read().count("reconnecting in") >= 2
+            wait_until(retried, 30, "two reconnect attempts")
+            proc.send_signal(signal.SIGTERM)
+            self.assertEqual(proc.wait(30), 0, "a stop while disconnected is clean")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        log.seek(0)
+        lines = [l for l in log.read().splitlines() if l.strip()]
+        self.assertTrue(lines)
+        for line in lines:
+            self.assertNotIn(secret, line)
+            if line.startswith("{"):
+                doc = json.loads(line)  # every JSON line parses
+                self.assertIn(doc["level"], ("debug", "info", "warn", "error"))
+        self.assertTrue(any("password=********" in l for l in lines))
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

@@ -1,0 +1,71 @@
+"""The one invariant (SPEC section 1): the slot's confirmed_flush_lsn never
+passes an event Kafka has not acknowledged.  Acks are held back by taking the
+mock brokers down; the LSN must stand still, then move once they return."""
+import time
+
+from harness import IntegrationTest, main, wait_until
+
+
+class LsnInvariantTest(IntegrationTest):
+
+    def test_confirmed_lsn_waits_for_kafka_acks(self):
+        d = self.outboxd(slot_name="hold", kafka_message_timeout_ms="600000")
+        d.wait_streaming()
+        self.insert_events([("hold", "h-0", "Warmup", '{"n": 0}')])
+        self.assertEqual(len(self.consumer.read(["outbox.event.hold"], 1)), 1)
+        self.consumer.close()
+
+        self.kafka.all_brokers("down")
+        try:
+            before = self.pg.current_lsn()
+            wait_until(lambda: self.pg.confirmed_lsn("hold") >= before, 30,
+                       "idle confirmation before the outage")
+            for i in range(1, 21):
+                self.insert_events([("hold", "h-%d" % (i % 4), "Held", '{"n": %d}' % i)])
+            # noise transactions after the held events must not move it either
+            for _ in range(5):
+                self.pg.sql("UPDATE orders SET status = 'X'")
+            samples = []
+            for _ in range(8):  # several status intervals of the connector
+                samples.append(self.pg.confirmed_lsn("hold"))
+                time.sleep(0.5)
+            self.assertTrue(all(s <= before for s in samples),
+                            "confirmed %s passed %x while events were unacked" %
+                            ([hex(s) for s in samples], before))
+            self.assertIsNone(d.proc.poll(), "still running during the outage")
+        finally:
+            self.kafka.all_brokers("up")
+
+        end = self.pg.current_lsn()
+        self.consumer = __import__("harness").Consumer(self.kafka.bootstrap)
+        records = self.consumer.read(["outbox.event.hold"], 21, timeout=90)
+        self.assertEqual(len(records), 21, "everything arrives after the outage")
+        held = sorted(self.envelopes.decode(r.value)["payload"] for r in records
+                      if r.headers and dict(r.headers)["eventType"] == b"Held")
+        self.assertEqual(len(held), 20)
+        wait_until(lambda: self.pg.confirmed_lsn("hold") >= end, 60,
+                   "the LSN to move once Kafka acked")
+        self.assertEqual(d.stop(), 0)
+
+    def test_backpressure_stops_reading_but_keeps_the_connection(self):
+        # a tiny in-flight limit: the connector must stop reading the slot,
+        # keep answering the server, and resume by itself
+        d = self.outboxd(slot_name="pressure", max_inflight_events="5",
+                         kafka_message_timeout_ms="600000")
+        d.wait_streaming()
+        self.kafka.all_brokers("down")
+        try:
+            for i in range(10):
+                self.insert_events([("pressure", "p-%d" % (i % 3), "E", '{"n": %d}' % j)
+                                    for j in range(10)])
+            time.sleep(3)
+            slot = self.pg.slot("pressure")
+            self.assertNotEqual(slot[1], "", "still connected while backpressured")
+        finally:
+            self.kafka.all_brokers("up")
+        self.assertEqual(len(self.consumer.read(["outbox.event.pressure"], 100, timeout=90)), 100)
+        self.assertEqual(d.stop(), 0)
+
+
+if __name__ == "__main__":
+    main()
