@@ -546,6 +546,7 @@ obx_err_t obx_pipeline_run(obx_pipeline_t *p, volatile sig_atomic_t *stop,
 	obx_tracker_idle_position(p->tracker, p->slot_floor);
 	p->sent_flush = p->slot_floor;
 	p->stats.confirmed = p->sent_flush;
+	p->stats.server_wal_end = p->sent_flush;
 	p->received = 0;
 	p->last_status_us = obx_now_us();
 

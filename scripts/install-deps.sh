@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what outboxd needs to build, test and run its demo, from Debian 12
+# packages.  Uses sudo when not run as root.
+set -euo pipefail
+
+packages=(
+  gcc pkg-config meson ninja-build clang
+  libpq-dev librdkafka-dev libavro-dev libjansson-dev check
+  postgresql-15 postgresql-15-wal2json
+  python3 python3-kafka python3-avro python3-lz4 python3-snappy python3-zstandard
+  kcat
+)
+
+as_root=()
+[ "$(id -u)" -eq 0 ] || as_root=(sudo)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+echo "install-deps: installing ${missing[*]}"
+"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
