@@ -16,6 +16,14 @@ export CI=${CI:-true}
 passed=0
 failed=0
 status=0
+
+# formatting is part of the suite (.clang-format)
+if clang-format --dry-run --Werror src/*.[ch] include/outboxd/*.h tests/unit/*.[ch] \
+     tests/helpers/*.c tests/fuzz/*.c 2>/dev/null; then
+  echo "clang-format: clean"; passed=$((passed + 1))
+else
+  echo "clang-format: run clang-format -i on the files above"; failed=$((failed + 1))
+fi
 for variant in plain sanitize; do
   dir=build-test-$variant
   opts=(-Dwerror=true)

@@ -52,9 +52,9 @@ static void fail(text_t *t, const char *what)
 
 static bool is_primitive(const char *name)
 {
-	static const char *const primitives[] = { "null", "boolean", "int",
-						   "long", "float", "double",
-						   "bytes", "string" };
+	static const char *const primitives[] = { "null",  "boolean", "int",
+						  "long",  "float",   "double",
+						  "bytes", "string" };
 	for (size_t i = 0; i < OBX_ARRAY_LEN(primitives); i++)
 		if (strcmp(name, primitives[i]) == 0)
 			return true;
@@ -208,8 +208,8 @@ static void canon(text_t *t, json_t *schema, const char *ns)
 	}
 }
 
-char *obx_avro_canonical_form(const char *schema_json, size_t len,
-			      char *errstr, size_t errstr_size)
+char *obx_avro_canonical_form(const char *schema_json, size_t len, char *errstr,
+			      size_t errstr_size)
 {
 	json_error_t jerr;
 	json_t *root = json_loadb(schema_json, len, 0, &jerr);

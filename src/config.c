@@ -23,10 +23,10 @@ typedef enum {
 typedef struct {
 	const char *name;
 	option_type_t type;
-	const char *default_value; /* NULL: unset */
-	long min, max;		   /* OPT_INT bounds */
+	const char *default_value;  /* NULL: unset */
+	long min, max;		    /* OPT_INT bounds */
 	const char *const *choices; /* OPT_ENUM, NULL-terminated */
-	size_t offset;		   /* into obx_config_t */
+	size_t offset;		    /* into obx_config_t */
 	bool required;
 	bool secret; /* never echoed back in messages */
 	const char *help;
@@ -40,11 +40,11 @@ static const char *const log_level_choices[] = { "debug", "info", "warn",
 						 "error", NULL };
 static const char *const log_format_choices[] = { "text", "json", NULL };
 
-#define STR(field) OPT_STRING, NULL, 0, 0, NULL, offsetof(obx_config_t, field)
+#define STR(field)  OPT_STRING, NULL, 0, 0, NULL, offsetof(obx_config_t, field)
 #define BOOL(field) OPT_BOOL, NULL, 0, 0, NULL, offsetof(obx_config_t, field)
-#define INT(field, lo, hi) \
+#define INT(field, lo, hi)                                                     \
 	OPT_INT, NULL, lo, hi, NULL, offsetof(obx_config_t, field)
-#define ENUM(field, choices) \
+#define ENUM(field, choices)                                                   \
 	OPT_ENUM, NULL, 0, 0, choices, offsetof(obx_config_t, field)
 
 static option_t options[] = {
@@ -82,13 +82,12 @@ static option_t options[] = {
 	  BOOL(route_tombstone_on_empty_payload), false, false,
 	  "send a null value (tombstone) when the payload column is NULL or "
 	  "empty" },
-	{ "table.fields.additional.placement",
-	  STR(fields_additional_placement), false, false,
+	{ "table.fields.additional.placement", STR(fields_additional_placement),
+	  false, false,
 	  "extra columns: `col:header[:alias]` or `col:envelope[:alias]`, "
 	  "comma-separated" },
-	{ "table.op.invalid.behavior", ENUM(op_invalid_behavior,
-					    invalid_op_choices),
-	  false, false,
+	{ "table.op.invalid.behavior",
+	  ENUM(op_invalid_behavior, invalid_op_choices), false, false,
 	  "UPDATE or TRUNCATE on an outbox table: warn (log, skip), error (log "
 	  "at error, skip) or fatal (stop without confirming)" },
 	{ "errors.bad.event", ENUM(errors_bad_event, bad_event_choices), false,
@@ -230,10 +229,11 @@ static obx_err_t set_option(obx_config_t *conf, const option_t *opt,
 	}
 	case OPT_BOOL:
 		if (parse_bool(value, FIELD(conf, opt, bool)) < 0) {
-			obx_errf(errstr, errstr_size,
-				 "%s: invalid value \"%s\" for \"%s\": expected "
-				 "true or false",
-				 where, shown, opt->name);
+			obx_errf(
+			    errstr, errstr_size,
+			    "%s: invalid value \"%s\" for \"%s\": expected "
+			    "true or false",
+			    where, shown, opt->name);
 			return OBX_CONFIG;
 		}
 		return OBX_OK;
@@ -243,10 +243,11 @@ static obx_err_t set_option(obx_config_t *conf, const option_t *opt,
 		long v = strtol(value, &end, 10);
 		if (errno || end == value || *end || v < opt->min ||
 		    v > opt->max) {
-			obx_errf(errstr, errstr_size,
-				 "%s: invalid value \"%s\" for \"%s\": expected "
-				 "an integer from %ld to %ld",
-				 where, shown, opt->name, opt->min, opt->max);
+			obx_errf(
+			    errstr, errstr_size,
+			    "%s: invalid value \"%s\" for \"%s\": expected "
+			    "an integer from %ld to %ld",
+			    where, shown, opt->name, opt->min, opt->max);
 			return OBX_CONFIG;
 		}
 		*FIELD(conf, opt, long) = v;
@@ -378,7 +379,7 @@ static void kafka_put(obx_config_t *conf, const char *key, const char *value)
 		}
 	}
 	obx_kafka_prop_t *grown =
-		realloc(conf->kafka, (conf->nkafka + 1) * sizeof(*grown));
+	    realloc(conf->kafka, (conf->nkafka + 1) * sizeof(*grown));
 	if (!grown)
 		abort();
 	conf->kafka = grown;
@@ -387,9 +388,8 @@ static void kafka_put(obx_config_t *conf, const char *key, const char *value)
 	conf->nkafka++;
 }
 
-obx_err_t obx_config_set(obx_config_t *conf, const char *key,
-			 const char *value, const char *where, char *errstr,
-			 size_t errstr_size)
+obx_err_t obx_config_set(obx_config_t *conf, const char *key, const char *value,
+			 const char *where, char *errstr, size_t errstr_size)
 {
 	if (strncmp(key, "kafka.", 6) == 0 && key[6]) {
 		kafka_put(conf, key + 6, value);
@@ -399,10 +399,11 @@ obx_err_t obx_config_set(obx_config_t *conf, const char *key,
 	if (!opt) {
 		const char *near = obx_config_closest_key(key);
 		if (near)
-			obx_errf(errstr, errstr_size,
-				 "%s: unknown configuration key \"%s\" (did you "
-				 "mean \"%s\"?)",
-				 where, key, near);
+			obx_errf(
+			    errstr, errstr_size,
+			    "%s: unknown configuration key \"%s\" (did you "
+			    "mean \"%s\"?)",
+			    where, key, near);
 		else
 			obx_errf(errstr, errstr_size,
 				 "%s: unknown configuration key \"%s\"", where,
@@ -469,8 +470,8 @@ static int env_to_key(const char *var, size_t len, char *key, size_t size)
 	if (len <= plen || len - plen >= size || strncmp(var, prefix, plen))
 		return -1;
 	for (size_t i = plen; i < len; i++)
-		key[i - plen] = var[i] == '_' ? '.' :
-						(char)tolower((unsigned char)var[i]);
+		key[i - plen] =
+		    var[i] == '_' ? '.' : (char)tolower((unsigned char)var[i]);
 	key[len - plen] = '\0';
 	return 0;
 }
@@ -501,7 +502,8 @@ static void env_name(const char *key, char *out, size_t size)
 {
 	size_t n = (size_t)snprintf(out, size, "OUTBOXD_");
 	for (; *key && n + 1 < size; key++)
-		out[n++] = *key == '.' ? '_' : (char)toupper((unsigned char)*key);
+		out[n++] =
+		    *key == '.' ? '_' : (char)toupper((unsigned char)*key);
 	out[n] = '\0';
 }
 
@@ -520,9 +522,8 @@ static bool is_identifier(const char *s, size_t len)
 static obx_err_t parse_tables(obx_config_t *conf, char *errstr,
 			      size_t errstr_size)
 {
-	char *list = xstrdup(conf->table_include_list ?
-				     conf->table_include_list :
-				     "");
+	char *list =
+	    xstrdup(conf->table_include_list ? conf->table_include_list : "");
 	char *save = NULL;
 	obx_err_t err = OBX_OK;
 
@@ -545,10 +546,11 @@ static obx_err_t parse_tables(obx_config_t *conf, char *errstr,
 			break;
 		}
 		conf->tables = realloc(conf->tables, (conf->ntables + 1) *
-							     sizeof(*conf->tables));
+							 sizeof(*conf->tables));
 		if (!conf->tables)
 			abort();
-		conf->tables[conf->ntables].schema = strndup(schema, schema_len);
+		conf->tables[conf->ntables].schema =
+		    strndup(schema, schema_len);
 		if (!conf->tables[conf->ntables].schema)
 			abort();
 		conf->tables[conf->ntables].table = xstrdup(table);
@@ -602,11 +604,12 @@ static obx_err_t parse_additional(obx_config_t *conf, char *errstr,
 		}
 		free(shown);
 		conf->additional =
-			realloc(conf->additional, (conf->nadditional + 1) *
-							  sizeof(*conf->additional));
+		    realloc(conf->additional, (conf->nadditional + 1) *
+						  sizeof(*conf->additional));
 		if (!conf->additional)
 			abort();
-		obx_additional_field_t *f = &conf->additional[conf->nadditional++];
+		obx_additional_field_t *f =
+		    &conf->additional[conf->nadditional++];
 		f->column = xstrdup(parts[0]);
 		f->placement = where;
 		f->alias = xstrdup(n == 3 ? parts[2] : parts[0]);
@@ -632,13 +635,12 @@ obx_err_t obx_config_validate(obx_config_t *conf, char *errstr,
 {
 	free_derived(conf);
 	for (size_t i = 0; i < OBX_ARRAY_LEN(options); i++) {
-		if (options[i].required &&
-		    !*FIELD(conf, &options[i], char *)) {
+		if (options[i].required && !*FIELD(conf, &options[i], char *)) {
 			char var[128];
 			env_name(options[i].name, var, sizeof(var));
 			obx_errf(errstr, errstr_size,
-				 "\"%s\" is required (or $%s)",
-				 options[i].name, var);
+				 "\"%s\" is required (or $%s)", options[i].name,
+				 var);
 			return OBX_CONFIG;
 		}
 	}
@@ -649,23 +651,22 @@ obx_err_t obx_config_validate(obx_config_t *conf, char *errstr,
 			 conf->slot_name ? conf->slot_name : "");
 		return OBX_CONFIG;
 	}
-	const char *mapped[] = { conf->field_event_id, conf->field_event_key,
-				 conf->field_event_type,
-				 conf->field_event_payload,
-				 conf->route_by_field,
-				 conf->route_topic_replacement,
-				 conf->errors_dlq_topic };
-	const char *mapped_names[] = { "table.field.event.id",
-				       "table.field.event.key",
-				       "table.field.event.type",
-				       "table.field.event.payload",
-				       "route.by.field",
-				       "route.topic.replacement",
-				       "errors.dlq.topic" };
+	const char *mapped[] = {
+		conf->field_event_id,	conf->field_event_key,
+		conf->field_event_type, conf->field_event_payload,
+		conf->route_by_field,	conf->route_topic_replacement,
+		conf->errors_dlq_topic
+	};
+	const char *mapped_names[] = {
+		"table.field.event.id",	  "table.field.event.key",
+		"table.field.event.type", "table.field.event.payload",
+		"route.by.field",	  "route.topic.replacement",
+		"errors.dlq.topic"
+	};
 	for (size_t i = 0; i < OBX_ARRAY_LEN(mapped); i++) {
 		if (!mapped[i]) {
-			obx_errf(errstr, errstr_size, "\"%s\" must not be empty",
-				 mapped_names[i]);
+			obx_errf(errstr, errstr_size,
+				 "\"%s\" must not be empty", mapped_names[i]);
 			return OBX_CONFIG;
 		}
 	}
@@ -683,7 +684,8 @@ obx_err_t obx_config_validate(obx_config_t *conf, char *errstr,
 	for (size_t i = 0; i < OBX_ARRAY_LEN(kafka_defaults); i++) {
 		bool set = false;
 		for (size_t j = 0; j < conf->nkafka; j++)
-			if (strcmp(conf->kafka[j].key, kafka_defaults[i].key) == 0)
+			if (strcmp(conf->kafka[j].key, kafka_defaults[i].key) ==
+			    0)
 				set = true;
 		if (!set)
 			kafka_put(conf, kafka_defaults[i].key,
@@ -702,31 +704,31 @@ const char *obx_config_plugin(const obx_config_t *conf)
 
 void obx_config_write_reference(FILE *out)
 {
-	fprintf(out,
-		"# Configuration reference\n\n"
-		"<!-- generated by `outboxd config-reference` from the option "
-		"table in src/config.c; a test fails when this file drifts -->\n\n"
-		"Set keys in a properties file (`key = value`, `#` comments) "
-		"given with `-c FILE`,\n"
-		"or with an environment variable: `OUTBOXD_` + the key "
-		"upper-cased with `.` as `_`\n"
-		"(`OUTBOXD_DATABASE_URL`). The environment wins over the file. "
-		"Unknown keys in the\n"
-		"file are an error that names the closest known key.\n\n"
-		"| key | default | meaning |\n|---|---|---|\n");
+	fprintf(
+	    out,
+	    "# Configuration reference\n\n"
+	    "<!-- generated by `outboxd config-reference` from the option "
+	    "table in src/config.c; a test fails when this file drifts -->\n\n"
+	    "Set keys in a properties file (`key = value`, `#` comments) "
+	    "given with `-c FILE`,\n"
+	    "or with an environment variable: `OUTBOXD_` + the key "
+	    "upper-cased with `.` as `_`\n"
+	    "(`OUTBOXD_DATABASE_URL`). The environment wins over the file. "
+	    "Unknown keys in the\n"
+	    "file are an error that names the closest known key.\n\n"
+	    "| key | default | meaning |\n|---|---|---|\n");
 	for (size_t i = 0; i < OBX_ARRAY_LEN(options); i++) {
 		const option_t *opt = &options[i];
 		const char *def = default_of(opt->name);
 		fprintf(out, "| `%s` | %s%s%s | %s |\n", opt->name,
-			def ? "`" : "", def ? def : (opt->required ? "(required)" :
-								      "(none)"),
+			def ? "`" : "",
+			def ? def : (opt->required ? "(required)" : "(none)"),
 			def ? "`" : "", opt->help);
 	}
 	fprintf(out, "| `kafka.*` | ");
 	for (size_t i = 0; i < OBX_ARRAY_LEN(kafka_defaults); i++)
 		fprintf(out, "%s`%s=%s`", i ? ", " : "", kafka_defaults[i].key,
 			kafka_defaults[i].value);
-	fprintf(out,
-		" | passed to librdkafka without the prefix; "
-		"`kafka.bootstrap.servers` is required |\n");
+	fprintf(out, " | passed to librdkafka without the prefix; "
+		     "`kafka.bootstrap.servers` is required |\n");
 }

@@ -113,9 +113,11 @@ int obx_parse_timestamptz(const char *text, size_t len, int64_t *out_us)
 		int oh = read_digits(&p, end, 2), om = 0, os = 0;
 		if (oh < 0)
 			return -1;
-		if (p < end && *p == ':' && (p++, (om = read_digits(&p, end, 2)) < 0))
+		if (p < end && *p == ':' &&
+		    (p++, (om = read_digits(&p, end, 2)) < 0))
 			return -1;
-		if (p < end && *p == ':' && (p++, (os = read_digits(&p, end, 2)) < 0))
+		if (p < end && *p == ':' &&
+		    (p++, (os = read_digits(&p, end, 2)) < 0))
 			return -1;
 		offset_s = sign * (oh * 3600 + om * 60 + os);
 	} else if (p < end && *p == 'Z') {

@@ -46,9 +46,9 @@ static void *wal2json_create(const obx_config_t *conf, char *errstr,
 	/* table names were validated as plain identifiers: nothing in them
 	 * needs wal2json's backslash escapes or SQL quoting */
 	for (size_t i = 0; i < conf->ntables; i++) {
-		int n = snprintf(tables + used, sizeof(tables) - used, "%s%s.%s",
-				 i ? "," : "", conf->tables[i].schema,
-				 conf->tables[i].table);
+		int n = snprintf(tables + used, sizeof(tables) - used,
+				 "%s%s.%s", i ? "," : "",
+				 conf->tables[i].schema, conf->tables[i].table);
 		if (n < 0 || (size_t)n >= sizeof(tables) - used) {
 			obx_errf(errstr, errstr_size,
 				 "table.include.list is too long");
@@ -101,15 +101,14 @@ static obx_err_t wal2json_start_options(const void *state, char *buf,
 	return OBX_OK;
 }
 
-#define BAD(...)                                                      \
-	do {                                                          \
-		char reason_[512];                                    \
-		snprintf(reason_, sizeof(reason_), __VA_ARGS__);      \
-		obx_errf(errstr, errstr_size,                         \
-			 "malformed wal2json message at " OBX_LSN_FMT \
-			 ": %s",                                      \
-			 OBX_LSN_ARGS(lsn), reason_);                 \
-		return OBX_BAD_DATA;                                  \
+#define BAD(...)                                                               \
+	do {                                                                   \
+		char reason_[512];                                             \
+		snprintf(reason_, sizeof(reason_), __VA_ARGS__);               \
+		obx_errf(errstr, errstr_size,                                  \
+			 "malformed wal2json message at " OBX_LSN_FMT ": %s",  \
+			 OBX_LSN_ARGS(lsn), reason_);                          \
+		return OBX_BAD_DATA;                                           \
 	} while (0)
 
 static obx_err_t read_commit_fields(json_t *root, obx_lsn_t lsn,
@@ -123,8 +122,8 @@ static obx_err_t read_commit_fields(json_t *root, obx_lsn_t lsn,
 	if (!json_is_integer(xid))
 		BAD("\"xid\" is missing or not an integer");
 	if (!json_is_string(nextlsn) ||
-	    obx_lsn_parse(json_string_value(nextlsn), json_string_length(nextlsn),
-			  &out->commit_lsn) < 0)
+	    obx_lsn_parse(json_string_value(nextlsn),
+			  json_string_length(nextlsn), &out->commit_lsn) < 0)
 		BAD("\"nextlsn\" is missing or not an LSN");
 	if (!json_is_string(ts) ||
 	    obx_parse_timestamptz(json_string_value(ts), json_string_length(ts),
@@ -177,14 +176,14 @@ static obx_err_t read_columns(wal2json_t *w, json_t *array, obx_lsn_t lsn,
 			break;
 		case JSON_INTEGER:
 			c->value_len = (size_t)snprintf(
-				num, NUMBER_TEXT_MAX, "%" JSON_INTEGER_FORMAT,
-				json_integer_value(value));
+			    num, NUMBER_TEXT_MAX, "%" JSON_INTEGER_FORMAT,
+			    json_integer_value(value));
 			c->value = num;
 			break;
 		case JSON_REAL:
-			c->value_len = (size_t)snprintf(num, NUMBER_TEXT_MAX,
-							"%.17g",
-							json_real_value(value));
+			c->value_len =
+			    (size_t)snprintf(num, NUMBER_TEXT_MAX, "%.17g",
+					     json_real_value(value));
 			c->value = num;
 			break;
 		case JSON_TRUE:
@@ -202,8 +201,8 @@ static obx_err_t read_columns(wal2json_t *w, json_t *array, obx_lsn_t lsn,
 }
 
 static obx_err_t wal2json_decode(void *state, const char *data, size_t len,
-				 obx_lsn_t lsn, obx_change_t *out,
-				 char *errstr, size_t errstr_size)
+				 obx_lsn_t lsn, obx_change_t *out, char *errstr,
+				 size_t errstr_size)
 {
 	wal2json_t *w = state;
 	json_error_t jerr;

@@ -26,11 +26,11 @@ enum {
 enum { S_DB, S_SCHEMA, S_TABLE, S_LSN, S_TXID, S_COUNT };
 
 static const char *const field_names[F_COUNT] = {
-	"id", "aggregate_type", "aggregate_id", "type",
-	"payload", "timestamp", "source", "fields"
+	"id",	   "aggregate_type", "aggregate_id", "type",
+	"payload", "timestamp",	     "source",	     "fields"
 };
 static const char *const source_names[S_COUNT] = { "db", "schema", "table",
-						    "lsn", "txid" };
+						   "lsn", "txid" };
 
 struct obx_envelope {
 	avro_schema_t schema;
@@ -75,9 +75,8 @@ obx_envelope_t *obx_envelope_new(char *errstr, size_t errstr_size)
 		free(env);
 		return NULL;
 	}
-	canonical = obx_avro_canonical_form(obx_envelope_avsc,
-					    obx_envelope_avsc_len, errstr,
-					    errstr_size);
+	canonical = obx_avro_canonical_form(
+	    obx_envelope_avsc, obx_envelope_avsc_len, errstr, errstr_size);
 	if (!canonical) {
 		avro_schema_decref(env->schema);
 		free(env);

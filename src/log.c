@@ -53,7 +53,8 @@ void obx_log(obx_log_level_t level, const char *fmt, ...)
 	if (log_format == OBX_LOG_JSON) {
 		json_t *line = json_pack("{s:s, s:s, s:s}", "ts", ts, "level",
 					 level_names[level], "msg", msg);
-		/* invalid UTF-8 in msg makes json_pack fail: fall back to text */
+		/* invalid UTF-8 in msg makes json_pack fail: fall back to text
+		 */
 		char *text = line ? json_dumps(line, JSON_COMPACT) : NULL;
 		json_decref(line);
 		if (text) {
@@ -80,9 +81,8 @@ void obx_log_redact_conninfo(const char *conninfo, char *out, size_t out_size)
 	for (PQconninfoOption *o = opts; o->keyword; o++) {
 		if (!o->val)
 			continue;
-		const char *val = strcmp(o->keyword, "password") == 0 ?
-					  "********" :
-					  o->val;
+		const char *val =
+		    strcmp(o->keyword, "password") == 0 ? "********" : o->val;
 		int n = snprintf(out + used, out_size - used, "%s%s=%s",
 				 used ? " " : "", o->keyword, val);
 		if (n < 0 || (size_t)n >= out_size - used)

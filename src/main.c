@@ -23,7 +23,7 @@
 enum { EXIT_CLEAN = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2, EXIT_BAD_DATA = 3 };
 
 #define BACKOFF_FIRST_MS 500
-#define BACKOFF_MAX_MS 30000
+#define BACKOFF_MAX_MS	 30000
 /* A connection that streamed this long resets the backoff. */
 #define BACKOFF_RESET_US (30 * 1000000LL)
 
@@ -39,13 +39,14 @@ static void on_stop_signal(int sig)
 
 static void usage(FILE *out)
 {
-	fprintf(out,
-		"usage: outboxd run [-c FILE]     stream outbox events to Kafka "
-		"until SIGTERM/SIGINT\n"
-		"       outboxd schema            print the Avro envelope schema\n"
-		"       outboxd config-reference  print the configuration "
-		"reference (Markdown)\n"
-		"       outboxd version\n");
+	fprintf(
+	    out,
+	    "usage: outboxd run [-c FILE]     stream outbox events to Kafka "
+	    "until SIGTERM/SIGINT\n"
+	    "       outboxd schema            print the Avro envelope schema\n"
+	    "       outboxd config-reference  print the configuration "
+	    "reference (Markdown)\n"
+	    "       outboxd version\n");
 }
 
 static int exit_code(obx_err_t err)
@@ -87,7 +88,8 @@ static obx_config_t *load_config(int argc, char **argv)
 		exit(EXIT_USAGE);
 	}
 	obx_config_t *conf = obx_config_new();
-	if ((file && obx_config_load_file(conf, file, err, sizeof(err)) != OBX_OK) ||
+	if ((file &&
+	     obx_config_load_file(conf, file, err, sizeof(err)) != OBX_OK) ||
 	    obx_config_load_env(conf, environ, err, sizeof(err)) != OBX_OK ||
 	    obx_config_validate(conf, err, sizeof(err)) != OBX_OK) {
 		obx_error("configuration: %s", err);
@@ -166,8 +168,8 @@ static int cmd_run(int argc, char **argv)
 			rc = OBX_OK; /* stopped while disconnected */
 			break;
 		}
-		backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS :
-							 backoff * 2;
+		backoff =
+		    backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
 	}
 	if (rc != OBX_OK)
 		obx_error("%s", err);

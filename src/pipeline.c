@@ -50,8 +50,7 @@ struct obx_pipeline {
 	uint64_t last_progress_acked;
 };
 
-static void on_delivery(void *ctx, void *msg_opaque, bool ok,
-			const char *error)
+static void on_delivery(void *ctx, void *msg_opaque, bool ok, const char *error)
 {
 	obx_pipeline_t *p = ctx;
 
@@ -124,10 +123,10 @@ static void log_progress(obx_pipeline_t *p, int64_t now)
 	    now - p->last_progress_us < p->conf->stats_interval_ms * 1000)
 		return;
 	double secs = (double)(now - p->last_progress_us) / 1e6;
-	double rate = p->last_progress_us ?
-			      (double)(p->stats.acked - p->last_progress_acked) /
-				      secs :
-			      0;
+	double rate =
+	    p->last_progress_us
+		? (double)(p->stats.acked - p->last_progress_acked) / secs
+		: 0;
 	obx_info("progress: %llu events produced, %llu acked (%.0f/s), %zu in "
 		 "flight, confirmed " OBX_LSN_FMT ", server at " OBX_LSN_FMT,
 		 (unsigned long long)p->stats.produced,
@@ -140,8 +139,8 @@ static void log_progress(obx_pipeline_t *p, int64_t now)
 }
 
 /* Sends a status update when forced, due, or when the flush LSN moved. */
-static obx_err_t maybe_send_status(obx_pipeline_t *p, bool force,
-				   char *errstr, size_t errstr_size)
+static obx_err_t maybe_send_status(obx_pipeline_t *p, bool force, char *errstr,
+				   size_t errstr_size)
 {
 	int64_t now = obx_now_us();
 	obx_lsn_t flush = obx_tracker_confirmed(p->tracker);
@@ -174,14 +173,13 @@ static obx_err_t maybe_send_status(obx_pipeline_t *p, bool force,
  */
 static obx_err_t produce(obx_pipeline_t *p, const char *topic, const void *key,
 			 size_t key_len, const void *value, size_t value_len,
-			 const obx_kv_t *headers, size_t nheaders,
-			 char *errstr, size_t errstr_size)
+			 const obx_kv_t *headers, size_t nheaders, char *errstr,
+			 size_t errstr_size)
 {
 	for (;;) {
-		obx_err_t err = obx_producer_send(p->producer, topic, key,
-						  key_len, value, value_len,
-						  headers, nheaders, p->txn,
-						  errstr, errstr_size);
+		obx_err_t err = obx_producer_send(
+		    p->producer, topic, key, key_len, value, value_len, headers,
+		    nheaders, p->txn, errstr, errstr_size);
 		if (err == OBX_OK) {
 			obx_tracker_add_event(p->tracker, p->txn);
 			p->stats.produced++;
@@ -192,7 +190,7 @@ static obx_err_t produce(obx_pipeline_t *p, const char *topic, const void *key,
 		obx_producer_poll(p->producer, 100);
 		if ((err = check_kafka(p, errstr, errstr_size)) != OBX_OK ||
 		    (err = maybe_send_status(p, false, errstr, errstr_size)) !=
-			    OBX_OK)
+			OBX_OK)
 			return err;
 	}
 }
@@ -207,16 +205,15 @@ static char *dead_letter_json(const obx_pipeline_t *p,
 	for (size_t i = 0; i < change->ncolumns; i++) {
 		const obx_column_t *c = &change->columns[i];
 		json_object_set_new(columns, c->name,
-				    c->value ? json_stringn(c->value,
-							    c->value_len) :
-					       json_null());
+				    c->value
+					? json_stringn(c->value, c->value_len)
+					: json_null());
 	}
 	snprintf(lsn, sizeof(lsn), OBX_LSN_FMT, OBX_LSN_ARGS(change->lsn));
-	json_t *doc = json_pack("{s:o, s:s, s:s, s:s, s:s, s:I, s:s}",
-				"columns", columns, "db", p->router_db,
-				"schema", change->schema, "table",
-				change->table, "lsn", lsn, "txid",
-				(json_int_t)change->xid, "error", reason);
+	json_t *doc = json_pack(
+	    "{s:o, s:s, s:s, s:s, s:s, s:I, s:s}", "columns", columns, "db",
+	    p->router_db, "schema", change->schema, "table", change->table,
+	    "lsn", lsn, "txid", (json_int_t)change->xid, "error", reason);
 	char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
 	json_decref(doc);
 	return text;
@@ -278,9 +275,8 @@ static obx_err_t handle_row(obx_pipeline_t *p, const obx_change_t *change,
 	const void *value;
 	size_t value_len;
 
-	obx_route_t route = obx_router_route(p->router, change,
-					     p->commit_time_us, &ev, reason,
-					     sizeof(reason));
+	obx_route_t route = obx_router_route(
+	    p->router, change, p->commit_time_us, &ev, reason, sizeof(reason));
 	switch (route) {
 	case OBX_ROUTE_IGNORE:
 		return OBX_OK;
@@ -293,9 +289,9 @@ static obx_err_t handle_row(obx_pipeline_t *p, const obx_change_t *change,
 				 reason, OBX_LSN_ARGS(change->lsn));
 			return OBX_BAD_DATA;
 		}
-		obx_log(p->conf->op_invalid_behavior == OBX_INVALID_OP_ERROR ?
-				OBX_LOG_ERROR :
-				OBX_LOG_WARN,
+		obx_log(p->conf->op_invalid_behavior == OBX_INVALID_OP_ERROR
+			    ? OBX_LOG_ERROR
+			    : OBX_LOG_WARN,
 			"%s at " OBX_LSN_FMT ": skipped", reason,
 			OBX_LSN_ARGS(change->lsn));
 		return OBX_OK;
@@ -316,15 +312,14 @@ static obx_err_t handle_row(obx_pipeline_t *p, const obx_change_t *change,
 		value = NULL;
 		value_len = 0;
 	} else {
-		obx_err_t err = obx_envelope_encode(p->envelope, &ev, &value,
-						    &value_len, errstr,
-						    errstr_size);
+		obx_err_t err = obx_envelope_encode(
+		    p->envelope, &ev, &value, &value_len, errstr, errstr_size);
 		if (err != OBX_OK)
 			return err;
 	}
-	obx_err_t err = produce(p, ev.topic, ev.key, ev.key_len, value,
-				value_len, ev.headers, ev.nheaders, errstr,
-				errstr_size);
+	obx_err_t err =
+	    produce(p, ev.topic, ev.key, ev.key_len, value, value_len,
+		    ev.headers, ev.nheaders, errstr, errstr_size);
 	if (err == OBX_BAD_DATA) {
 		/* librdkafka refused it (e.g. over message.max.bytes) */
 		snprintf(reason, sizeof(reason), "%s", errstr);
@@ -462,9 +457,8 @@ obx_err_t obx_pipeline_drain(obx_pipeline_t *p, int timeout_ms, char *errstr,
 		obx_err_t err = check_kafka(p, errstr, errstr_size);
 		if (err != OBX_OK)
 			return err;
-		if (p->repl &&
-		    (err = maybe_send_status(p, false, errstr, errstr_size)) !=
-			    OBX_OK)
+		if (p->repl && (err = maybe_send_status(p, false, errstr,
+							errstr_size)) != OBX_OK)
 			return err;
 	}
 	if (obx_tracker_inflight(p->tracker) > 0) {
@@ -486,12 +480,13 @@ static obx_err_t stream(obx_pipeline_t *p, volatile sig_atomic_t *stop,
 		obx_producer_poll(p->producer, 0);
 		if ((err = check_kafka(p, errstr, errstr_size)) != OBX_OK ||
 		    (err = maybe_send_status(p, false, errstr, errstr_size)) !=
-			    OBX_OK)
+			OBX_OK)
 			return err;
 		bool backpressured = obx_tracker_inflight(p->tracker) >=
 				     (size_t)p->conf->max_inflight_events;
 		if (!backpressured &&
-		    (err = read_stream(p, &idle, errstr, errstr_size)) != OBX_OK)
+		    (err = read_stream(p, &idle, errstr, errstr_size)) !=
+			OBX_OK)
 			return err;
 		if (idle || backpressured)
 			wait_for_work(p, !backpressured);
@@ -509,7 +504,8 @@ static obx_err_t stop_cleanly(obx_pipeline_t *p, char *errstr,
 	obx_tracker_abandon_open(p->tracker);
 	p->txn = NULL;
 	for (;;) {
-		obx_err_t err = obx_pipeline_drain(p, 1000, errstr, errstr_size);
+		obx_err_t err =
+		    obx_pipeline_drain(p, 1000, errstr, errstr_size);
 		if (err == OBX_OK)
 			break;
 		if (err != OBX_RETRY)

@@ -47,10 +47,10 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *facility,
 {
 	(void)rk;
 	/* syslog levels: 0-3 error, 4 warning, 5-6 info, 7 debug */
-	obx_log_level_t ours = level <= 3 ? OBX_LOG_ERROR :
-			       level == 4 ? OBX_LOG_WARN :
-			       level <= 6 ? OBX_LOG_INFO :
-					    OBX_LOG_DEBUG;
+	obx_log_level_t ours = level <= 3   ? OBX_LOG_ERROR
+			       : level == 4 ? OBX_LOG_WARN
+			       : level <= 6 ? OBX_LOG_INFO
+					    : OBX_LOG_DEBUG;
 	obx_log(ours, "kafka: %s: %s", facility, buf);
 }
 
@@ -122,18 +122,17 @@ obx_err_t obx_producer_send(obx_producer_t *p, const char *topic,
 {
 	rd_kafka_headers_t *hdrs = rd_kafka_headers_new(nheaders);
 	for (size_t i = 0; i < nheaders; i++)
-		rd_kafka_header_add(hdrs, headers[i].name, -1, headers[i].value,
-				    headers[i].value ?
-					    (ssize_t)headers[i].value_len :
-					    0);
+		rd_kafka_header_add(
+		    hdrs, headers[i].name, -1, headers[i].value,
+		    headers[i].value ? (ssize_t)headers[i].value_len : 0);
 
 	rd_kafka_resp_err_t err = rd_kafka_producev(
-		p->rk, RD_KAFKA_V_TOPIC(topic),
-		RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-		RD_KAFKA_V_KEY(key, key_len),
-		RD_KAFKA_V_VALUE((void *)value, value ? value_len : 0),
-		RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(msg_opaque),
-		RD_KAFKA_V_END);
+	    p->rk, RD_KAFKA_V_TOPIC(topic),
+	    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+	    RD_KAFKA_V_KEY(key, key_len),
+	    RD_KAFKA_V_VALUE((void *)value, value ? value_len : 0),
+	    RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(msg_opaque),
+	    RD_KAFKA_V_END);
 	if (!err)
 		return OBX_OK; /* librdkafka owns hdrs now */
 	rd_kafka_headers_destroy(hdrs);
@@ -145,8 +144,10 @@ obx_err_t obx_producer_send(obx_producer_t *p, const char *topic,
 	case RD_KAFKA_RESP_ERR__INVALID_ARG:
 	case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
 	case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
-		obx_errf(errstr, errstr_size, "kafka rejected the message for "
-			 "topic \"%s\": %s", topic, rd_kafka_err2str(err));
+		obx_errf(errstr, errstr_size,
+			 "kafka rejected the message for "
+			 "topic \"%s\": %s",
+			 topic, rd_kafka_err2str(err));
 		return OBX_BAD_DATA;
 	default:
 		obx_errf(errstr, errstr_size,

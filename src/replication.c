@@ -24,7 +24,7 @@ struct obx_repl {
 };
 
 static obx_err_t fail(obx_repl_t *r, obx_err_t err, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static obx_err_t fail(obx_repl_t *r, obx_err_t err, const char *fmt, ...)
 {
@@ -90,12 +90,14 @@ static obx_err_t run_command(obx_repl_t *r, const char *sql,
 static obx_err_t identify_system(obx_repl_t *r)
 {
 	PGresult *res = NULL;
-	obx_err_t err = run_command(r, "IDENTIFY_SYSTEM", PGRES_TUPLES_OK, &res);
+	obx_err_t err =
+	    run_command(r, "IDENTIFY_SYSTEM", PGRES_TUPLES_OK, &res);
 	if (err != OBX_OK) {
 		PQclear(res);
 		return fail(r, err, "could not identify system: %s", r->error);
 	}
-	if (PQnfields(res) < 4 || PQntuples(res) != 1 || PQgetisnull(res, 0, 3)) {
+	if (PQnfields(res) < 4 || PQntuples(res) != 1 ||
+	    PQgetisnull(res, 0, 3)) {
 		PQclear(res);
 		return fail(r, OBX_FATAL,
 			    "could not identify system: the connection is not "
@@ -121,7 +123,8 @@ static obx_err_t read_slot(obx_repl_t *r, bool *exists)
 	obx_err_t err = run_command(r, sql, PGRES_TUPLES_OK, &res);
 	if (err != OBX_OK) {
 		PQclear(res);
-		return fail(r, err, "could not read replication slot \"%s\": %s",
+		return fail(r, err,
+			    "could not read replication slot \"%s\": %s",
 			    r->slot, r->error);
 	}
 	*exists = PQntuples(res) == 1;
@@ -130,18 +133,20 @@ static obx_err_t read_slot(obx_repl_t *r, bool *exists)
 		const char *lsn = PQgetvalue(res, 0, 1);
 		const char *status = PQgetvalue(res, 0, 2);
 		if (strcmp(plugin, r->plugin) != 0) {
-			err = fail(r, OBX_FATAL,
-				   "replication slot \"%s\" uses plugin \"%s\", "
-				   "not \"%s\" (plugin.name): drop it or use "
-				   "another slot.name",
-				   r->slot, plugin, r->plugin);
+			err =
+			    fail(r, OBX_FATAL,
+				 "replication slot \"%s\" uses plugin \"%s\", "
+				 "not \"%s\" (plugin.name): drop it or use "
+				 "another slot.name",
+				 r->slot, plugin, r->plugin);
 		} else if (strcmp(status, "lost") == 0) {
-			err = fail(r, OBX_BAD_DATA,
-				   "replication slot \"%s\" is lost (wal_status "
-				   "= lost): the server removed WAL it still "
-				   "needed, so events were skipped; recreate "
-				   "the slot and reconcile the outbox",
-				   r->slot);
+			err =
+			    fail(r, OBX_BAD_DATA,
+				 "replication slot \"%s\" is lost (wal_status "
+				 "= lost): the server removed WAL it still "
+				 "needed, so events were skipped; recreate "
+				 "the slot and reconcile the outbox",
+				 r->slot);
 		} else if (!PQgetisnull(res, 0, 1)) {
 			obx_lsn_parse(lsn, strlen(lsn), &r->slot_confirmed);
 		}
@@ -206,7 +211,8 @@ obx_repl_t *obx_repl_connect(const obx_config_t *conf, obx_err_t *err,
 	r->conn = PQconnectdbParams(keys, values, 1);
 	if (PQstatus(r->conn) != CONNECTION_OK) {
 		*err = OBX_RETRY;
-		obx_errf(errstr, errstr_size, "could not connect to the server: %s",
+		obx_errf(errstr, errstr_size,
+			 "could not connect to the server: %s",
 			 PQerrorMessage(r->conn));
 		obx_repl_destroy(r);
 		return NULL;
@@ -300,8 +306,9 @@ static obx_err_t stream_ended(obx_repl_t *r)
 
 	if (res && PQresultStatus(res) == PGRES_COMMAND_OK) {
 		PQclear(res);
-		return fail(r, OBX_RETRY, "the server ended the replication "
-					  "stream");
+		return fail(r, OBX_RETRY,
+			    "the server ended the replication "
+			    "stream");
 	}
 	if (res)
 		err = classify(res, r->conn);
@@ -321,8 +328,9 @@ obx_err_t obx_repl_read(obx_repl_t *r, obx_repl_msg_t *msg)
 	if (len == 0) {
 		/* nothing buffered: read what the socket has, try once more */
 		if (!PQconsumeInput(r->conn))
-			return fail(r, OBX_RETRY, "lost the replication "
-						  "connection: %s",
+			return fail(r, OBX_RETRY,
+				    "lost the replication "
+				    "connection: %s",
 				    PQerrorMessage(r->conn));
 		len = PQgetCopyData(r->conn, &r->copybuf, 1);
 		if (len == 0) {
@@ -335,8 +343,9 @@ obx_err_t obx_repl_read(obx_repl_t *r, obx_repl_msg_t *msg)
 		return stream_ended(r);
 	}
 	if (len < 0)
-		return fail(r, OBX_RETRY, "could not read the replication "
-					  "stream: %s",
+		return fail(r, OBX_RETRY,
+			    "could not read the replication "
+			    "stream: %s",
 			    PQerrorMessage(r->conn));
 
 	const char *buf = r->copybuf;
@@ -345,7 +354,8 @@ obx_err_t obx_repl_read(obx_repl_t *r, obx_repl_msg_t *msg)
 		/* XLogData: 'w', dataStart(8), walEnd(8), sendTime(8), data */
 		if (len < 25)
 			return fail(r, OBX_BAD_DATA,
-				    "malformed XLogData message of %d bytes", len);
+				    "malformed XLogData message of %d bytes",
+				    len);
 		msg->kind = OBX_REPL_DATA;
 		msg->wal_start = read_u64(buf + 1);
 		msg->wal_end = read_u64(buf + 9);
@@ -382,7 +392,8 @@ obx_err_t obx_repl_send_status(obx_repl_t *r, obx_lsn_t received,
 	write_u64(msg + 17, flushed);
 	write_u64(msg + 25, (uint64_t)now);
 	msg[33] = reply_requested ? 1 : 0;
-	if (PQputCopyData(r->conn, msg, sizeof(msg)) <= 0 || PQflush(r->conn) < 0)
+	if (PQputCopyData(r->conn, msg, sizeof(msg)) <= 0 ||
+	    PQflush(r->conn) < 0)
 		return fail(r, OBX_RETRY, "could not send a status update: %s",
 			    PQerrorMessage(r->conn));
 	return OBX_OK;
@@ -402,7 +413,8 @@ obx_err_t obx_repl_finish(obx_repl_t *r)
 		if (len >= 0)
 			continue;
 		if (len == -2)
-			return fail(r, OBX_RETRY, "could not drain the stream: %s",
+			return fail(r, OBX_RETRY,
+				    "could not drain the stream: %s",
 				    PQerrorMessage(r->conn));
 		break;
 	}

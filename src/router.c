@@ -27,7 +27,8 @@ obx_router_t *obx_router_new(const obx_config_t *conf, const char *db)
 		abort();
 	r->conf = conf;
 	r->db = strdup(db);
-	r->headers = calloc(FIXED_HEADERS + conf->nadditional, sizeof(obx_kv_t));
+	r->headers =
+	    calloc(FIXED_HEADERS + conf->nadditional, sizeof(obx_kv_t));
 	r->fields = calloc(conf->nadditional + 1, sizeof(obx_kv_t));
 	if (!r->db || !r->headers || !r->fields)
 		abort();
@@ -113,9 +114,9 @@ static size_t render_topic(obx_router_t *r, const char *value, size_t len)
 
 /* Looks up a mapped column that must be present and, if !nullable, set. */
 static const obx_column_t *required_column(const obx_change_t *change,
-					   const char *name,
-					   const char *option, bool nullable,
-					   char *reason, size_t reason_size)
+					   const char *name, const char *option,
+					   bool nullable, char *reason,
+					   size_t reason_size)
 {
 	const obx_column_t *col = find_column(change, name);
 	if (!col) {
@@ -150,8 +151,8 @@ obx_route_t obx_router_route(obx_router_t *r, const obx_change_t *change,
 	case OBX_CHANGE_TRUNCATE:
 		obx_errf(reason, reason_size,
 			 "%s on outbox table %s.%s is not an event",
-			 change->kind == OBX_CHANGE_UPDATE ? "UPDATE" :
-							     "TRUNCATE",
+			 change->kind == OBX_CHANGE_UPDATE ? "UPDATE"
+							   : "TRUNCATE",
 			 change->schema, change->table);
 		return OBX_ROUTE_INVALID_OP;
 	default:
@@ -180,9 +181,8 @@ obx_route_t obx_router_route(obx_router_t *r, const obx_change_t *change,
 	ev->timestamp_us = commit_time_us;
 	if (conf->field_event_timestamp) {
 		const obx_column_t *ts = required_column(
-			change, conf->field_event_timestamp,
-			"table.field.event.timestamp", true, reason,
-			reason_size);
+		    change, conf->field_event_timestamp,
+		    "table.field.event.timestamp", true, reason, reason_size);
 		if (!ts)
 			return OBX_ROUTE_BAD_EVENT;
 		if (ts->value && obx_parse_timestamptz(ts->value, ts->value_len,
@@ -208,19 +208,18 @@ obx_route_t obx_router_route(obx_router_t *r, const obx_change_t *change,
 	for (size_t i = 0; i < conf->nadditional; i++) {
 		const obx_additional_field_t *extra = &conf->additional[i];
 		const obx_column_t *col = required_column(
-			change, extra->column,
-			"table.fields.additional.placement", true, reason,
-			reason_size);
+		    change, extra->column, "table.fields.additional.placement",
+		    true, reason, reason_size);
 		if (!col)
 			return OBX_ROUTE_BAD_EVENT;
 		if (extra->placement == OBX_PLACE_HEADER) {
-			r->headers[nheaders++] = (obx_kv_t){ extra->alias,
-							    col->value,
-							    col->value_len };
+			r->headers[nheaders++] =
+			    (obx_kv_t){ extra->alias, col->value,
+					col->value_len };
 		} else if (col->value) {
-			r->fields[nfields++] = (obx_kv_t){ extra->alias,
-							  col->value,
-							  col->value_len };
+			r->fields[nfields++] =
+			    (obx_kv_t){ extra->alias, col->value,
+					col->value_len };
 		}
 	}
 	r->headers[HEADER_ID].value = id->value;

@@ -5,7 +5,7 @@
 
 struct obx_txn {
 	obx_txn_t *next;
-	size_t pending;	     /* events not yet acked */
+	size_t pending;	      /* events not yet acked */
 	obx_lsn_t commit_lsn; /* valid once closed */
 	bool closed;
 	bool abandoned; /* never confirms: the stream broke inside it */

@@ -14,8 +14,8 @@
  * Returns the canonical form of a JSON schema text as a malloc'd string, or
  * NULL with errstr when the text is not a schema.
  */
-char *obx_avro_canonical_form(const char *schema_json, size_t len,
-			      char *errstr, size_t errstr_size);
+char *obx_avro_canonical_form(const char *schema_json, size_t len, char *errstr,
+			      size_t errstr_size);
 
 /* CRC-64-AVRO (the Rabin fingerprint of the specification). */
 uint64_t obx_avro_crc64(const void *data, size_t len);

@@ -4,10 +4,10 @@
  * Every fallible call returns an obx_err_t that tells the caller what to do
  * next, not what went wrong (the text says that):
  *   OBX_OK        carry on
- *   OBX_RETRY     transient (server restart, broker down): reconnect with backoff
- *   OBX_FATAL     an invariant or the environment is broken: stop, exit 1
- *   OBX_BAD_DATA  the input cannot be processed: stop without confirming, exit 3
- *   OBX_CONFIG    the configuration is unusable: exit 2
+ *   OBX_RETRY     transient (server restart, broker down): reconnect with
+ * backoff OBX_FATAL     an invariant or the environment is broken: stop, exit 1
+ *   OBX_BAD_DATA  the input cannot be processed: stop without confirming, exit
+ * 3 OBX_CONFIG    the configuration is unusable: exit 2
  */
 #ifndef OUTBOXD_COMMON_H
 #define OUTBOXD_COMMON_H
@@ -29,7 +29,7 @@ typedef uint64_t obx_lsn_t;
 #define OBX_LSN_INVALID ((obx_lsn_t)0)
 
 /* printf arguments for an LSN, used with "%X/%08X" (PostgreSQL's form). */
-#define OBX_LSN_FMT "%X/%08X"
+#define OBX_LSN_FMT	  "%X/%08X"
 #define OBX_LSN_ARGS(lsn) (unsigned)((lsn) >> 32), (unsigned)(lsn)
 
 /* Parses "X/Y" (hex halves); returns 0 on success, -1 if malformed. */
@@ -43,7 +43,7 @@ int64_t obx_wallclock_us(void);
 
 /* printf into a fixed buffer, always NUL-terminated; for errstr arguments. */
 void obx_errf(char *errstr, size_t errstr_size, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 #define OBX_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 

@@ -67,14 +67,14 @@ typedef struct obx_config {
 	bool route_tombstone_on_empty_payload;
 	char *fields_additional_placement;
 	int op_invalid_behavior; /* obx_invalid_op_t */
-	int errors_bad_event;    /* obx_bad_event_t */
+	int errors_bad_event;	 /* obx_bad_event_t */
 	char *errors_dlq_topic;
 	long max_inflight_events;
 	long status_interval_ms;
 	char *heartbeat_action_query;
 	long heartbeat_interval_ms;
 	char *http_listen;
-	int log_level;  /* obx_log_level_t */
+	int log_level;	/* obx_log_level_t */
 	int log_format; /* obx_log_format_t */
 	long stats_interval_ms;
 
@@ -96,9 +96,8 @@ void obx_config_destroy(obx_config_t *conf);
  * the origin for messages ("outboxd.properties:12", "$OUTBOXD_SLOT_NAME").
  * Unknown keys are an error naming the closest known key.
  */
-obx_err_t obx_config_set(obx_config_t *conf, const char *key,
-			 const char *value, const char *where, char *errstr,
-			 size_t errstr_size);
+obx_err_t obx_config_set(obx_config_t *conf, const char *key, const char *value,
+			 const char *where, char *errstr, size_t errstr_size);
 
 /* Reads a properties file: `key = value` lines, `#`/`!` comments. */
 obx_err_t obx_config_load_file(obx_config_t *conf, const char *path,

@@ -29,11 +29,11 @@ void obx_log_setup(obx_log_level_t level, obx_log_format_t format);
 int obx_log_enabled(obx_log_level_t level);
 
 void obx_log(obx_log_level_t level, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 
 #define obx_debug(...) obx_log(OBX_LOG_DEBUG, __VA_ARGS__)
-#define obx_info(...) obx_log(OBX_LOG_INFO, __VA_ARGS__)
-#define obx_warn(...) obx_log(OBX_LOG_WARN, __VA_ARGS__)
+#define obx_info(...)  obx_log(OBX_LOG_INFO, __VA_ARGS__)
+#define obx_warn(...)  obx_log(OBX_LOG_WARN, __VA_ARGS__)
 #define obx_error(...) obx_log(OBX_LOG_ERROR, __VA_ARGS__)
 
 /*

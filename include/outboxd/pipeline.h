@@ -19,12 +19,12 @@
 typedef struct obx_pipeline obx_pipeline_t;
 
 typedef struct {
-	uint64_t changes;   /* replication messages decoded */
-	uint64_t produced;  /* events handed to Kafka (incl. dead letters) */
-	uint64_t acked;	    /* events Kafka acknowledged */
+	uint64_t changes;      /* replication messages decoded */
+	uint64_t produced;     /* events handed to Kafka (incl. dead letters) */
+	uint64_t acked;	       /* events Kafka acknowledged */
 	uint64_t dead_letters; /* bad rows sent to errors.dlq.topic */
-	uint64_t skipped;   /* bad rows skipped (errors.bad.event=skip) */
-	uint64_t invalid_ops; /* UPDATE/TRUNCATE on outbox tables */
+	uint64_t skipped;      /* bad rows skipped (errors.bad.event=skip) */
+	uint64_t invalid_ops;  /* UPDATE/TRUNCATE on outbox tables */
 	uint64_t reconnects;
 	obx_lsn_t confirmed; /* last flush LSN sent to the server */
 	obx_lsn_t server_wal_end;
@@ -54,7 +54,6 @@ obx_err_t obx_pipeline_run(obx_pipeline_t *p, volatile sig_atomic_t *stop,
 obx_err_t obx_pipeline_drain(obx_pipeline_t *p, int timeout_ms, char *errstr,
 			     size_t errstr_size);
 
-void obx_pipeline_get_stats(const obx_pipeline_t *p,
-			    obx_pipeline_stats_t *out);
+void obx_pipeline_get_stats(const obx_pipeline_t *p, obx_pipeline_stats_t *out);
 
 #endif

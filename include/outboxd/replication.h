@@ -29,10 +29,10 @@ typedef enum {
 
 typedef struct {
 	obx_repl_msg_kind_t kind;
-	obx_lsn_t wal_start; /* XLogData: where the message starts */
-	obx_lsn_t wal_end;   /* the server's WAL end as it reports it */
+	obx_lsn_t wal_start;  /* XLogData: where the message starts */
+	obx_lsn_t wal_end;    /* the server's WAL end as it reports it */
 	bool reply_requested; /* keepalive: answer now or be timed out */
-	const char *data;    /* valid until the next obx_repl_read() */
+	const char *data;     /* valid until the next obx_repl_read() */
 	size_t len;
 } obx_repl_msg_t;
 

@@ -35,7 +35,8 @@ typedef struct {
 	size_t aggregate_type_len;
 	const char *payload; /* NULL: SQL NULL */
 	size_t payload_len;
-	bool tombstone; /* publish a null value (route.tombstone.on.empty.payload) */
+	bool tombstone; /* publish a null value
+			   (route.tombstone.on.empty.payload) */
 	int64_t timestamp_us;
 	/* source */
 	const char *db;
@@ -50,10 +51,10 @@ typedef struct {
 } obx_event_t;
 
 typedef enum {
-	OBX_ROUTE_EVENT = 0, /* publish *event */
-	OBX_ROUTE_IGNORE,    /* not an outbox change, or a DELETE (cleanup) */
+	OBX_ROUTE_EVENT = 0,  /* publish *event */
+	OBX_ROUTE_IGNORE,     /* not an outbox change, or a DELETE (cleanup) */
 	OBX_ROUTE_INVALID_OP, /* UPDATE/TRUNCATE on an outbox table */
-	OBX_ROUTE_BAD_EVENT, /* an outbox INSERT that cannot be a record */
+	OBX_ROUTE_BAD_EVENT,  /* an outbox INSERT that cannot be a record */
 } obx_route_t;
 
 typedef struct obx_router obx_router_t;
@@ -63,8 +64,8 @@ obx_router_t *obx_router_new(const obx_config_t *conf, const char *db);
 void obx_router_destroy(obx_router_t *router);
 
 /* True when schema.table is one of table.include.list. */
-bool obx_router_is_outbox_table(const obx_router_t *router,
-				const char *schema, const char *table);
+bool obx_router_is_outbox_table(const obx_router_t *router, const char *schema,
+				const char *table);
 
 /*
  * Routes a row change.  commit_time_us is the transaction's commit time,

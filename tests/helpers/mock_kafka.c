@@ -87,8 +87,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "mock-kafka: %s\n", errstr);
 		return 1;
 	}
-	rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr,
-				      sizeof(errstr));
+	rd_kafka_t *rk =
+	    rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
 	if (!rk) {
 		fprintf(stderr, "mock-kafka: %s\n", errstr);
 		return 1;

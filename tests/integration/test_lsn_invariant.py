@@ -66,6 +66,39 @@ class LsnInvariantTest(IntegrationTest):
         self.assertEqual(len(self.consumer.read(["outbox.event.pressure"], 100, timeout=90)), 100)
         self.assertEqual(d.stop(), 0)
 
+    def test_delivery_that_finally_fails_stops_without_confirming(self):
+        d = self.outboxd(slot_name="timeout", kafka_message_timeout_ms="3000")
+        d.wait_streaming()
+        self.kafka.all_brokers("down")
+        try:
+            before = self.pg.current_lsn()
+            self.insert_events([("timeout", "t-1", "Lost?", '{"n": 1}')])
+            self.assertEqual(d.wait(60), 1, d.output())
+        finally:
+            self.kafka.all_brokers("up")
+        self.assertRegex(d.output(), r"a Kafka delivery failed: .*stopping without confirming")
+        self.assertLessEqual(self.pg.confirmed_lsn("timeout"), before)
+        # a restart sends it again: nothing was lost
+        d = self.outboxd(slot_name="timeout")
+        d.wait_streaming()
+        records = self.consumer.read(["outbox.event.timeout"], 1)
+        self.assertEqual(len(records), 1)
+        self.assertEqual(d.stop(), 0)
+
+    def test_fatal_idempotence_error_stops_without_confirming(self):
+        d = self.outboxd(slot_name="fatal")
+        d.wait_streaming()
+        self.insert_events([("fatal", "f-0", "Warmup", '{}')])
+        self.consumer.read(["outbox.event.fatal"], 1)
+        before = self.pg.current_lsn()
+        # OUT_OF_ORDER_SEQUENCE_NUMBER (45) on Produce (ApiKey 0): the
+        # idempotent producer cannot guarantee order any more
+        self.kafka.command("errors 0 5 45")
+        self.insert_events([("fatal", "f-1", "Doomed", '{}')])
+        self.assertEqual(d.wait(60), 1, d.output())
+        self.assertIn("fatal", d.output())
+        self.assertLessEqual(self.pg.confirmed_lsn("fatal"), before)
+
 
 if __name__ == "__main__":
     main()

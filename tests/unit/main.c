@@ -10,8 +10,8 @@ static const struct {
 	const char *name;
 	Suite *(*make)(void);
 } suites[] = {
-	{ "config", config_suite },	{ "decoder", decoder_suite },
-	{ "router", router_suite },	{ "envelope", envelope_suite },
+	{ "config", config_suite },   { "decoder", decoder_suite },
+	{ "router", router_suite },   { "envelope", envelope_suite },
 	{ "tracker", tracker_suite },
 };
 

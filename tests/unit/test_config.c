@@ -90,13 +90,13 @@ END_TEST
 START_TEST(bad_values_are_rejected_with_the_key)
 {
 	obx_config_t *c = obx_config_new();
-	ck_assert_int_eq(obx_config_set(c, "max.inflight.events", "0", "t",
-					err, sizeof(err)),
-			 OBX_CONFIG);
-	ck_assert_ptr_nonnull(strstr(err, "max.inflight.events"));
-	ck_assert_int_eq(obx_config_set(c, "slot.create", "maybe", "t", err,
+	ck_assert_int_eq(obx_config_set(c, "max.inflight.events", "0", "t", err,
 					sizeof(err)),
 			 OBX_CONFIG);
+	ck_assert_ptr_nonnull(strstr(err, "max.inflight.events"));
+	ck_assert_int_eq(
+	    obx_config_set(c, "slot.create", "maybe", "t", err, sizeof(err)),
+	    OBX_CONFIG);
 	ck_assert_int_eq(obx_config_set(c, "errors.bad.event", "ignore", "t",
 					err, sizeof(err)),
 			 OBX_CONFIG);
@@ -113,9 +113,9 @@ START_TEST(environment_overrides_file)
 			"OUTBOXD_DATABASE_URL=dbname=x",
 			/* Kubernetes service variables are not ours */
 			"OUTBOXD_SERVICE_HOST=10.0.0.1", "PATH=/bin", NULL };
-	ck_assert_int_eq(obx_config_set(c, "slot.name", "from_file", "t", err,
-					sizeof(err)),
-			 OBX_OK);
+	ck_assert_int_eq(
+	    obx_config_set(c, "slot.name", "from_file", "t", err, sizeof(err)),
+	    OBX_OK);
 	ck_assert_int_eq(obx_config_load_env(c, env, err, sizeof(err)), OBX_OK);
 	ck_assert_int_eq(obx_config_validate(c, err, sizeof(err)), OBX_OK);
 	ck_assert_str_eq(c->slot_name, "from_env");
@@ -186,9 +186,12 @@ START_TEST(reference_lists_every_key)
 	FILE *out = open_memstream(&text, &len);
 	obx_config_write_reference(out);
 	fclose(out);
-	const char *keys[] = { "database.url", "slot.name",
-			       "table.op.invalid.behavior", "errors.bad.event",
-			       "max.inflight.events", "kafka.*" };
+	const char *keys[] = { "database.url",
+			       "slot.name",
+			       "table.op.invalid.behavior",
+			       "errors.bad.event",
+			       "max.inflight.events",
+			       "kafka.*" };
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
 		ck_assert_msg(strstr(text, keys[i]), "missing %s", keys[i]);
 	free(text);

@@ -25,9 +25,9 @@ static size_t load_golden(golden_line_t *lines, size_t max)
 	while (n < max && getline(&line, &cap, f) != -1) {
 		char *tab = strchr(line, '\t');
 		ck_assert_ptr_nonnull(tab);
-		ck_assert_int_eq(obx_lsn_parse(line, (size_t)(tab - line),
-					       &lines[n].lsn),
-				 0);
+		ck_assert_int_eq(
+		    obx_lsn_parse(line, (size_t)(tab - line), &lines[n].lsn),
+		    0);
 		lines[n].json = strdup(tab + 1);
 		lines[n].json[strcspn(lines[n].json, "\n")] = '\0';
 		n++;
@@ -58,10 +58,9 @@ START_TEST(golden_stream_decodes_in_order)
 
 	ck_assert_uint_eq(n, strlen(expected));
 	for (size_t i = 0; i < n; i++) {
-		ck_assert_msg(obx_decoder_decode(dec, lines[i].json,
-						 strlen(lines[i].json),
-						 lines[i].lsn, &c, err,
-						 sizeof(err)) == OBX_OK,
+		ck_assert_msg(obx_decoder_decode(
+				  dec, lines[i].json, strlen(lines[i].json),
+				  lines[i].lsn, &c, err, sizeof(err)) == OBX_OK,
 			      "line %zu: %s", i + 1, err);
 		ck_assert_uint_eq(c.lsn, lines[i].lsn);
 		const char *letters = "NBIUDTC";
@@ -115,7 +114,8 @@ START_TEST(start_options_ask_for_what_we_read)
 	char opts[2048];
 	ck_assert_int_eq(obx_decoder_start_options(dec, opts, sizeof(opts)),
 			 OBX_OK);
-	const char *want[] = { "\"format-version\" '2'", "\"include-lsn\" '1'",
+	const char *want[] = { "\"format-version\" '2'",
+			       "\"include-lsn\" '1'",
 			       "\"include-xids\" '1'",
 			       "\"include-timestamp\" '1'",
 			       "\"include-transaction\" '1'",
@@ -128,8 +128,7 @@ START_TEST(start_options_ask_for_what_we_read)
 }
 END_TEST
 
-static void expect_bad(obx_decoder_t *dec, const char *json,
-		       const char *reason)
+static void expect_bad(obx_decoder_t *dec, const char *json, const char *reason)
 {
 	obx_change_t c;
 	obx_lsn_t lsn = ((obx_lsn_t)0x1 << 32) | 0xABCDEF;
@@ -182,9 +181,9 @@ START_TEST(numbers_and_booleans_become_text)
 	obx_decoder_t *dec = obx_decoder_new(conf, err, sizeof(err));
 	obx_change_t c;
 	const char *json =
-		"{\"action\":\"I\",\"schema\":\"s\",\"table\":\"t\",\"columns\":"
-		"[{\"name\":\"a\",\"value\":9007199254740993},"
-		"{\"name\":\"b\",\"value\":true},{\"name\":\"c\",\"value\":1.5}]}";
+	    "{\"action\":\"I\",\"schema\":\"s\",\"table\":\"t\",\"columns\":"
+	    "[{\"name\":\"a\",\"value\":9007199254740993},"
+	    "{\"name\":\"b\",\"value\":true},{\"name\":\"c\",\"value\":1.5}]}";
 	ck_assert_int_eq(obx_decoder_decode(dec, json, strlen(json), 1, &c, err,
 					    sizeof(err)),
 			 OBX_OK);
@@ -199,8 +198,8 @@ END_TEST
 START_TEST(timestamps_with_offsets)
 {
 	int64_t us;
-	ck_assert_int_eq(obx_parse_timestamptz("1970-01-01 00:00:00+00", 22, &us),
-			 0);
+	ck_assert_int_eq(
+	    obx_parse_timestamptz("1970-01-01 00:00:00+00", 22, &us), 0);
 	ck_assert_int_eq(us, 0);
 	const char *t = "2000-01-01 05:30:00.5+05:30";
 	ck_assert_int_eq(obx_parse_timestamptz(t, strlen(t), &us), 0);

@@ -12,27 +12,28 @@ static char err[1024];
 /* Written by hand from the specification's Parsing Canonical Form rules:
  * doc and logicalType stripped, full names, attribute order fixed. */
 static const char expected_canonical[] =
-	"{\"name\":\"io.outboxd.Envelope\",\"type\":\"record\",\"fields\":["
-	"{\"name\":\"id\",\"type\":\"string\"},"
-	"{\"name\":\"aggregate_type\",\"type\":\"string\"},"
-	"{\"name\":\"aggregate_id\",\"type\":\"string\"},"
-	"{\"name\":\"type\",\"type\":\"string\"},"
-	"{\"name\":\"payload\",\"type\":[\"null\",\"string\"]},"
-	"{\"name\":\"timestamp\",\"type\":\"long\"},"
-	"{\"name\":\"source\",\"type\":{\"name\":\"io.outboxd.Source\","
-	"\"type\":\"record\",\"fields\":["
-	"{\"name\":\"db\",\"type\":\"string\"},"
-	"{\"name\":\"schema\",\"type\":\"string\"},"
-	"{\"name\":\"table\",\"type\":\"string\"},"
-	"{\"name\":\"lsn\",\"type\":\"long\"},"
-	"{\"name\":\"txid\",\"type\":\"long\"}]}},"
-	"{\"name\":\"fields\",\"type\":{\"type\":\"map\",\"values\":"
-	"\"string\"}}]}";
+    "{\"name\":\"io.outboxd.Envelope\",\"type\":\"record\",\"fields\":["
+    "{\"name\":\"id\",\"type\":\"string\"},"
+    "{\"name\":\"aggregate_type\",\"type\":\"string\"},"
+    "{\"name\":\"aggregate_id\",\"type\":\"string\"},"
+    "{\"name\":\"type\",\"type\":\"string\"},"
+    "{\"name\":\"payload\",\"type\":[\"null\",\"string\"]},"
+    "{\"name\":\"timestamp\",\"type\":\"long\"},"
+    "{\"name\":\"source\",\"type\":{\"name\":\"io.outboxd.Source\","
+    "\"type\":\"record\",\"fields\":["
+    "{\"name\":\"db\",\"type\":\"string\"},"
+    "{\"name\":\"schema\",\"type\":\"string\"},"
+    "{\"name\":\"table\",\"type\":\"string\"},"
+    "{\"name\":\"lsn\",\"type\":\"long\"},"
+    "{\"name\":\"txid\",\"type\":\"long\"}]}},"
+    "{\"name\":\"fields\",\"type\":{\"type\":\"map\",\"values\":"
+    "\"string\"}}]}";
 
 START_TEST(crc64_matches_the_specification_vectors)
 {
 	/* from the Avro project's schema test data */
-	ck_assert_uint_eq(obx_avro_crc64("\"null\"", 6), 7195948357588979594ULL);
+	ck_assert_uint_eq(obx_avro_crc64("\"null\"", 6),
+			  7195948357588979594ULL);
 	ck_assert_uint_eq(obx_avro_crc64("\"int\"", 5), 8247732601305521295ULL);
 	ck_assert_uint_eq(obx_avro_crc64("\"long\"", 6),
 			  (uint64_t)-3434872931120570953LL);
@@ -44,8 +45,8 @@ END_TEST
 START_TEST(canonical_form_of_the_envelope)
 {
 	const char *schema = obx_envelope_schema_json();
-	char *form = obx_avro_canonical_form(schema, strlen(schema), err,
-					     sizeof(err));
+	char *form =
+	    obx_avro_canonical_form(schema, strlen(schema), err, sizeof(err));
 	ck_assert_msg(form != NULL, "%s", err);
 	ck_assert_str_eq(form, expected_canonical);
 	free(form);
@@ -74,13 +75,13 @@ START_TEST(canonical_form_rules)
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		char *form = obx_avro_canonical_form(
-			cases[i].in, strlen(cases[i].in), err, sizeof(err));
+		    cases[i].in, strlen(cases[i].in), err, sizeof(err));
 		ck_assert_msg(form != NULL, "%s", err);
 		ck_assert_str_eq(form, cases[i].out);
 		free(form);
 	}
-	ck_assert_ptr_null(obx_avro_canonical_form("{\"type\":", 8, err,
-						   sizeof(err)));
+	ck_assert_ptr_null(
+	    obx_avro_canonical_form("{\"type\":", 8, err, sizeof(err)));
 }
 END_TEST
 
@@ -133,13 +134,13 @@ static void read_back(const void *bytes, size_t len, avro_value_t *out,
 		      avro_value_iface_t **iface, avro_schema_t *schema)
 {
 	const char *json = obx_envelope_schema_json();
-	ck_assert_int_eq(avro_schema_from_json_length(json, strlen(json), schema),
-			 0);
+	ck_assert_int_eq(
+	    avro_schema_from_json_length(json, strlen(json), schema), 0);
 	*iface = avro_generic_class_from_schema(*schema);
 	ck_assert_int_eq(avro_generic_value_new(*iface, out), 0);
-	avro_reader_t reader = avro_reader_memory(
-		(const char *)bytes + OBX_ENVELOPE_HEADER_SIZE,
-		(int64_t)(len - OBX_ENVELOPE_HEADER_SIZE));
+	avro_reader_t reader =
+	    avro_reader_memory((const char *)bytes + OBX_ENVELOPE_HEADER_SIZE,
+			       (int64_t)(len - OBX_ENVELOPE_HEADER_SIZE));
 	ck_assert_int_eq(avro_value_read(reader, out), 0);
 	avro_reader_free(reader);
 }
@@ -153,9 +154,9 @@ START_TEST(round_trip_through_avro_c)
 
 	ck_assert_msg(env != NULL, "%s", err);
 	obx_event_t ev = sample_event(fields, 2, "{\"a\": [1, \"✓\"]}");
-	ck_assert_int_eq(obx_envelope_encode(env, &ev, &bytes, &len, err,
-					     sizeof(err)),
-			 OBX_OK);
+	ck_assert_int_eq(
+	    obx_envelope_encode(env, &ev, &bytes, &len, err, sizeof(err)),
+	    OBX_OK);
 
 	const unsigned char *b = bytes;
 	ck_assert_uint_eq(b[0], 0xC3);
@@ -163,8 +164,8 @@ START_TEST(round_trip_through_avro_c)
 	uint64_t fp = 0;
 	for (int i = 7; i >= 0; i--)
 		fp = (fp << 8) | b[2 + i];
-	ck_assert_uint_eq(fp, obx_avro_crc64(expected_canonical,
-					     strlen(expected_canonical)));
+	ck_assert_uint_eq(
+	    fp, obx_avro_crc64(expected_canonical, strlen(expected_canonical)));
 	ck_assert_uint_eq(fp, obx_envelope_fingerprint(env));
 
 	avro_value_t v, payload, branch, source, map, entry;
@@ -195,7 +196,8 @@ START_TEST(round_trip_through_avro_c)
 	size_t count;
 	avro_value_get_size(&map, &count);
 	ck_assert_uint_eq(count, 2);
-	ck_assert_int_eq(avro_value_get_by_name(&map, "tenant", &entry, NULL), 0);
+	ck_assert_int_eq(avro_value_get_by_name(&map, "tenant", &entry, NULL),
+			 0);
 	avro_value_get_string(&entry, &s, &size);
 	ck_assert_str_eq(s, "t9");
 
@@ -214,14 +216,14 @@ START_TEST(reused_value_does_not_leak_between_events)
 	size_t len;
 
 	obx_event_t first = sample_event(fields, 1, "{}");
-	ck_assert_int_eq(obx_envelope_encode(env, &first, &bytes, &len, err,
-					     sizeof(err)),
-			 OBX_OK);
+	ck_assert_int_eq(
+	    obx_envelope_encode(env, &first, &bytes, &len, err, sizeof(err)),
+	    OBX_OK);
 	/* the second event has no extra fields and a NULL payload */
 	obx_event_t second = sample_event(NULL, 0, NULL);
-	ck_assert_int_eq(obx_envelope_encode(env, &second, &bytes, &len, err,
-					     sizeof(err)),
-			 OBX_OK);
+	ck_assert_int_eq(
+	    obx_envelope_encode(env, &second, &bytes, &len, err, sizeof(err)),
+	    OBX_OK);
 
 	avro_value_t v, payload, map;
 	avro_value_iface_t *iface;

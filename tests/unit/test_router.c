@@ -11,7 +11,10 @@ static size_t len_or_zero(const char *s)
 	return s ? strlen(s) : 0;
 }
 
-#define COL(n, v) { n, v, len_or_zero(v) }
+#define COL(n, v)                                                              \
+	{                                                                      \
+		n, v, len_or_zero(v)                                           \
+	}
 
 static obx_change_t insert(const obx_column_t *cols, size_t n)
 {
@@ -40,14 +43,15 @@ START_TEST(insert_maps_columns_and_topic)
 	obx_config_t *conf = test_config(NULL);
 	obx_router_t *r = obx_router_new(conf, "shop");
 	obx_column_t cols[] = { COL("id", "e-1"), COL("aggregatetype", "order"),
-				COL("aggregateid", "o-7"), COL("type", "Created"),
+				COL("aggregateid", "o-7"),
+				COL("type", "Created"),
 				COL("payload", "{\"x\":1}") };
 	obx_change_t c = insert(cols, 5);
 	obx_event_t ev;
 
-	ck_assert_int_eq(obx_router_route(r, &c, 123, &ev, reason,
-					  sizeof(reason)),
-			 OBX_ROUTE_EVENT);
+	ck_assert_int_eq(
+	    obx_router_route(r, &c, 123, &ev, reason, sizeof(reason)),
+	    OBX_ROUTE_EVENT);
 	ck_assert_str_eq(ev.topic, "outbox.event.order");
 	ck_assert_str_eq(ev.key, "o-7");
 	ck_assert_uint_eq(ev.key_len, 3);
@@ -68,33 +72,38 @@ END_TEST
 
 START_TEST(custom_columns_template_and_extras)
 {
-	const char *pairs[] = {
-		"table.include.list=billing.events",
-		"table.field.event.id=event_id",
-		"table.field.event.key=account",
-		"table.field.event.type=kind",
-		"table.field.event.payload=body",
-		"table.field.event.timestamp=occurred_at",
-		"route.by.field=domain",
-		"route.topic.replacement=${routedByValue}.events.${routedByValue}",
-		"table.fields.additional.placement=tenant:header,region:envelope:geo,"
-		"note:envelope",
-		NULL
-	};
+	const char *pairs[] = { "table.include.list=billing.events",
+				"table.field.event.id=event_id",
+				"table.field.event.key=account",
+				"table.field.event.type=kind",
+				"table.field.event.payload=body",
+				"table.field.event.timestamp=occurred_at",
+				"route.by.field=domain",
+				"route.topic.replacement=${routedByValue}."
+				"events.${routedByValue}",
+				"table.fields.additional.placement=tenant:"
+				"header,region:envelope:geo,"
+				"note:envelope",
+				NULL };
 	obx_config_t *conf = test_config(pairs);
 	obx_router_t *r = obx_router_new(conf, "db");
-	obx_column_t cols[] = { COL("event_id", "1"), COL("domain", "pay"),
-				COL("account", "a-1"), COL("kind", "Paid"),
-				COL("body", NULL), COL("tenant", "t9"),
-				COL("region", "eu"), COL("note", NULL),
+	obx_column_t cols[] = { COL("event_id", "1"),
+				COL("domain", "pay"),
+				COL("account", "a-1"),
+				COL("kind", "Paid"),
+				COL("body", NULL),
+				COL("tenant", "t9"),
+				COL("region", "eu"),
+				COL("note", NULL),
 				COL("occurred_at", "2000-01-01 00:00:01+00") };
 	obx_change_t c = insert(cols, 9);
 	obx_event_t ev;
 
 	c.schema = "billing";
 	c.table = "events";
-	ck_assert_int_eq(obx_router_route(r, &c, 5, &ev, reason, sizeof(reason)),
-			 OBX_ROUTE_EVENT);
+	ck_assert_int_eq(
+	    obx_router_route(r, &c, 5, &ev, reason, sizeof(reason)),
+	    OBX_ROUTE_EVENT);
 	ck_assert_str_eq(ev.topic, "pay.events.pay");
 	ck_assert_str_eq(ev.key, "a-1");
 	ck_assert_ptr_null(ev.payload);
@@ -109,8 +118,9 @@ START_TEST(custom_columns_template_and_extras)
 	/* a table that is not in the list is noise */
 	c.schema = "public";
 	c.table = "outbox";
-	ck_assert_int_eq(obx_router_route(r, &c, 5, &ev, reason, sizeof(reason)),
-			 OBX_ROUTE_IGNORE);
+	ck_assert_int_eq(
+	    obx_router_route(r, &c, 5, &ev, reason, sizeof(reason)),
+	    OBX_ROUTE_IGNORE);
 	obx_router_destroy(r);
 	obx_config_destroy(conf);
 }
@@ -126,8 +136,9 @@ START_TEST(tombstone_on_empty_payload)
 				COL("payload", NULL) };
 	obx_change_t c = insert(cols, 5);
 	obx_event_t ev;
-	ck_assert_int_eq(obx_router_route(r, &c, 0, &ev, reason, sizeof(reason)),
-			 OBX_ROUTE_EVENT);
+	ck_assert_int_eq(
+	    obx_router_route(r, &c, 0, &ev, reason, sizeof(reason)),
+	    OBX_ROUTE_EVENT);
 	ck_assert(ev.tombstone);
 	obx_router_destroy(r);
 	obx_config_destroy(conf);
@@ -143,20 +154,25 @@ START_TEST(operations_other_than_insert)
 	obx_event_t ev;
 
 	c.kind = OBX_CHANGE_UPDATE;
-	ck_assert_int_eq(obx_router_route(r, &c, 0, &ev, reason, sizeof(reason)),
-			 OBX_ROUTE_INVALID_OP);
-	ck_assert_ptr_nonnull(strstr(reason, "UPDATE on outbox table public.outbox"));
+	ck_assert_int_eq(
+	    obx_router_route(r, &c, 0, &ev, reason, sizeof(reason)),
+	    OBX_ROUTE_INVALID_OP);
+	ck_assert_ptr_nonnull(
+	    strstr(reason, "UPDATE on outbox table public.outbox"));
 	c.kind = OBX_CHANGE_TRUNCATE;
-	ck_assert_int_eq(obx_router_route(r, &c, 0, &ev, reason, sizeof(reason)),
-			 OBX_ROUTE_INVALID_OP);
+	ck_assert_int_eq(
+	    obx_router_route(r, &c, 0, &ev, reason, sizeof(reason)),
+	    OBX_ROUTE_INVALID_OP);
 	ck_assert_ptr_nonnull(strstr(reason, "TRUNCATE"));
 	c.kind = OBX_CHANGE_DELETE;
-	ck_assert_int_eq(obx_router_route(r, &c, 0, &ev, reason, sizeof(reason)),
-			 OBX_ROUTE_IGNORE);
+	ck_assert_int_eq(
+	    obx_router_route(r, &c, 0, &ev, reason, sizeof(reason)),
+	    OBX_ROUTE_IGNORE);
 	c.table = "orders";
 	c.kind = OBX_CHANGE_UPDATE;
-	ck_assert_int_eq(obx_router_route(r, &c, 0, &ev, reason, sizeof(reason)),
-			 OBX_ROUTE_IGNORE);
+	ck_assert_int_eq(
+	    obx_router_route(r, &c, 0, &ev, reason, sizeof(reason)),
+	    OBX_ROUTE_IGNORE);
 	obx_router_destroy(r);
 	obx_config_destroy(conf);
 }
@@ -167,8 +183,9 @@ static void expect_bad(obx_router_t *r, obx_column_t *cols, size_t n,
 {
 	obx_change_t c = insert(cols, n);
 	obx_event_t ev;
-	ck_assert_int_eq(obx_router_route(r, &c, 0, &ev, reason, sizeof(reason)),
-			 OBX_ROUTE_BAD_EVENT);
+	ck_assert_int_eq(
+	    obx_router_route(r, &c, 0, &ev, reason, sizeof(reason)),
+	    OBX_ROUTE_BAD_EVENT);
 	ck_assert_msg(strstr(reason, why), "no \"%s\" in \"%s\"", why, reason);
 }
 
@@ -183,12 +200,15 @@ START_TEST(rows_that_cannot_be_records)
 	obx_column_t null_key[] = { COL("id", "e"), COL("aggregatetype", "a"),
 				    COL("aggregateid", NULL), COL("type", "t"),
 				    COL("payload", "{}") };
-	expect_bad(r, null_key, 5, "\"aggregateid\" (table.field.event.key) is NULL");
-	obx_column_t null_route[] = { COL("id", "e"), COL("aggregatetype", NULL),
+	expect_bad(r, null_key, 5,
+		   "\"aggregateid\" (table.field.event.key) is NULL");
+	obx_column_t null_route[] = { COL("id", "e"),
+				      COL("aggregatetype", NULL),
 				      COL("aggregateid", "k"), COL("type", "t"),
 				      COL("payload", "{}") };
 	expect_bad(r, null_route, 5, "route.by.field");
-	obx_column_t bad_topic[] = { COL("id", "e"), COL("aggregatetype", "a b/c"),
+	obx_column_t bad_topic[] = { COL("id", "e"),
+				     COL("aggregatetype", "a b/c"),
 				     COL("aggregateid", "k"), COL("type", "t"),
 				     COL("payload", "{}") };
 	expect_bad(r, bad_topic, 5, "not a valid Kafka topic name");
@@ -199,7 +219,8 @@ START_TEST(rows_that_cannot_be_records)
 	expect_bad(r, long_topic, 5, "not a valid Kafka topic name");
 	obx_column_t missing[] = { COL("id", "e"), COL("aggregatetype", "a"),
 				   COL("aggregateid", "k"), COL("type", "t") };
-	expect_bad(r, missing, 4, "\"payload\" (table.field.event.payload) is missing");
+	expect_bad(r, missing, 4,
+		   "\"payload\" (table.field.event.payload) is missing");
 	obx_router_destroy(r);
 	obx_config_destroy(conf);
 }

@@ -41,8 +41,8 @@ START_TEST(random_ack_orders_match_the_model)
 		obx_lsn_t lsn = 1000;
 
 		while (ntx < TXNS || npending > 0) {
-			int stream_step = ntx < TXNS && (npending == 0 ||
-							 rand() % 3 != 0);
+			int stream_step =
+			    ntx < TXNS && (npending == 0 || rand() % 3 != 0);
 			if (stream_step) {
 				model_txn_t *m = &txns[ntx];
 				m->handle = obx_tracker_begin(t);
