@@ -53,5 +53,13 @@ PY
   failed=$((failed + f))
 done
 
+# a bounded libFuzzer run over the decoder (the corpus itself is replayed by
+# the fuzz-corpus-replay test in both builds above)
+if FUZZ_SECONDS=${FUZZ_SECONDS:-60} ./scripts/fuzz.sh; then
+  echo "fuzz: no crash"; passed=$((passed + 1))
+else
+  echo "fuzz: crashed, input in build-fuzz/crashes/"; failed=$((failed + 1))
+fi
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ] && [ "$status" -eq 0 ]

@@ -165,6 +165,9 @@ static obx_err_t read_columns(wal2json_t *w, json_t *array, obx_lsn_t lsn,
 		if (!json_is_string(name))
 			BAD("column %zu has no \"name\"", i + 1);
 		c->name = json_string_value(name);
+		/* json_typeof() does not take NULL */
+		if (!value)
+			BAD("column \"%s\" has no \"value\"", c->name);
 		switch (json_typeof(value)) {
 		case JSON_STRING:
 			c->value = json_string_value(value);

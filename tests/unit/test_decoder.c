@@ -170,6 +170,11 @@ START_TEST(malformed_messages_name_lsn_and_reason)
 		   "{\"action\":\"I\",\"schema\":\"s\",\"table\":\"t\","
 		   "\"columns\":[{\"name\":\"a\",\"value\":[1]}]}",
 		   "scalar");
+	/* found by the fuzzer: a column without "value" */
+	expect_bad(dec,
+		   "{\"action\":\"I\",\"schema\":\"s\",\"table\":\"t\","
+		   "\"columns\":[{\"name\":\"a\",\"vamue\":1}]}",
+		   "has no \"value\"");
 	obx_decoder_destroy(dec);
 	obx_config_destroy(conf);
 }
