@@ -55,8 +55,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (obx_decoder_decode(decoder, (const char *)data, size, 0x1234,
 			       &change, err, sizeof(err)) != OBX_OK)
 		return 0;
-	if (change.kind == OBX_CHANGE_NONE ||
-	    change.kind == OBX_CHANGE_BEGIN || change.kind == OBX_CHANGE_COMMIT)
+	if (change.kind == OBX_CHANGE_NONE || change.kind == OBX_CHANGE_BEGIN ||
+	    change.kind == OBX_CHANGE_COMMIT)
 		return 0;
 	if (obx_router_route(router, &change, 0, &event, reason,
 			     sizeof(reason)) == OBX_ROUTE_EVENT)
