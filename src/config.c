@@ -104,6 +104,10 @@ static option_t options[] = {
 	  false,
 	  "send a standby status update to the server at least this often; "
 	  "keep it below the server's wal_sender_timeout" },
+	{ "replication.timeout.ms", INT(replication_timeout_ms, 1000, 3600000),
+	  false, false,
+	  "reconnect when the server sent nothing for this long (a stalled "
+	  "network); must exceed status.interval.ms" },
 	{ "heartbeat.action.query", STR(heartbeat_action_query), false, false,
 	  "SQL run every heartbeat.interval.ms on a normal connection "
 	  "(not yet implemented)" },
@@ -144,6 +148,7 @@ static const struct {
 	{ "errors.dlq.topic", "outbox.dlq" },
 	{ "max.inflight.events", "100000" },
 	{ "status.interval.ms", "10000" },
+	{ "replication.timeout.ms", "60000" },
 	{ "heartbeat.interval.ms", "0" },
 	{ "http.listen", "127.0.0.1:8080" },
 	{ "log.level", "info" },
@@ -669,6 +674,15 @@ obx_err_t obx_config_validate(obx_config_t *conf, char *errstr,
 				 "\"%s\" must not be empty", mapped_names[i]);
 			return OBX_CONFIG;
 		}
+	}
+	if (conf->replication_timeout_ms <= conf->status_interval_ms) {
+		obx_errf(errstr, errstr_size,
+			 "replication.timeout.ms (%ld) must exceed "
+			 "status.interval.ms (%ld): the server answers at most "
+			 "once per status update",
+			 conf->replication_timeout_ms,
+			 conf->status_interval_ms);
+		return OBX_CONFIG;
 	}
 	bool have_bootstrap = false;
 	for (size_t i = 0; i < conf->nkafka; i++)

@@ -48,6 +48,13 @@ void obx_log(obx_log_level_t level, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	/* one line per message: libpq's texts carry newlines and tabs */
+	size_t len = strlen(msg);
+	while (len > 0 && (msg[len - 1] == '\n' || msg[len - 1] == ' '))
+		msg[--len] = '\0';
+	for (char *c = msg; *c; c++)
+		if (*c == '\n' || *c == '\t' || *c == '\r')
+			*c = ' ';
 	format_timestamp(ts, sizeof(ts));
 
 	if (log_format == OBX_LOG_JSON) {

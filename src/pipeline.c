@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <poll.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,9 @@ struct obx_pipeline {
 	/* a delivery that finally failed: stop, never confirm past it */
 	bool delivery_failed;
 	char delivery_error[512];
+
+	bool connected_before; /* slot.create applies to the first start only */
+	int64_t last_heard_us; /* the server's last message */
 
 	obx_pipeline_stats_t stats;
 	int64_t last_progress_us;
@@ -155,7 +159,10 @@ static obx_err_t maybe_send_status(obx_pipeline_t *p, bool force, char *errstr,
 	    (flush == p->sent_flush || since < STATUS_MIN_GAP_US))
 		return OBX_OK;
 	obx_lsn_t received = p->received > flush ? p->received : flush;
-	if (obx_repl_send_status(p->repl, received, flush, false) != OBX_OK) {
+	/* after a silent interval, ask for an answer: a live server sends a
+	 * keepalive at once, a stalled connection stays silent */
+	bool ask = now - p->last_heard_us > p->conf->status_interval_ms * 1000;
+	if (obx_repl_send_status(p->repl, received, flush, ask) != OBX_OK) {
 		obx_errf(errstr, errstr_size, "%s", obx_repl_error(p->repl));
 		return OBX_RETRY;
 	}
@@ -195,25 +202,45 @@ static obx_err_t produce(obx_pipeline_t *p, const char *topic, const void *key,
 	}
 }
 
-/* The raw row as JSON for the dead letter topic (SPEC section 5). */
+/* Dead letters of rows Kafka refused as too large keep this much of each
+ * column, so that the dead letter itself fits. */
+#define DEAD_LETTER_TRUNCATE 1024
+
+/*
+ * The raw row as JSON for the dead letter topic (SPEC section 5).  Column
+ * values longer than max_value bytes are cut and listed in "truncated".
+ */
 static char *dead_letter_json(const obx_pipeline_t *p,
-			      const obx_change_t *change, const char *reason)
+			      const obx_change_t *change, const char *reason,
+			      size_t max_value)
 {
 	json_t *columns = json_object();
+	json_t *truncated = json_array();
 	char lsn[32];
 
 	for (size_t i = 0; i < change->ncolumns; i++) {
 		const obx_column_t *c = &change->columns[i];
+		size_t len = c->value_len;
+		if (c->value && len > max_value) {
+			/* cut on a UTF-8 character boundary */
+			len = max_value;
+			while (len > 0 &&
+			       ((unsigned char)c->value[len] & 0xC0) == 0x80)
+				len--;
+			json_array_append_new(truncated, json_string(c->name));
+		}
 		json_object_set_new(columns, c->name,
-				    c->value
-					? json_stringn(c->value, c->value_len)
-					: json_null());
+				    c->value ? json_stringn(c->value, len)
+					     : json_null());
 	}
 	snprintf(lsn, sizeof(lsn), OBX_LSN_FMT, OBX_LSN_ARGS(change->lsn));
 	json_t *doc = json_pack(
 	    "{s:o, s:s, s:s, s:s, s:s, s:I, s:s}", "columns", columns, "db",
 	    p->router_db, "schema", change->schema, "table", change->table,
 	    "lsn", lsn, "txid", (json_int_t)change->xid, "error", reason);
+	if (doc && json_array_size(truncated))
+		json_object_set(doc, "truncated", truncated);
+	json_decref(truncated);
 	char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
 	json_decref(doc);
 	return text;
@@ -245,23 +272,30 @@ static obx_err_t handle_bad_event(obx_pipeline_t *p, const obx_change_t *change,
 	default:
 		break;
 	}
-	char *doc = dead_letter_json(p, change, reason);
-	if (!doc) {
-		obx_errf(errstr, errstr_size,
-			 "could not write the dead letter for %s", where);
-		return OBX_FATAL;
-	}
 	obx_kv_t headers[] = { { "error", reason, strlen(reason) } };
 	obx_warn("bad outbox row in %s: %s; sent to \"%s\"", where, reason,
 		 conf->errors_dlq_topic);
-	obx_err_t err = produce(p, conf->errors_dlq_topic, key, key_len, doc,
-				strlen(doc), headers, 1, errstr, errstr_size);
-	free(doc);
-	if (err == OBX_BAD_DATA)
+	obx_err_t err = OBX_BAD_DATA;
+	char why[1024] = "";
+	/* whole first; cut down if Kafka refuses that as too large too */
+	const size_t limits[] = { SIZE_MAX, DEAD_LETTER_TRUNCATE };
+	for (size_t i = 0; i < 2 && err == OBX_BAD_DATA; i++) {
+		char *doc = dead_letter_json(p, change, reason, limits[i]);
+		if (!doc) {
+			obx_errf(errstr, errstr_size,
+				 "could not write the dead letter for %s",
+				 where);
+			return OBX_FATAL;
+		}
+		err = produce(p, conf->errors_dlq_topic, key, key_len, doc,
+			      strlen(doc), headers, 1, why, sizeof(why));
+		free(doc);
+	}
+	if (err != OBX_OK)
 		obx_errf(errstr, errstr_size,
 			 "could not send the bad row in %s to the dead letter "
 			 "topic: %s",
-			 where, errstr);
+			 where, why);
 	if (err == OBX_OK)
 		p->stats.dead_letters++;
 	return err;
@@ -389,6 +423,8 @@ static obx_err_t read_stream(obx_pipeline_t *p, bool *idle, char *errstr,
 				 obx_repl_error(p->repl));
 			return err;
 		}
+		if (msg.kind != OBX_REPL_NONE)
+			p->last_heard_us = obx_now_us();
 		switch (msg.kind) {
 		case OBX_REPL_NONE:
 			*idle = true;
@@ -484,6 +520,20 @@ static obx_err_t stream(obx_pipeline_t *p, volatile sig_atomic_t *stop,
 			return err;
 		bool backpressured = obx_tracker_inflight(p->tracker) >=
 				     (size_t)p->conf->max_inflight_events;
+		int64_t now = obx_now_us();
+		if (backpressured) {
+			/* we are not reading: silence is ours, not the server's
+			 */
+			p->last_heard_us = now;
+		} else if (now - p->last_heard_us >
+			   p->conf->replication_timeout_ms * 1000) {
+			obx_errf(errstr, errstr_size,
+				 "no message from the server for %ld ms "
+				 "(replication.timeout.ms): the connection is "
+				 "stalled",
+				 p->conf->replication_timeout_ms);
+			return OBX_RETRY;
+		}
 		if (!backpressured &&
 		    (err = read_stream(p, &idle, errstr, errstr_size)) !=
 			OBX_OK)
@@ -528,9 +578,14 @@ obx_err_t obx_pipeline_run(obx_pipeline_t *p, volatile sig_atomic_t *stop,
 	char options[8192];
 	obx_err_t err;
 
-	p->repl = obx_repl_connect(p->conf, &err, errstr, errstr_size);
+	p->repl = obx_repl_connect(p->conf,
+				   p->conf->slot_create && !p->connected_before,
+				   &err, errstr, errstr_size);
 	if (!p->repl)
 		return err;
+	if (p->connected_before)
+		p->stats.reconnects++;
+	p->connected_before = true;
 	const char *db = obx_repl_database(p->repl);
 	if (!p->router || strcmp(p->router_db, db) != 0) {
 		obx_router_destroy(p->router);
@@ -545,6 +600,7 @@ obx_err_t obx_pipeline_run(obx_pipeline_t *p, volatile sig_atomic_t *stop,
 	p->stats.server_wal_end = p->sent_flush;
 	p->received = 0;
 	p->last_status_us = obx_now_us();
+	p->last_heard_us = p->last_status_us;
 
 	if ((err = obx_decoder_start_options(p->decoder, options,
 					     sizeof(options))) != OBX_OK) {

@@ -28,10 +28,13 @@ static obx_err_t fail(obx_repl_t *r, obx_err_t err, const char *fmt, ...)
 
 static obx_err_t fail(obx_repl_t *r, obx_err_t err, const char *fmt, ...)
 {
+	char text[sizeof(r->error)];
 	va_list ap;
+	/* via a copy: callers often wrap the previous error ("%s", r->error) */
 	va_start(ap, fmt);
-	vsnprintf(r->error, sizeof(r->error), fmt, ap);
+	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
+	memcpy(r->error, text, sizeof(text));
 	/* libpq messages end in a newline; ours are single lines */
 	size_t n = strlen(r->error);
 	while (n && r->error[n - 1] == '\n')
@@ -165,10 +168,11 @@ static obx_err_t ensure_slot(obx_repl_t *r)
 		return err;
 	if (!r->create_slot)
 		return fail(r, OBX_BAD_DATA,
-			    "replication slot \"%s\" does not exist and "
-			    "slot.create is false: if it was dropped, events "
-			    "since then were never captured; create it "
-			    "(outboxd slot create) and reconcile the outbox",
+			    "replication slot \"%s\" does not exist (it was "
+			    "dropped, or slot.create is false): events written "
+			    "since it was dropped were never captured; create "
+			    "it again and reconcile the outbox table with what "
+			    "reached Kafka",
 			    r->slot);
 	snprintf(sql, sizeof(sql),
 		 "CREATE_REPLICATION_SLOT \"%s\" LOGICAL \"%s\" "
@@ -193,8 +197,8 @@ static obx_err_t ensure_slot(obx_repl_t *r)
 	return OBX_OK;
 }
 
-obx_repl_t *obx_repl_connect(const obx_config_t *conf, obx_err_t *err,
-			     char *errstr, size_t errstr_size)
+obx_repl_t *obx_repl_connect(const obx_config_t *conf, bool may_create_slot,
+			     obx_err_t *err, char *errstr, size_t errstr_size)
 {
 	obx_repl_t *r = calloc(1, sizeof(*r));
 	const char *keys[] = { "dbname", "replication",
@@ -206,7 +210,7 @@ obx_repl_t *obx_repl_connect(const obx_config_t *conf, obx_err_t *err,
 		abort();
 	r->slot = strdup(conf->slot_name);
 	r->plugin = strdup(obx_config_plugin(conf));
-	r->create_slot = conf->slot_create;
+	r->create_slot = may_create_slot;
 	/* expand_dbname: database.url may be a full conninfo or URI */
 	r->conn = PQconnectdbParams(keys, values, 1);
 	if (PQstatus(r->conn) != CONNECTION_OK) {

@@ -37,11 +37,14 @@ typedef struct {
 } obx_repl_msg_t;
 
 /*
- * Connects, identifies the system and creates the slot when missing and
- * slot.create is set.  Returns NULL with *err and errstr on failure.
+ * Connects, identifies the system and, when `may_create_slot` is set (first
+ * start with slot.create), creates a missing slot.  A slot that is missing
+ * otherwise was dropped while we ran: events since then are gone, so that is
+ * a lost slot (OBX_BAD_DATA), never silently recreated.  Returns NULL with
+ * *err and errstr on failure.
  */
-obx_repl_t *obx_repl_connect(const obx_config_t *conf, obx_err_t *err,
-			     char *errstr, size_t errstr_size);
+obx_repl_t *obx_repl_connect(const obx_config_t *conf, bool may_create_slot,
+			     obx_err_t *err, char *errstr, size_t errstr_size);
 
 void obx_repl_destroy(obx_repl_t *repl);
 

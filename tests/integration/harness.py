@@ -235,18 +235,29 @@ class Consumer:
         return sum(self.consumer.end_offsets(tps).values()) if tps else 0
 
     def read(self, topics, expected, timeout=60):
-        """Reads every record of `topics` until `expected` were seen."""
-        def assigned():
-            self.consumer.topics()
+        """Waits until `topics` hold at least `expected` records (by high
+        watermarks, so duplicates count), then reads all of them."""
+        def ends():
+            self.consumer.topics()  # refresh metadata
             tps = [tp for t in topics for tp in self.partitions(t)]
-            return tps if len(tps) and all(self.partitions(t) for t in topics) else None
-        tps = wait_until(assigned, timeout, "topics %s" % topics, interval=0.5)
-        self.consumer.assign(tps)
+            if not tps or not all(self.partitions(t) for t in topics):
+                return None
+            offsets = self.consumer.end_offsets(tps)
+            return offsets if sum(offsets.values()) >= expected else None
+        try:
+            end = wait_until(ends, timeout, "%d records in %s" % (expected, topics),
+                             interval=0.3)
+        except AssertionError:
+            end = ends() or {}
+            tps = [tp for t in topics for tp in self.partitions(t)]
+            end = self.consumer.end_offsets(tps) if tps else {}
+        self.consumer.assign(list(end))
         self.consumer.seek_to_beginning()
         records = []
         deadline = time.monotonic() + timeout
-        while len(records) < expected and time.monotonic() < deadline:
-            for batch in self.consumer.poll(timeout_ms=500).values():
+        while time.monotonic() < deadline and any(
+                self.consumer.position(tp) < off for tp, off in end.items()):
+            for batch in self.consumer.poll(timeout_ms=300).values():
                 records.extend(batch)
         return records
 
@@ -420,6 +431,74 @@ class IntegrationTest(unittest.TestCase):
         sql += "INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload) VALUES %s;\n" % values
         sql += "COMMIT;\n"
         self.pg.sql(sql)
+
+
+class Workload:
+    """Writes outbox events in the background, surviving server restarts.
+
+    Event i has a deterministic id, so a retried transaction whose commit
+    did in fact happen is not written twice.  `expected` lists every event
+    that committed, in commit order per key."""
+
+    def __init__(self, pg, aggregate="load", events=2000, per_txn=10, keys=20):
+        import threading
+        self.pg, self.aggregate, self.events = pg, aggregate, events
+        self.per_txn, self.keys = per_txn, keys
+        self.committed = 0
+        self.failures = 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def event_id(aggregate, i):
+        import uuid
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, "%s/%d" % (aggregate, i)))
+
+    def _run(self):
+        i = 0
+        while i < self.events:
+            batch = range(i, min(i + self.per_txn, self.events))
+            values = ",".join("('%s', %s, 'k-%d', 'Seq', '{\"seq\": %d}')" % (
+                self.event_id(self.aggregate, j), quote(self.aggregate), j % self.keys, j)
+                for j in batch)
+            try:
+                self.pg.sql("BEGIN; UPDATE orders SET status = 'X' WHERE id = 1;"
+                            "INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload) "
+                            "VALUES %s ON CONFLICT (id) DO NOTHING; COMMIT;" % values)
+                i = batch[-1] + 1
+                self.committed = i
+            except subprocess.CalledProcessError:
+                self.failures += 1
+                time.sleep(0.2)  # the server is restarting: try again
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def wait(self, timeout=300):
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "workload did not finish"
+
+
+def check_delivery(test, envelopes, records, aggregate, events):
+    """Every event at least once, and per key the first deliveries in
+    commit order.  Returns the number of duplicates."""
+    import json as _json
+    first_seen = {}
+    duplicates = 0
+    order = {}
+    for r in records:
+        env = envelopes.decode(r.value)
+        seq = _json.loads(env["payload"])["seq"]
+        if seq in first_seen:
+            duplicates += 1
+            continue
+        first_seen[seq] = True
+        order.setdefault(env["aggregate_id"], []).append(seq)
+    missing = sorted(set(range(events)) - set(first_seen))
+    test.assertEqual(missing, [], "events missing in Kafka")
+    for key, seqs in order.items():
+        test.assertEqual(seqs, sorted(seqs), "first deliveries of %s out of order" % key)
+    return duplicates
 
 
 def quote(text):

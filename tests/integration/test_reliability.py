@@ -1,0 +1,169 @@
+"""PostgreSQL and Kafka faults: the connector recovers by itself, loses
+nothing, and never confirms an unacknowledged event."""
+import os
+import signal
+import time
+
+from harness import (IntegrationTest, Workload, check_delivery, main, wait_until)
+
+
+class PostgresFaultTest(IntegrationTest):
+
+    def stream_and_check(self, d, workload, topic, timeout=120):
+        workload.wait()
+        records = self.consumer.read([topic], workload.events, timeout=timeout)
+        dups = check_delivery(self, self.envelopes, records, workload.aggregate,
+                              workload.events)
+        print("%s: %d events, %d duplicates, %d client retries"
+              % (topic, workload.events, dups, workload.failures))
+        self.assertIsNone(d.proc.poll(), "recovered by itself:\n" + d.output()[-2000:])
+        return dups
+
+    def test_server_restarted_twice_mid_workload(self):
+        d = self.outboxd(slot_name="restarts")
+        d.wait_streaming()
+        w = Workload(self.pg, "restarts", events=3000).start()
+        for _ in range(2):
+            wait_until(lambda: w.committed > 0, 30, "workload progress")
+            time.sleep(1)
+            self.pg.restart()
+        self.stream_and_check(d, w, "outbox.event.restarts")
+        self.assertGreaterEqual(d.output().count("reconnecting in"), 2)
+        end = self.pg.current_lsn()
+        wait_until(lambda: self.pg.confirmed_lsn("restarts") >= end, 60, "confirm after restarts")
+        self.assertEqual(d.stop(), 0)
+
+    def test_walsender_terminated(self):
+        d = self.outboxd(slot_name="terminated")
+        d.wait_streaming()
+        w = Workload(self.pg, "terminated", events=2000).start()
+        wait_until(lambda: w.committed > 200, 30, "workload progress")
+        pid = self.pg.slot("terminated")[1]
+        self.pg.sql("SELECT pg_terminate_backend(%s)" % pid)
+        self.stream_and_check(d, w, "outbox.event.terminated")
+        self.assertIn("reconnecting in", d.output())
+        self.assertEqual(d.stop(), 0)
+
+    def test_slot_busy_during_a_rolling_restart(self):
+        old = self.outboxd(slot_name="rolling")
+        old.wait_streaming()
+        new = self.outboxd(slot_name="rolling")
+        new.wait_for_log(r"is active for PID.*reconnecting in")
+        self.assertIsNone(new.proc.poll(), "the second connector waits, no crash")
+        self.assertEqual(old.stop(), 0)
+        new.wait_for_log(r"streaming from replication slot", timeout=60)
+        self.insert_events([("rolling", "r-1", "AfterHandover", '{"n": 1}')])
+        self.assertEqual(len(self.consumer.read(["outbox.event.rolling"], 1)), 1)
+        self.assertEqual(new.stop(), 0)
+
+    def test_stalled_connection_is_detected(self):
+        d = self.outboxd(slot_name="stall", replication_timeout_ms="3000")
+        d.wait_streaming()
+        pid = int(self.pg.slot("stall")[1])
+        # a frozen walsender: the socket stays open, nothing comes
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            d.wait_for_log(r"no message from the server for 3000 ms", timeout=30)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        # the thawed walsender finds its client gone and releases the slot
+        d.wait_for_log(r"streaming from replication slot \"stall\"[^\n]*\n(.|\n)*"
+                       r"streaming from replication slot \"stall\"", timeout=90)
+        self.insert_events([("stall", "s-1", "AfterStall", '{"n": 1}')])
+        self.assertEqual(len(self.consumer.read(["outbox.event.stall"], 1)), 1)
+        self.assertEqual(d.stop(), 0)
+
+    def test_connection_refused_at_start_is_retried(self):
+        self.pg.stop()
+        try:
+            d = self.outboxd(slot_name="refused")
+            d.wait_for_log(r"could not connect to the server.*reconnecting in")
+            self.assertIsNone(d.proc.poll())
+        finally:
+            self.pg.start()
+        d.wait_streaming()
+        self.assertEqual(d.stop(), 0)
+
+    def test_slot_dropped_while_running_is_a_lost_slot(self):
+        d = self.outboxd(slot_name="dropped")
+        d.wait_streaming()
+
+        def drop():
+            pid = self.pg.slot("dropped")[1]
+            if pid:
+                self.pg.sql("SELECT pg_terminate_backend(%s)" % pid)
+            try:
+                self.pg.sql("SELECT pg_drop_replication_slot('dropped')")
+                return True
+            except Exception:
+                return False
+        wait_until(drop, 30, "dropping the slot")
+        self.assertEqual(d.wait(60), 3, d.output()[-2000:])
+        self.assertIn('replication slot "dropped" does not exist', d.output())
+        self.assertIsNone(self.pg.slot("dropped"), "not silently recreated")
+
+    def test_invalidated_slot_is_a_lost_slot(self):
+        d = self.outboxd(slot_name="invalid")
+        d.wait_streaming()
+        self.assertEqual(d.stop(), 0)
+        self.pg.sql("ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'")
+        self.pg.sql("SELECT pg_reload_conf()")
+        try:
+            def lost():
+                self.pg.sql("INSERT INTO orders SELECT g, 'x' FROM generate_series(1000000, 1020000) g "
+                            "ON CONFLICT (id) DO UPDATE SET status = 'y'")
+                self.pg.sql("SELECT pg_switch_wal()")
+                self.pg.sql("CHECKPOINT")
+                return self.pg.slot("invalid")[2] == "lost"
+            wait_until(lambda: lost(), 120, "the slot to be invalidated", interval=0.5)
+            d = self.outboxd(slot_name="invalid")
+            self.assertEqual(d.wait(60), 3, d.output()[-2000:])
+            self.assertRegex(d.output(), r"replication slot \"invalid\" is lost")
+        finally:
+            self.pg.sql("ALTER SYSTEM RESET max_slot_wal_keep_size")
+            self.pg.sql("SELECT pg_reload_conf()")
+            self.pg.sql("SELECT pg_drop_replication_slot('invalid')")
+
+
+class KafkaFaultTest(IntegrationTest):
+
+    def test_injected_produce_errors_are_retried(self):
+        d = self.outboxd(slot_name="errs")
+        d.wait_streaming()
+        self.insert_events([("errs", "e-0", "Warm", '{"seq": -1}')])
+        self.consumer.read(["outbox.event.errs"], 1)
+        before = self.pg.current_lsn()
+        # NOT_LEADER_OR_FOLLOWER (6) and REQUEST_TIMED_OUT (7) on Produce
+        self.kafka.command("errors 0 3 6")
+        self.kafka.command("errors 0 3 7")
+        w = Workload(self.pg, "errs", events=500).start()
+        w.wait()
+        records = self.consumer.read(["outbox.event.errs"], 501, timeout=90)
+        check_delivery(self, self.envelopes,
+                       [r for r in records if b"Warm" not in dict(r.headers)["eventType"]],
+                       "errs", 500)
+        end = self.pg.current_lsn()
+        self.assertGreater(end, before)
+        wait_until(lambda: self.pg.confirmed_lsn("errs") >= end, 60, "confirm after errors")
+        self.assertEqual(d.stop(), 0)
+
+    def test_local_queue_full_is_waited_out(self):
+        d = self.outboxd(slot_name="qfull", kafka_queue_buffering_max_messages="10",
+                         kafka_message_timeout_ms="600000")
+        d.wait_streaming()
+        self.kafka.all_brokers("down")
+        try:
+            w = Workload(self.pg, "qfull", events=300).start()
+            w.wait()
+            time.sleep(2)
+            self.assertIsNone(d.proc.poll())
+            self.assertLess(self.pg.confirmed_lsn("qfull"), self.pg.current_lsn())
+        finally:
+            self.kafka.all_brokers("up")
+        records = self.consumer.read(["outbox.event.qfull"], 300, timeout=90)
+        check_delivery(self, self.envelopes, records, "qfull", 300)
+        self.assertEqual(d.stop(), 0)
+
+
+if __name__ == "__main__":
+    main()
