@@ -1,0 +1,110 @@
+"""Rows that cannot become a record (SPEC section 5), under each
+errors.bad.event policy: a clear error naming the row and the LSN, and
+nothing lost silently."""
+import json
+
+from harness import IntegrationTest, main, wait_until, lsn_int
+
+LOOSE = """
+CREATE TABLE loose_outbox (
+    id            uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    aggregatetype text,
+    aggregateid   text,
+    type          text,
+    payload       jsonb
+);
+"""
+
+
+def headers(record):
+    return {k: v.decode() for k, v in record.headers}
+
+
+class BadRowTest(IntegrationTest):
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.pg.sql(LOOSE)
+
+    def insert(self, agg, key, typ="T", payload="{}"):
+        def lit(v):
+            return "NULL" if v is None else "'" + v.replace("'", "''") + "'"
+        self.pg.sql("INSERT INTO loose_outbox (aggregatetype, aggregateid, type, payload) "
+                    "VALUES (%s, %s, %s, %s)" % (lit(agg), lit(key), lit(typ), lit(payload)))
+
+    def connector(self, slot, **settings):
+        d = self.outboxd(slot_name=slot, table_include_list="public.loose_outbox", **settings)
+        d.wait_streaming()
+        return d
+
+    def test_dlq_receives_each_kind_of_bad_row(self):
+        d = self.connector("dlq", errors_dlq_topic="dead.letters",
+                           kafka_message_max_bytes="20000")
+        self.insert("acct", None)                      # NULL key
+        self.insert(None, "k-2")                       # NULL route column
+        self.insert("a" * 300, "k-3")                  # topic over 249 bytes
+        self.insert("acct", "k-4", payload=json.dumps({"blob": "é" * 30000}))  # too large
+        self.insert("acct", "k-5", payload='{"fine": true}')
+        dead = self.consumer.read(["dead.letters"], 4)
+        self.assertEqual(len(dead), 4)
+        dead.sort(key=lambda r: lsn_int(json.loads(r.value)["lsn"]))  # commit order
+        errors = [headers(r)["error"] for r in dead]
+        self.assertIn('column "aggregateid" (table.field.event.key) is NULL', errors[0])
+        self.assertIn('column "aggregatetype" (route.by.field) is NULL', errors[1])
+        self.assertIn("not a valid Kafka topic name", errors[2])
+        self.assertIn("too large", errors[3].lower())
+        docs = [json.loads(r.value) for r in dead]
+        self.assertIsNone(dead[0].key, "no key when the key column is NULL")
+        self.assertEqual(dead[1].key, b"k-2")
+        self.assertEqual(docs[0]["table"], "loose_outbox")
+        self.assertIsNone(docs[0]["columns"]["aggregateid"])
+        # the oversized row's dead letter was cut down to fit, and says so
+        self.assertEqual(docs[3]["truncated"], ["payload"])
+        self.assertLess(len(docs[3]["columns"]["payload"].encode()), 2000)
+        for doc in docs:
+            self.assertRegex(doc["lsn"], r"^[0-9A-F]+/[0-9A-F]{8}$")
+        self.assertEqual(len(self.consumer.read(["outbox.event.acct"], 1)), 1)
+        end = self.pg.current_lsn()
+        wait_until(lambda: self.pg.confirmed_lsn("dlq") >= end, 30, "confirm past dead letters")
+        log = d.output()
+        self.assertRegex(log, r"bad outbox row in public\.loose_outbox at [0-9A-F]+/[0-9A-F]{8} "
+                              r"\(xid \d+\): column \"aggregateid\"")
+        self.assertEqual(d.stop(), 0)
+
+    def test_missing_mapped_column_goes_to_the_dlq(self):
+        d = self.connector("missing", table_field_event_type="kind")
+        self.insert("acct2", "k-1")
+        dead = self.consumer.read(["outbox.dlq"], 1)
+        self.assertTrue(any('"kind" (table.field.event.type) is missing from public.loose_outbox'
+                            in headers(r)["error"] for r in dead))
+        self.assertEqual(d.stop(), 0)
+
+    def test_fail_policy_stops_and_confirms_nothing_past_the_row(self):
+        d = self.connector("failpol", errors_bad_event="fail")
+        self.insert("acct3", "k-1")
+        self.consumer.read(["outbox.event.acct3"], 1)
+        before = self.pg.current_lsn()
+        self.insert("acct3", None)
+        self.assertEqual(d.wait(60), 3, d.output()[-2000:])
+        self.assertRegex(d.output(), r"bad outbox row in public\.loose_outbox at "
+                                     r"[0-9A-F]+/[0-9A-F]{8} .*is NULL \(errors\.bad\.event=fail\)")
+        self.assertLessEqual(self.pg.confirmed_lsn("failpol"), before)
+        # a restart meets the same row again: nothing skipped
+        d = self.connector("failpol", errors_bad_event="fail")
+        self.assertEqual(d.wait(60), 3)
+
+    def test_skip_policy_logs_the_loss_and_moves_on(self):
+        d = self.connector("skippol", errors_bad_event="skip")
+        self.insert("acct4", None)
+        self.insert("acct4", "k-2")
+        self.assertEqual(len(self.consumer.read(["outbox.event.acct4"], 1)), 1)
+        self.assertRegex(d.output(), r"error skipping bad outbox row in public\.loose_outbox at "
+                                     r"[0-9A-F]+/[0-9A-F]{8}.*this event is lost")
+        end = self.pg.current_lsn()
+        wait_until(lambda: self.pg.confirmed_lsn("skippol") >= end, 30, "confirm past the row")
+        self.assertEqual(d.stop(), 0)
+
+
+if __name__ == "__main__":
+    main()
