@@ -53,6 +53,13 @@ PY
   failed=$((failed + f))
 done
 
+# valgrind memcheck over the unit suites (plain build)
+if meson test -C build-test-plain --setup valgrind --suite unit --print-errorlogs; then
+  echo "valgrind: clean"; passed=$((passed + 1))
+else
+  echo "valgrind: errors above"; failed=$((failed + 1)); status=1
+fi
+
 # a bounded libFuzzer run over the decoder (the corpus itself is replayed by
 # the fuzz-corpus-replay test in both builds above)
 if FUZZ_SECONDS=${FUZZ_SECONDS:-60} ./scripts/fuzz.sh; then
