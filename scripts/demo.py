@@ -45,6 +45,7 @@ def main():
         f.write("kafka.bootstrap.servers = %s\n" % kafka.bootstrap)
         f.write("slot.name = demo\n")
         f.write("stats.interval.ms = 1000\n")
+        f.write("http.listen = 127.0.0.1:%d\n" % harness.free_port())
     print("== outboxd run -c %s" % conf)
     daemon = subprocess.Popen([harness.OUTBOXD, "run", "-c", conf])
     try:

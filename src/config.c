@@ -109,13 +109,11 @@ static option_t options[] = {
 	  "reconnect when the server sent nothing for this long (a stalled "
 	  "network); must exceed status.interval.ms" },
 	{ "heartbeat.action.query", STR(heartbeat_action_query), false, false,
-	  "SQL run every heartbeat.interval.ms on a normal connection "
-	  "(not yet implemented)" },
+	  "SQL run every heartbeat.interval.ms on a normal connection" },
 	{ "heartbeat.interval.ms", INT(heartbeat_interval_ms, 0, 86400000),
-	  false, false, "0 disables the heartbeat (not yet implemented)" },
+	  false, false, "0 disables the heartbeat" },
 	{ "http.listen", STR(http_listen), false, false,
-	  "address:port for /metrics, /healthz, /readyz; empty disables (not "
-	  "yet implemented)" },
+	  "address:port for /metrics, /healthz, /readyz; empty disables" },
 	{ "log.level", ENUM(log_level, log_level_choices), false, false,
 	  "debug, info, warn or error" },
 	{ "log.format", ENUM(log_format, log_format_choices), false, false,

@@ -3,6 +3,7 @@
  * Only this file exits.  Exit codes (SPEC section 7): 0 clean stop, 1 runtime
  * failure, 2 usage or configuration error, 3 bad data or a lost slot.
  */
+#include <getopt.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -11,9 +12,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "outboxd/admin.h"
+#include "outboxd/commands.h"
 #include "outboxd/config.h"
 #include "outboxd/envelope.h"
+#include "outboxd/heartbeat.h"
+#include "outboxd/http.h"
 #include "outboxd/log.h"
+#include "outboxd/metrics.h"
 #include "outboxd/pipeline.h"
 
 #ifndef OUTBOXD_VERSION
@@ -26,6 +32,8 @@ enum { EXIT_CLEAN = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2, EXIT_BAD_DATA = 3 };
 #define BACKOFF_MAX_MS	 30000
 /* A connection that streamed this long resets the backoff. */
 #define BACKOFF_RESET_US (30 * 1000000LL)
+/* /healthz fails when the loop has not ticked for this long. */
+#define LIVENESS_S 120.0
 
 extern char **environ;
 
@@ -41,10 +49,17 @@ static void usage(FILE *out)
 {
 	fprintf(
 	    out,
-	    "usage: outboxd run [-c FILE]     stream outbox events to Kafka "
+	    "usage: outboxd run    [-c FILE]   stream outbox events to Kafka "
 	    "until SIGTERM/SIGINT\n"
-	    "       outboxd schema            print the Avro envelope schema\n"
-	    "       outboxd config-reference  print the configuration "
+	    "       outboxd check  [-c FILE]   preflight: PASS/FAIL per item\n"
+	    "       outboxd slot status [-c FILE]\n"
+	    "       outboxd slot create [-c FILE]\n"
+	    "       outboxd slot drop   [-c FILE] [--yes]\n"
+	    "       outboxd slot reset  [-c FILE] (--to-current | --to-lsn "
+	    "LSN) [--yes]\n"
+	    "       outboxd schema             print the Avro envelope "
+	    "schema\n"
+	    "       outboxd config-reference   print the configuration "
 	    "reference (Markdown)\n"
 	    "       outboxd version\n");
 }
@@ -63,17 +78,48 @@ static int exit_code(obx_err_t err)
 	}
 }
 
-static obx_config_t *load_config(int argc, char **argv)
+/* Options after the subcommand words; `first` is argv's index of them. */
+static obx_config_t *parse_options(int argc, char **argv, int first,
+				   obx_slot_options_t *slot)
 {
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "yes", no_argument, NULL, 'y' },
+		{ "to-current", no_argument, NULL, 'C' },
+		{ "to-lsn", required_argument, NULL, 'L' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
 	const char *file = NULL;
 	char err[1024];
 	int opt;
 
-	optind = 2; /* after the subcommand */
-	while ((opt = getopt(argc, argv, "c:h")) != -1) {
+	optind = first;
+	while ((opt = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'c':
 			file = optarg;
+			break;
+		case 'y':
+		case 'C':
+		case 'L':
+			if (!slot) {
+				usage(stderr);
+				exit(EXIT_USAGE);
+			}
+			if (opt == 'y')
+				slot->yes = true;
+			else if (opt == 'C')
+				slot->to_current = true;
+			else if (obx_lsn_parse(optarg, strlen(optarg),
+					       &slot->to_lsn) < 0) {
+				fprintf(stderr,
+					"outboxd: --to-lsn \"%s\" is not an "
+					"LSN like 0/16B3748\n",
+					optarg);
+				exit(EXIT_USAGE);
+			} else
+				slot->have_lsn = true;
 			break;
 		case 'h':
 			usage(stdout);
@@ -121,12 +167,13 @@ static long jittered(long delay_ms)
 }
 
 /* Waits delay_ms, serving Kafka deliveries meanwhile; false if stopped. */
-static bool backoff_wait(obx_pipeline_t *p, long delay_ms)
+static bool backoff_wait(obx_pipeline_t *p, obx_metrics_t *m, long delay_ms)
 {
 	int64_t deadline = obx_now_us() + delay_ms * 1000;
 	char err[512];
 
 	while (!stop_requested && obx_now_us() < deadline) {
+		obx_metrics_tick(m);
 		if (obx_pipeline_drain(p, 100, err, sizeof(err)) == OBX_FATAL)
 			return true; /* the next run reports it */
 		struct timespec nap = { 0, 50 * 1000000L };
@@ -135,9 +182,43 @@ static bool backoff_wait(obx_pipeline_t *p, long delay_ms)
 	return !stop_requested;
 }
 
+/* What the HTTP thread needs; it alone uses `admin`. */
+typedef struct {
+	const obx_config_t *conf;
+	obx_pipeline_t *pipeline;
+	obx_admin_t *admin;
+} http_glue_t;
+
+static bool glue_kafka_reachable(void *ctx)
+{
+	http_glue_t *g = ctx;
+	return obx_pipeline_kafka_reachable(g->pipeline, 2000);
+}
+
+static double glue_retained(void *ctx)
+{
+	http_glue_t *g = ctx;
+	obx_slot_info_t info;
+	char err[512];
+
+	if (g->admin && !obx_admin_ok(g->admin)) {
+		obx_admin_destroy(g->admin);
+		g->admin = NULL;
+	}
+	if (!g->admin)
+		g->admin = obx_admin_connect(g->conf, "outboxd-metrics", err,
+					     sizeof(err));
+	if (!g->admin ||
+	    obx_admin_slot_info(g->admin, g->conf->slot_name, &info, err,
+				sizeof(err)) != OBX_OK ||
+	    !info.exists)
+		return -1;
+	return (double)info.retained_bytes;
+}
+
 static int cmd_run(int argc, char **argv)
 {
-	obx_config_t *conf = load_config(argc, argv);
+	obx_config_t *conf = parse_options(argc, argv, 2, NULL);
 	char err[2048], url[1024];
 	obx_err_t rc;
 
@@ -145,12 +226,32 @@ static int cmd_run(int argc, char **argv)
 	obx_info("outboxd %s starting: database %s, slot \"%s\", plugin %s",
 		 OUTBOXD_VERSION, url, conf->slot_name,
 		 obx_config_plugin(conf));
-	obx_pipeline_t *p = obx_pipeline_new(conf, err, sizeof(err));
+	obx_metrics_t *metrics = obx_metrics_new();
+	obx_pipeline_t *p = obx_pipeline_new(conf, metrics, err, sizeof(err));
 	if (!p) {
 		obx_error("%s", err);
+		obx_metrics_destroy(metrics);
 		obx_config_destroy(conf);
 		return EXIT_RUNTIME;
 	}
+	http_glue_t glue = { conf, p, NULL };
+	obx_http_t *http = NULL;
+	if (conf->http_listen) {
+		obx_http_sources_t src = { metrics, glue_kafka_reachable,
+					   glue_retained, &glue, LIVENESS_S };
+		http =
+		    obx_http_start(conf->http_listen, &src, err, sizeof(err));
+		if (!http) {
+			obx_error("%s", err);
+			obx_pipeline_destroy(p);
+			obx_metrics_destroy(metrics);
+			obx_config_destroy(conf);
+			return EXIT_USAGE;
+		}
+		obx_info("serving /metrics, /healthz and /readyz on %s",
+			 conf->http_listen);
+	}
+	obx_heartbeat_t *heartbeat = obx_heartbeat_start(conf);
 	install_signals();
 	srand((unsigned)(getpid() ^ time(NULL)));
 
@@ -164,7 +265,7 @@ static int cmd_run(int argc, char **argv)
 			backoff = BACKOFF_FIRST_MS;
 		long delay = jittered(backoff);
 		obx_warn("%s; reconnecting in %ld ms", err, delay);
-		if (!backoff_wait(p, delay)) {
+		if (!backoff_wait(p, metrics, delay)) {
 			rc = OBX_OK; /* stopped while disconnected */
 			break;
 		}
@@ -173,9 +274,56 @@ static int cmd_run(int argc, char **argv)
 	}
 	if (rc != OBX_OK)
 		obx_error("%s", err);
+	obx_heartbeat_stop(heartbeat);
+	obx_http_stop(http); /* before the pipeline its callbacks use */
+	obx_admin_destroy(glue.admin);
 	obx_pipeline_destroy(p);
+	obx_metrics_destroy(metrics);
 	obx_config_destroy(conf);
 	return exit_code(rc);
+}
+
+static int cmd_slot(int argc, char **argv)
+{
+	obx_slot_options_t opts = { .interactive = isatty(STDIN_FILENO) };
+	if (argc < 3) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	const char *action = argv[2];
+	obx_config_t *conf = parse_options(argc, argv, 3, &opts);
+	int rc;
+
+	if (strcmp(action, "status") == 0) {
+		rc = obx_cmd_slot_status(conf);
+	} else if (strcmp(action, "create") == 0) {
+		rc = obx_cmd_slot_create(conf);
+	} else if (strcmp(action, "drop") == 0) {
+		rc = obx_cmd_slot_drop(conf, &opts);
+	} else if (strcmp(action, "reset") == 0) {
+		if (opts.to_current == opts.have_lsn) {
+			fprintf(stderr, "outboxd: slot reset needs one of "
+					"--to-current or --to-lsn LSN\n");
+			rc = EXIT_USAGE;
+		} else {
+			rc = obx_cmd_slot_reset(conf, &opts);
+		}
+	} else {
+		fprintf(stderr, "outboxd: unknown slot action \"%s\"\n",
+			action);
+		usage(stderr);
+		rc = EXIT_USAGE;
+	}
+	obx_config_destroy(conf);
+	return rc;
+}
+
+static int cmd_check(int argc, char **argv)
+{
+	obx_config_t *conf = parse_options(argc, argv, 2, NULL);
+	int rc = obx_cmd_check(conf);
+	obx_config_destroy(conf);
+	return rc;
 }
 
 int main(int argc, char **argv)
@@ -187,6 +335,10 @@ int main(int argc, char **argv)
 	const char *cmd = argv[1];
 	if (strcmp(cmd, "run") == 0)
 		return cmd_run(argc, argv);
+	if (strcmp(cmd, "check") == 0)
+		return cmd_check(argc, argv);
+	if (strcmp(cmd, "slot") == 0)
+		return cmd_slot(argc, argv);
 	if (strcmp(cmd, "schema") == 0) {
 		fputs(obx_envelope_schema_json(), stdout);
 		return EXIT_CLEAN;

@@ -26,6 +26,7 @@
 
 struct obx_pipeline {
 	const obx_config_t *conf;
+	obx_metrics_t *metrics;
 	obx_decoder_t *decoder;
 	obx_envelope_t *envelope;
 	obx_producer_t *producer;
@@ -54,7 +55,8 @@ struct obx_pipeline {
 	uint64_t last_progress_acked;
 };
 
-static void on_delivery(void *ctx, void *msg_opaque, bool ok, const char *error)
+static void on_delivery(void *ctx, void *msg_opaque, const char *topic, bool ok,
+			const char *error)
 {
 	obx_pipeline_t *p = ctx;
 
@@ -67,16 +69,23 @@ static void on_delivery(void *ctx, void *msg_opaque, bool ok, const char *error)
 		return;
 	}
 	p->stats.acked++;
+	obx_metrics_topic(p->metrics, topic, OBX_METRIC_ACKED);
+	obx_metrics_ack_latency(
+	    p->metrics,
+	    (double)(obx_wallclock_us() - obx_txn_commit_time(msg_opaque)) /
+		1e6);
 	obx_tracker_ack(p->tracker, msg_opaque);
 }
 
-obx_pipeline_t *obx_pipeline_new(const obx_config_t *conf, char *errstr,
+obx_pipeline_t *obx_pipeline_new(const obx_config_t *conf,
+				 obx_metrics_t *metrics, char *errstr,
 				 size_t errstr_size)
 {
 	obx_pipeline_t *p = calloc(1, sizeof(*p));
 	if (!p)
 		abort();
 	p->conf = conf;
+	p->metrics = metrics;
 	p->tracker = obx_tracker_new(OBX_LSN_INVALID);
 	if (!(p->decoder = obx_decoder_new(conf, errstr, errstr_size)) ||
 	    !(p->envelope = obx_envelope_new(errstr, errstr_size)) ||
@@ -189,6 +198,8 @@ static obx_err_t produce(obx_pipeline_t *p, const char *topic, const void *key,
 		    nheaders, p->txn, errstr, errstr_size);
 		if (err == OBX_OK) {
 			obx_tracker_add_event(p->tracker, p->txn);
+			obx_metrics_topic(p->metrics, topic,
+					  OBX_METRIC_PRODUCED);
 			p->stats.produced++;
 			return OBX_OK;
 		}
@@ -248,11 +259,13 @@ static char *dead_letter_json(const obx_pipeline_t *p,
 
 static obx_err_t handle_bad_event(obx_pipeline_t *p, const obx_change_t *change,
 				  const char *key, size_t key_len,
-				  const char *reason, char *errstr,
-				  size_t errstr_size)
+				  obx_bad_reason_t why, const char *reason,
+				  char *errstr, size_t errstr_size)
 {
 	const obx_config_t *conf = p->conf;
 	char where[128];
+
+	obx_metrics_bad_event(p->metrics, why);
 
 	snprintf(where, sizeof(where), "%s.%s at " OBX_LSN_FMT " (xid %lld)",
 		 change->schema, change->table, OBX_LSN_ARGS(change->lsn),
@@ -276,7 +289,7 @@ static obx_err_t handle_bad_event(obx_pipeline_t *p, const obx_change_t *change,
 	obx_warn("bad outbox row in %s: %s; sent to \"%s\"", where, reason,
 		 conf->errors_dlq_topic);
 	obx_err_t err = OBX_BAD_DATA;
-	char why[1024] = "";
+	char cause[1024] = "";
 	/* whole first; cut down if Kafka refuses that as too large too */
 	const size_t limits[] = { SIZE_MAX, DEAD_LETTER_TRUNCATE };
 	for (size_t i = 0; i < 2 && err == OBX_BAD_DATA; i++) {
@@ -288,14 +301,14 @@ static obx_err_t handle_bad_event(obx_pipeline_t *p, const obx_change_t *change,
 			return OBX_FATAL;
 		}
 		err = produce(p, conf->errors_dlq_topic, key, key_len, doc,
-			      strlen(doc), headers, 1, why, sizeof(why));
+			      strlen(doc), headers, 1, cause, sizeof(cause));
 		free(doc);
 	}
 	if (err != OBX_OK)
 		obx_errf(errstr, errstr_size,
 			 "could not send the bad row in %s to the dead letter "
 			 "topic: %s",
-			 where, why);
+			 where, cause);
 	if (err == OBX_OK)
 		p->stats.dead_letters++;
 	return err;
@@ -311,6 +324,8 @@ static obx_err_t handle_row(obx_pipeline_t *p, const obx_change_t *change,
 
 	obx_route_t route = obx_router_route(
 	    p->router, change, p->commit_time_us, &ev, reason, sizeof(reason));
+	if (route == OBX_ROUTE_EVENT || route == OBX_ROUTE_BAD_EVENT)
+		obx_metrics_received(p->metrics);
 	switch (route) {
 	case OBX_ROUTE_IGNORE:
 		return OBX_OK;
@@ -336,6 +351,7 @@ static obx_err_t handle_row(obx_pipeline_t *p, const obx_change_t *change,
 				   p->conf->field_event_key) == 0)
 				key = change->columns[i].value;
 		return handle_bad_event(p, change, key, key ? strlen(key) : 0,
+					obx_router_bad_reason(p->router),
 					reason, errstr, errstr_size);
 	}
 	case OBX_ROUTE_EVENT:
@@ -357,7 +373,8 @@ static obx_err_t handle_row(obx_pipeline_t *p, const obx_change_t *change,
 	if (err == OBX_BAD_DATA) {
 		/* librdkafka refused it (e.g. over message.max.bytes) */
 		snprintf(reason, sizeof(reason), "%s", errstr);
-		return handle_bad_event(p, change, ev.key, ev.key_len, reason,
+		return handle_bad_event(p, change, ev.key, ev.key_len,
+					OBX_BAD_REJECTED_BY_KAFKA, reason,
 					errstr, errstr_size);
 	}
 	return err;
@@ -378,7 +395,7 @@ static obx_err_t handle_change(obx_pipeline_t *p, const obx_change_t *change,
 				 OBX_LSN_ARGS(change->lsn));
 			return OBX_BAD_DATA;
 		}
-		p->txn = obx_tracker_begin(p->tracker);
+		p->txn = obx_tracker_begin(p->tracker, change->commit_time_us);
 		p->commit_time_us = change->commit_time_us;
 		return OBX_OK;
 	case OBX_CHANGE_COMMIT:
@@ -506,6 +523,22 @@ obx_err_t obx_pipeline_drain(obx_pipeline_t *p, int timeout_ms, char *errstr,
 	return OBX_OK;
 }
 
+/* Hands the loop's state to the metrics (read by the HTTP thread). */
+static void publish_state(obx_pipeline_t *p)
+{
+	obx_metrics_tick(p->metrics);
+	obx_metrics_set_positions(p->metrics, p->sent_flush,
+				  p->stats.server_wal_end,
+				  obx_tracker_inflight(p->tracker));
+	obx_metrics_set_kafka_errors(p->metrics,
+				     obx_producer_error_count(p->producer));
+}
+
+bool obx_pipeline_kafka_reachable(obx_pipeline_t *p, int timeout_ms)
+{
+	return obx_producer_reachable(p->producer, timeout_ms);
+}
+
 static obx_err_t stream(obx_pipeline_t *p, volatile sig_atomic_t *stop,
 			char *errstr, size_t errstr_size)
 {
@@ -514,6 +547,7 @@ static obx_err_t stream(obx_pipeline_t *p, volatile sig_atomic_t *stop,
 		bool idle = false;
 
 		obx_producer_poll(p->producer, 0);
+		publish_state(p);
 		if ((err = check_kafka(p, errstr, errstr_size)) != OBX_OK ||
 		    (err = maybe_send_status(p, false, errstr, errstr_size)) !=
 			OBX_OK)
@@ -583,8 +617,10 @@ obx_err_t obx_pipeline_run(obx_pipeline_t *p, volatile sig_atomic_t *stop,
 				   &err, errstr, errstr_size);
 	if (!p->repl)
 		return err;
-	if (p->connected_before)
+	if (p->connected_before) {
 		p->stats.reconnects++;
+		obx_metrics_reconnect(p->metrics);
+	}
 	p->connected_before = true;
 	const char *db = obx_repl_database(p->repl);
 	if (!p->router || strcmp(p->router_db, db) != 0) {
@@ -607,8 +643,12 @@ obx_err_t obx_pipeline_run(obx_pipeline_t *p, volatile sig_atomic_t *stop,
 		obx_errf(errstr, errstr_size, "plugin options are too long");
 	} else if ((err = obx_repl_start(p->repl, options)) != OBX_OK) {
 		obx_errf(errstr, errstr_size, "%s", obx_repl_error(p->repl));
-	} else if ((err = stream(p, stop, errstr, errstr_size)) == OBX_OK) {
-		err = stop_cleanly(p, errstr, errstr_size);
+	} else {
+		obx_metrics_set_streaming(p->metrics, true);
+		if ((err = stream(p, stop, errstr, errstr_size)) == OBX_OK)
+			err = stop_cleanly(p, errstr, errstr_size);
+		obx_metrics_set_streaming(p->metrics, false);
+		publish_state(p);
 	}
 	if (err != OBX_OK) {
 		obx_tracker_abandon_open(p->tracker);

@@ -2,6 +2,7 @@
 #include "outboxd/producer.h"
 
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <librdkafka/rdkafka.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@ struct obx_producer {
 	obx_delivery_cb on_delivery;
 	void *ctx;
 	bool fatal;
+	atomic_ulong errors; /* read from any thread */
 };
 
 static void delivery_report(rd_kafka_t *rk, const rd_kafka_message_t *msg,
@@ -23,7 +25,8 @@ static void delivery_report(rd_kafka_t *rk, const rd_kafka_message_t *msg,
 {
 	obx_producer_t *p = opaque;
 	(void)rk;
-	p->on_delivery(p->ctx, msg->_private, msg->err == 0,
+	p->on_delivery(p->ctx, msg->_private, rd_kafka_topic_name(msg->rkt),
+		       msg->err == 0,
 		       msg->err ? rd_kafka_err2str(msg->err) : NULL);
 }
 
@@ -32,6 +35,7 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 	obx_producer_t *p = opaque;
 	char fatal_reason[512];
 
+	atomic_fetch_add(&p->errors, 1);
 	if (err == RD_KAFKA_RESP_ERR__FATAL) {
 		rd_kafka_fatal_error(rk, fatal_reason, sizeof(fatal_reason));
 		obx_error("kafka: fatal error: %s", fatal_reason);
@@ -163,6 +167,22 @@ void obx_producer_poll(obx_producer_t *p, int timeout_ms)
 	while (read(p->wake[0], drain, sizeof(drain)) > 0)
 		;
 	rd_kafka_poll(p->rk, timeout_ms);
+}
+
+unsigned long obx_producer_error_count(const obx_producer_t *p)
+{
+	return atomic_load(&((obx_producer_t *)p)->errors);
+}
+
+bool obx_producer_reachable(obx_producer_t *p, int timeout_ms)
+{
+	const struct rd_kafka_metadata *md = NULL;
+	/* all_topics=0, no topic: only brokers, cheap */
+	rd_kafka_resp_err_t err =
+	    rd_kafka_metadata(p->rk, 0, NULL, &md, timeout_ms);
+	if (md)
+		rd_kafka_metadata_destroy(md);
+	return err == RD_KAFKA_RESP_ERR_NO_ERROR;
 }
 
 int obx_producer_event_fd(const obx_producer_t *p)

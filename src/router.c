@@ -18,7 +18,13 @@ struct obx_router {
 	size_t topic_cap;
 	obx_kv_t *headers;
 	obx_kv_t *fields;
+	obx_bad_reason_t bad_reason;
 };
+
+obx_bad_reason_t obx_router_bad_reason(const obx_router_t *r)
+{
+	return r->bad_reason;
+}
 
 obx_router_t *obx_router_new(const obx_config_t *conf, const char *db)
 {
@@ -113,12 +119,14 @@ static size_t render_topic(obx_router_t *r, const char *value, size_t len)
 }
 
 /* Looks up a mapped column that must be present and, if !nullable, set. */
-static const obx_column_t *required_column(const obx_change_t *change,
+static const obx_column_t *required_column(obx_router_t *r,
+					   const obx_change_t *change,
 					   const char *name, const char *option,
 					   bool nullable, char *reason,
 					   size_t reason_size)
 {
 	const obx_column_t *col = find_column(change, name);
+	r->bad_reason = col ? OBX_BAD_NULL_COLUMN : OBX_BAD_MISSING_COLUMN;
 	if (!col) {
 		obx_errf(reason, reason_size,
 			 "column \"%s\" (%s) is missing from %s.%s", name,
@@ -160,19 +168,19 @@ obx_route_t obx_router_route(obx_router_t *r, const obx_change_t *change,
 	}
 
 	const obx_column_t *id, *key, *type, *route, *payload;
-	if (!(id = required_column(change, conf->field_event_id,
+	if (!(id = required_column(r, change, conf->field_event_id,
 				   "table.field.event.id", false, reason,
 				   reason_size)) ||
-	    !(key = required_column(change, conf->field_event_key,
+	    !(key = required_column(r, change, conf->field_event_key,
 				    "table.field.event.key", false, reason,
 				    reason_size)) ||
-	    !(type = required_column(change, conf->field_event_type,
+	    !(type = required_column(r, change, conf->field_event_type,
 				     "table.field.event.type", false, reason,
 				     reason_size)) ||
-	    !(route = required_column(change, conf->route_by_field,
+	    !(route = required_column(r, change, conf->route_by_field,
 				      "route.by.field", false, reason,
 				      reason_size)) ||
-	    !(payload = required_column(change, conf->field_event_payload,
+	    !(payload = required_column(r, change, conf->field_event_payload,
 					"table.field.event.payload", true,
 					reason, reason_size)))
 		return OBX_ROUTE_BAD_EVENT;
@@ -181,12 +189,13 @@ obx_route_t obx_router_route(obx_router_t *r, const obx_change_t *change,
 	ev->timestamp_us = commit_time_us;
 	if (conf->field_event_timestamp) {
 		const obx_column_t *ts = required_column(
-		    change, conf->field_event_timestamp,
+		    r, change, conf->field_event_timestamp,
 		    "table.field.event.timestamp", true, reason, reason_size);
 		if (!ts)
 			return OBX_ROUTE_BAD_EVENT;
 		if (ts->value && obx_parse_timestamptz(ts->value, ts->value_len,
 						       &ev->timestamp_us) < 0) {
+			r->bad_reason = OBX_BAD_OTHER;
 			obx_errf(reason, reason_size,
 				 "column \"%s\" (table.field.event.timestamp) "
 				 "is not a timestamp with time zone: \"%.64s\"",
@@ -197,6 +206,7 @@ obx_route_t obx_router_route(obx_router_t *r, const obx_change_t *change,
 
 	size_t topic_len = render_topic(r, route->value, route->value_len);
 	if (!obx_topic_name_valid(r->topic, topic_len)) {
+		r->bad_reason = OBX_BAD_INVALID_TOPIC;
 		obx_errf(reason, reason_size,
 			 "topic \"%.300s\" (from %s \"%.100s\") is not a valid "
 			 "Kafka topic name: use 1-249 of a-z A-Z 0-9 . _ -",
@@ -207,9 +217,10 @@ obx_route_t obx_router_route(obx_router_t *r, const obx_change_t *change,
 	size_t nheaders = FIXED_HEADERS, nfields = 0;
 	for (size_t i = 0; i < conf->nadditional; i++) {
 		const obx_additional_field_t *extra = &conf->additional[i];
-		const obx_column_t *col = required_column(
-		    change, extra->column, "table.fields.additional.placement",
-		    true, reason, reason_size);
+		const obx_column_t *col =
+		    required_column(r, change, extra->column,
+				    "table.fields.additional.placement", true,
+				    reason, reason_size);
 		if (!col)
 			return OBX_ROUTE_BAD_EVENT;
 		if (extra->placement == OBX_PLACE_HEADER) {

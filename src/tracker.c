@@ -9,6 +9,7 @@ struct obx_txn {
 	obx_lsn_t commit_lsn; /* valid once closed */
 	bool closed;
 	bool abandoned; /* never confirms: the stream broke inside it */
+	int64_t commit_time_us;
 };
 
 struct obx_tracker {
@@ -66,14 +67,19 @@ static void advance(obx_tracker_t *t)
 	}
 }
 
-obx_txn_t *obx_tracker_begin(obx_tracker_t *t)
+int64_t obx_txn_commit_time(const obx_txn_t *txn)
+{
+	return txn->commit_time_us;
+}
+
+obx_txn_t *obx_tracker_begin(obx_tracker_t *t, int64_t commit_time_us)
 {
 	obx_txn_t *txn = t->free_list;
 	if (txn)
 		t->free_list = txn->next;
 	else if (!(txn = malloc(sizeof(*txn))))
 		abort();
-	*txn = (obx_txn_t){ 0 };
+	*txn = (obx_txn_t){ .commit_time_us = commit_time_us };
 	t->before_tail = t->tail;
 	if (t->tail)
 		t->tail->next = txn;

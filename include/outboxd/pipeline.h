@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "outboxd/config.h"
+#include "outboxd/metrics.h"
 
 typedef struct obx_pipeline obx_pipeline_t;
 
@@ -31,8 +32,12 @@ typedef struct {
 	size_t inflight;
 } obx_pipeline_stats_t;
 
-/* Creates the producer and encoder; NULL with errstr on failure. */
-obx_pipeline_t *obx_pipeline_new(const obx_config_t *conf, char *errstr,
+/*
+ * Creates the producer and encoder; NULL with errstr on failure.  `metrics`
+ * is borrowed and must outlive the pipeline.
+ */
+obx_pipeline_t *obx_pipeline_new(const obx_config_t *conf,
+				 obx_metrics_t *metrics, char *errstr,
 				 size_t errstr_size);
 
 /* Flushes nothing: call obx_pipeline_run() to a clean stop first. */
@@ -55,5 +60,8 @@ obx_err_t obx_pipeline_drain(obx_pipeline_t *p, int timeout_ms, char *errstr,
 			     size_t errstr_size);
 
 void obx_pipeline_get_stats(const obx_pipeline_t *p, obx_pipeline_stats_t *out);
+
+/* Whether Kafka answers within timeout_ms; safe from any thread. */
+bool obx_pipeline_kafka_reachable(obx_pipeline_t *p, int timeout_ms);
 
 #endif

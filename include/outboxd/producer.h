@@ -22,8 +22,8 @@ typedef struct obx_producer obx_producer_t;
  * failed (after librdkafka's retries); error says why.  Never a reason to
  * confirm: the pipeline stops.
  */
-typedef void (*obx_delivery_cb)(void *ctx, void *msg_opaque, bool ok,
-				const char *error);
+typedef void (*obx_delivery_cb)(void *ctx, void *msg_opaque, const char *topic,
+				bool ok, const char *error);
 
 obx_producer_t *obx_producer_new(const obx_config_t *conf,
 				 obx_delivery_cb on_delivery, void *ctx,
@@ -54,6 +54,15 @@ int obx_producer_event_fd(const obx_producer_t *p);
 
 /* Messages queued or in flight inside librdkafka. */
 int obx_producer_outq_len(const obx_producer_t *p);
+
+/* Errors librdkafka reported so far, transient ones included. */
+unsigned long obx_producer_error_count(const obx_producer_t *p);
+
+/*
+ * Whether a broker answers a metadata request within timeout_ms.  Safe to
+ * call from any thread (readiness probes).
+ */
+bool obx_producer_reachable(obx_producer_t *p, int timeout_ms);
 
 /*
  * OBX_OK while the producer is healthy; OBX_FATAL, with the reason in

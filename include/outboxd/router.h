@@ -50,6 +50,16 @@ typedef struct {
 	size_t nfields;
 } obx_event_t;
 
+/* Why a row cannot become a record (a metrics label). */
+typedef enum {
+	OBX_BAD_NULL_COLUMN = 0,
+	OBX_BAD_MISSING_COLUMN,
+	OBX_BAD_INVALID_TOPIC,
+	OBX_BAD_REJECTED_BY_KAFKA, /* set by the caller, not the router */
+	OBX_BAD_OTHER,
+	OBX_BAD_REASONS
+} obx_bad_reason_t;
+
 typedef enum {
 	OBX_ROUTE_EVENT = 0,  /* publish *event */
 	OBX_ROUTE_IGNORE,     /* not an outbox change, or a DELETE (cleanup) */
@@ -76,6 +86,9 @@ bool obx_router_is_outbox_table(const obx_router_t *router, const char *schema,
 obx_route_t obx_router_route(obx_router_t *router, const obx_change_t *change,
 			     int64_t commit_time_us, obx_event_t *event,
 			     char *reason, size_t reason_size);
+
+/* The class of the last OBX_ROUTE_BAD_EVENT's reason. */
+obx_bad_reason_t obx_router_bad_reason(const obx_router_t *router);
 
 /* Kafka's rule for topic names: 1-249 of [a-zA-Z0-9._-], not "." or "..". */
 bool obx_topic_name_valid(const char *topic, size_t len);

@@ -25,8 +25,12 @@ typedef struct obx_txn obx_txn_t;
 obx_tracker_t *obx_tracker_new(obx_lsn_t confirmed);
 void obx_tracker_destroy(obx_tracker_t *tracker);
 
-/* A transaction begins; at most one is open at a time. */
-obx_txn_t *obx_tracker_begin(obx_tracker_t *tracker);
+/* A transaction begins; at most one is open at a time.  commit_time_us is
+ * its commit time (for latency), kept with it. */
+obx_txn_t *obx_tracker_begin(obx_tracker_t *tracker, int64_t commit_time_us);
+
+/* The commit time given to obx_tracker_begin(). */
+int64_t obx_txn_commit_time(const obx_txn_t *txn);
 
 /* One more event of `txn` is on its way to Kafka. */
 void obx_tracker_add_event(obx_tracker_t *tracker, obx_txn_t *txn);

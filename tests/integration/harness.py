@@ -337,9 +337,11 @@ class Outboxd:
     def __init__(self, workdir, pg, kafka, **settings):
         self.conf_path = os.path.join(workdir, "outboxd-%d.properties" % time.monotonic_ns())
         self.log_path = self.conf_path + ".log"
+        self.http_port = free_port()
         conf = {
             "database.url": pg.url,
             "kafka.bootstrap.servers": kafka.bootstrap,
+            "http.listen": "127.0.0.1:%d" % self.http_port,
             "status.interval.ms": "1000",
             "stats.interval.ms": "0",
             "log.level": "debug",
@@ -351,6 +353,28 @@ class Outboxd:
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen([OUTBOXD, "run", "-c", self.conf_path],
                                      stdout=self.log, stderr=subprocess.STDOUT)
+
+    def http(self, path, timeout=10):
+        """GET a path of the operations endpoint: (status, body)."""
+        import urllib.error
+        import urllib.request
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:%d%s" % (self.http_port, path),
+                                        timeout=timeout) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    def metrics(self):
+        """The /metrics samples as {"name{labels}": value}."""
+        status, body = self.http("/metrics")
+        assert status == 200, body
+        samples = {}
+        for line in body.splitlines():
+            if line and not line.startswith("#"):
+                name, value = line.rsplit(" ", 1)
+                samples[name] = float(value)
+        return samples
 
     def output(self):
         with open(self.log_path) as f:

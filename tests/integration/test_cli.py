@@ -75,7 +75,8 @@ class CliTest(unittest.TestCase):
         port = free_port()  # nothing listens: the connector keeps retrying
         path = self.config(
             "database.url = postgresql://app:%s@127.0.0.1:%d/shop?connect_timeout=2\n"
-            "kafka.bootstrap.servers = 127.0.0.1:%d\nlog.format = json\n" % (secret, port, port))
+            "kafka.bootstrap.servers = 127.0.0.1:%d\nlog.format = json\nhttp.listen =\n"
+            % (secret, port, port))
         log = tempfile.TemporaryFile("w+")
         proc = subprocess.Popen([OUTBOXD, "run", "-c", path], stdout=log, stderr=log)
         try:

@@ -1,0 +1,58 @@
+/*
+ * metrics.h - counters and gauges for /metrics (SPEC section 8), in the
+ * Prometheus text format.
+ *
+ * Threads: the pipeline thread updates, the HTTP thread reads; every call
+ * takes the registry's mutex, so any thread may call any function.
+ */
+#ifndef OUTBOXD_METRICS_H
+#define OUTBOXD_METRICS_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "outboxd/common.h"
+#include "outboxd/router.h"
+
+typedef struct obx_metrics obx_metrics_t;
+
+typedef enum {
+	OBX_METRIC_PRODUCED = 0, /* handed to librdkafka */
+	OBX_METRIC_ACKED,	 /* acknowledged by Kafka */
+} obx_topic_metric_t;
+
+obx_metrics_t *obx_metrics_new(void);
+void obx_metrics_destroy(obx_metrics_t *m);
+
+/* An outbox INSERT was read from the slot. */
+void obx_metrics_received(obx_metrics_t *m);
+void obx_metrics_topic(obx_metrics_t *m, const char *topic,
+		       obx_topic_metric_t what);
+/* Seconds from the transaction's commit to Kafka's acknowledgement. */
+void obx_metrics_ack_latency(obx_metrics_t *m, double seconds);
+void obx_metrics_bad_event(obx_metrics_t *m, obx_bad_reason_t reason);
+void obx_metrics_set_kafka_errors(obx_metrics_t *m, unsigned long total);
+void obx_metrics_reconnect(obx_metrics_t *m);
+
+/* The pipeline's state, set as it changes. */
+void obx_metrics_set_streaming(obx_metrics_t *m, bool streaming);
+void obx_metrics_set_positions(obx_metrics_t *m, obx_lsn_t confirmed,
+			       obx_lsn_t server_wal_end, size_t inflight);
+
+/* The process loop is alive (for /healthz). */
+void obx_metrics_tick(obx_metrics_t *m);
+/* Seconds since the last tick. */
+double obx_metrics_since_tick(obx_metrics_t *m);
+bool obx_metrics_streaming(obx_metrics_t *m);
+
+/* The slot's retained WAL (measured by the HTTP thread at scrape time);
+ * negative when it could not be measured. */
+void obx_metrics_set_retained(obx_metrics_t *m, double bytes);
+
+/* Writes every metric in the Prometheus text exposition format. */
+void obx_metrics_write(obx_metrics_t *m, FILE *out);
+
+/* The label of a bad-event reason ("null_column", ...). */
+const char *obx_bad_reason_name(obx_bad_reason_t reason);
+
+#endif

@@ -1,0 +1,199 @@
+/* admin.c - slot management and server facts over a normal connection. */
+#include "outboxd/admin.h"
+
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct obx_admin {
+	PGconn *conn;
+};
+
+static void copy_error(PGconn *conn, const char *what, char *errstr,
+		       size_t errstr_size)
+{
+	obx_errf(errstr, errstr_size, "%s: %s", what, PQerrorMessage(conn));
+	/* libpq messages end in a newline */
+	size_t n = strlen(errstr);
+	while (n && errstr[n - 1] == '\n')
+		errstr[--n] = '\0';
+}
+
+obx_admin_t *obx_admin_connect(const obx_config_t *conf,
+			       const char *application_name, char *errstr,
+			       size_t errstr_size)
+{
+	const char *keys[] = { "dbname", "fallback_application_name", NULL };
+	const char *values[] = { conf->database_url, application_name, NULL };
+	obx_admin_t *a = calloc(1, sizeof(*a));
+
+	if (!a)
+		abort();
+	a->conn = PQconnectdbParams(keys, values, 1);
+	if (PQstatus(a->conn) != CONNECTION_OK) {
+		copy_error(a->conn, "could not connect to the server", errstr,
+			   errstr_size);
+		obx_admin_destroy(a);
+		return NULL;
+	}
+	return a;
+}
+
+void obx_admin_destroy(obx_admin_t *a)
+{
+	if (!a)
+		return;
+	PQfinish(a->conn);
+	free(a);
+}
+
+bool obx_admin_ok(const obx_admin_t *a)
+{
+	return PQstatus(a->conn) == CONNECTION_OK;
+}
+
+/* Runs a parameterised query; the caller PQclear()s *out on OBX_OK. */
+static obx_err_t query(obx_admin_t *a, const char *sql, int nparams,
+		       const char *const *params, PGresult **out, char *errstr,
+		       size_t errstr_size)
+{
+	PGresult *res =
+	    PQexecParams(a->conn, sql, nparams, NULL, params, NULL, NULL, 0);
+	ExecStatusType st = PQresultStatus(res);
+	if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
+		*out = res;
+		return OBX_OK;
+	}
+	copy_error(a->conn, "query failed", errstr, errstr_size);
+	PQclear(res);
+	return PQstatus(a->conn) == CONNECTION_OK ? OBX_FATAL : OBX_RETRY;
+}
+
+obx_err_t obx_admin_query_value(obx_admin_t *a, const char *sql, int nparams,
+				const char *const *params, char *out,
+				size_t out_size, char *errstr,
+				size_t errstr_size)
+{
+	PGresult *res;
+	obx_err_t err =
+	    query(a, sql, nparams, params, &res, errstr, errstr_size);
+	if (err != OBX_OK)
+		return err;
+	snprintf(out, out_size, "%s",
+		 PQntuples(res) > 0 && PQnfields(res) > 0 &&
+			 !PQgetisnull(res, 0, 0)
+		     ? PQgetvalue(res, 0, 0)
+		     : "");
+	PQclear(res);
+	return OBX_OK;
+}
+
+obx_err_t obx_admin_exec(obx_admin_t *a, const char *sql, int nparams,
+			 const char *const *params, char *errstr,
+			 size_t errstr_size)
+{
+	PGresult *res;
+	obx_err_t err =
+	    query(a, sql, nparams, params, &res, errstr, errstr_size);
+	if (err == OBX_OK)
+		PQclear(res);
+	return err;
+}
+
+static obx_lsn_t lsn_value(PGresult *res, int col)
+{
+	obx_lsn_t lsn = OBX_LSN_INVALID;
+	if (!PQgetisnull(res, 0, col)) {
+		const char *v = PQgetvalue(res, 0, col);
+		obx_lsn_parse(v, strlen(v), &lsn);
+	}
+	return lsn;
+}
+
+obx_err_t obx_admin_slot_info(obx_admin_t *a, const char *slot,
+			      obx_slot_info_t *out, char *errstr,
+			      size_t errstr_size)
+{
+	const char *params[] = { slot };
+	PGresult *res;
+	obx_err_t err = query(
+	    a,
+	    "SELECT s.plugin, s.database, s.active, s.active_pid, "
+	    "s.confirmed_flush_lsn, s.restart_lsn, pg_current_wal_lsn(), "
+	    "pg_wal_lsn_diff(pg_current_wal_lsn(), s.restart_lsn)::bigint, "
+	    "s.wal_status "
+	    "FROM (SELECT 1) AS one LEFT JOIN pg_catalog.pg_replication_slots "
+	    "s "
+	    "ON s.slot_name = $1",
+	    1, params, &res, errstr, errstr_size);
+	if (err != OBX_OK)
+		return err;
+	memset(out, 0, sizeof(*out));
+	out->exists = !PQgetisnull(res, 0, 0);
+	out->current_wal = lsn_value(res, 6);
+	if (out->exists) {
+		snprintf(out->plugin, sizeof(out->plugin), "%s",
+			 PQgetvalue(res, 0, 0));
+		snprintf(out->database, sizeof(out->database), "%s",
+			 PQgetvalue(res, 0, 1));
+		out->active = strcmp(PQgetvalue(res, 0, 2), "t") == 0;
+		out->active_pid =
+		    PQgetisnull(res, 0, 3) ? 0 : atoi(PQgetvalue(res, 0, 3));
+		out->confirmed_flush = lsn_value(res, 4);
+		out->restart_lsn = lsn_value(res, 5);
+		out->retained_bytes =
+		    PQgetisnull(res, 0, 7) ? 0 : atoll(PQgetvalue(res, 0, 7));
+		snprintf(out->wal_status, sizeof(out->wal_status), "%s",
+			 PQgetvalue(res, 0, 8));
+	}
+	PQclear(res);
+	return OBX_OK;
+}
+
+obx_err_t obx_admin_slot_create(obx_admin_t *a, const char *slot,
+				const char *plugin, obx_lsn_t *at, char *errstr,
+				size_t errstr_size)
+{
+	const char *params[] = { slot, plugin };
+	PGresult *res;
+	obx_err_t err =
+	    query(a,
+		  "SELECT lsn FROM "
+		  "pg_catalog.pg_create_logical_replication_slot($1, $2)",
+		  2, params, &res, errstr, errstr_size);
+	if (err != OBX_OK)
+		return err;
+	*at = lsn_value(res, 0);
+	PQclear(res);
+	return OBX_OK;
+}
+
+obx_err_t obx_admin_slot_drop(obx_admin_t *a, const char *slot, char *errstr,
+			      size_t errstr_size)
+{
+	const char *params[] = { slot };
+	return obx_admin_exec(a,
+			      "SELECT pg_catalog.pg_drop_replication_slot($1)",
+			      1, params, errstr, errstr_size);
+}
+
+obx_err_t obx_admin_slot_advance(obx_admin_t *a, const char *slot, obx_lsn_t to,
+				 obx_lsn_t *moved_to, char *errstr,
+				 size_t errstr_size)
+{
+	char target[32];
+	snprintf(target, sizeof(target), OBX_LSN_FMT, OBX_LSN_ARGS(to));
+	const char *params[] = { slot, target };
+	PGresult *res;
+	obx_err_t err = query(a,
+			      "SELECT end_lsn FROM "
+			      "pg_catalog.pg_replication_slot_advance($1, "
+			      "$2::pg_lsn)",
+			      2, params, &res, errstr, errstr_size);
+	if (err != OBX_OK)
+		return err;
+	*moved_to = lsn_value(res, 0);
+	PQclear(res);
+	return OBX_OK;
+}

@@ -1,0 +1,568 @@
+/* commands.c - slot status/create/drop/reset and the preflight check. */
+#include "outboxd/commands.h"
+
+#include <librdkafka/rdkafka.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "outboxd/admin.h"
+#include "outboxd/log.h"
+
+enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
+
+static obx_admin_t *connect_or_report(const obx_config_t *conf)
+{
+	char err[1024];
+	obx_admin_t *a =
+	    obx_admin_connect(conf, "outboxd-admin", err, sizeof(err));
+	if (!a)
+		fprintf(stderr, "outboxd: %s\n", err);
+	return a;
+}
+
+static void human_bytes(long long bytes, char *out, size_t size)
+{
+	const char *units[] = { "B", "kB", "MB", "GB", "TB" };
+	double v = (double)bytes;
+	int u = 0;
+	while (v >= 1000 && u < 4) {
+		v /= 1000;
+		u++;
+	}
+	snprintf(out, size, u ? "%.1f %s" : "%.0f %s", v, units[u]);
+}
+
+/* Reads the slot; prints why and returns false when it is unusable. */
+static bool load_slot(obx_admin_t *a, const char *slot, obx_slot_info_t *info)
+{
+	char err[1024];
+	if (obx_admin_slot_info(a, slot, info, err, sizeof(err)) != OBX_OK) {
+		fprintf(stderr, "outboxd: could not read slot \"%s\": %s\n",
+			slot, err);
+		return false;
+	}
+	return true;
+}
+
+int obx_cmd_slot_status(const obx_config_t *conf)
+{
+	obx_slot_info_t s;
+	char retained[32];
+	obx_admin_t *a = connect_or_report(conf);
+
+	if (!a)
+		return EXIT_FAILED;
+	if (!load_slot(a, conf->slot_name, &s)) {
+		obx_admin_destroy(a);
+		return EXIT_FAILED;
+	}
+	obx_admin_destroy(a);
+	if (!s.exists) {
+		printf("slot                %s\nstatus              does not "
+		       "exist (outboxd slot create, or outboxd run with "
+		       "slot.create=true)\n",
+		       conf->slot_name);
+		return EXIT_FAILED;
+	}
+	human_bytes(s.retained_bytes, retained, sizeof(retained));
+	printf("slot                %s\n", conf->slot_name);
+	printf("plugin              %s\n", s.plugin);
+	printf("database            %s\n", s.database);
+	if (s.active)
+		printf("active              yes (pid %d)\n", s.active_pid);
+	else
+		printf("active              no\n");
+	printf("confirmed_flush_lsn " OBX_LSN_FMT "\n",
+	       OBX_LSN_ARGS(s.confirmed_flush));
+	printf("restart_lsn         " OBX_LSN_FMT "\n",
+	       OBX_LSN_ARGS(s.restart_lsn));
+	printf("current_wal_lsn     " OBX_LSN_FMT "\n",
+	       OBX_LSN_ARGS(s.current_wal));
+	printf("retained_wal        %s (%lld bytes)\n", retained,
+	       s.retained_bytes);
+	printf("unconfirmed_wal     %lld bytes\n",
+	       (long long)(s.current_wal > s.confirmed_flush
+			       ? s.current_wal - s.confirmed_flush
+			       : 0));
+	printf("wal_status          %s\n", s.wal_status);
+	return EXIT_OK;
+}
+
+int obx_cmd_slot_create(const obx_config_t *conf)
+{
+	char err[1024];
+	obx_lsn_t at;
+	obx_admin_t *a = connect_or_report(conf);
+
+	if (!a)
+		return EXIT_FAILED;
+	obx_err_t rc = obx_admin_slot_create(
+	    a, conf->slot_name, obx_config_plugin(conf), &at, err, sizeof(err));
+	obx_admin_destroy(a);
+	if (rc != OBX_OK) {
+		fprintf(stderr, "outboxd: could not create slot \"%s\": %s\n",
+			conf->slot_name, err);
+		return EXIT_FAILED;
+	}
+	printf("created replication slot \"%s\" (plugin %s) at " OBX_LSN_FMT
+	       "\n",
+	       conf->slot_name, obx_config_plugin(conf), OBX_LSN_ARGS(at));
+	return EXIT_OK;
+}
+
+/*
+ * Without --yes: on a terminal, asks for the slot name; otherwise says what
+ * would happen and changes nothing.
+ */
+static bool confirmed(const obx_slot_options_t *opts, const char *slot)
+{
+	char answer[128];
+
+	if (opts->yes)
+		return true;
+	if (!opts->interactive) {
+		printf("nothing changed: run again with --yes to do this\n");
+		return false;
+	}
+	printf("type the slot name (%s) to go ahead: ", slot);
+	fflush(stdout);
+	if (!fgets(answer, sizeof(answer), stdin))
+		return false;
+	answer[strcspn(answer, "\n")] = '\0';
+	if (strcmp(answer, slot) != 0) {
+		printf("nothing changed\n");
+		return false;
+	}
+	return true;
+}
+
+static bool refuse_if_active(const obx_slot_info_t *s, const char *slot,
+			     const char *what)
+{
+	if (!s->active)
+		return false;
+	fprintf(stderr,
+		"outboxd: refusing to %s slot \"%s\": it is active (pid %d); "
+		"stop the connector first\n",
+		what, slot, s->active_pid);
+	return true;
+}
+
+int obx_cmd_slot_drop(const obx_config_t *conf, const obx_slot_options_t *opts)
+{
+	obx_slot_info_t s;
+	char err[1024], gap[32];
+	obx_admin_t *a = connect_or_report(conf);
+	int rc = EXIT_FAILED;
+
+	if (!a)
+		return EXIT_FAILED;
+	if (!load_slot(a, conf->slot_name, &s))
+		goto out;
+	if (!s.exists) {
+		fprintf(stderr, "outboxd: slot \"%s\" does not exist\n",
+			conf->slot_name);
+		goto out;
+	}
+	if (refuse_if_active(&s, conf->slot_name, "drop"))
+		goto out;
+	human_bytes((long long)(s.current_wal - s.confirmed_flush), gap,
+		    sizeof(gap));
+	printf("will drop replication slot \"%s\" "
+	       "(confirmed_flush_lsn " OBX_LSN_FMT
+	       ", %s of WAL not yet confirmed): events written "
+	       "until a new slot exists will never be published\n",
+	       conf->slot_name, OBX_LSN_ARGS(s.confirmed_flush), gap);
+	if (!confirmed(opts, conf->slot_name)) {
+		rc = EXIT_USAGE;
+		goto out;
+	}
+	if (obx_admin_slot_drop(a, conf->slot_name, err, sizeof(err)) !=
+	    OBX_OK) {
+		fprintf(stderr, "outboxd: could not drop slot \"%s\": %s\n",
+			conf->slot_name, err);
+		goto out;
+	}
+	printf("dropped replication slot \"%s\"\n", conf->slot_name);
+	rc = EXIT_OK;
+out:
+	obx_admin_destroy(a);
+	return rc;
+}
+
+int obx_cmd_slot_reset(const obx_config_t *conf, const obx_slot_options_t *opts)
+{
+	obx_slot_info_t s;
+	char err[1024], gap[32];
+	obx_admin_t *a = connect_or_report(conf);
+	int rc = EXIT_FAILED;
+
+	if (!a)
+		return EXIT_FAILED;
+	if (!load_slot(a, conf->slot_name, &s))
+		goto out;
+	if (!s.exists) {
+		fprintf(stderr, "outboxd: slot \"%s\" does not exist\n",
+			conf->slot_name);
+		goto out;
+	}
+	if (refuse_if_active(&s, conf->slot_name, "reset"))
+		goto out;
+	bool lost = strcmp(s.wal_status, "lost") == 0;
+	obx_lsn_t target = opts->to_current ? s.current_wal : opts->to_lsn;
+	if (target < s.confirmed_flush) {
+		fprintf(stderr,
+			"outboxd: cannot move slot \"%s\" back to " OBX_LSN_FMT
+			": it is confirmed up to " OBX_LSN_FMT
+			" and a logical slot never goes backwards (the WAL "
+			"before it is not kept for decoding); re-insert the "
+			"events to publish them again\n",
+			conf->slot_name, OBX_LSN_ARGS(target),
+			OBX_LSN_ARGS(s.confirmed_flush));
+		rc = EXIT_USAGE;
+		goto out;
+	}
+	if (target > s.current_wal) {
+		fprintf(stderr,
+			"outboxd: " OBX_LSN_FMT " is beyond the server's WAL "
+			"end " OBX_LSN_FMT "\n",
+			OBX_LSN_ARGS(target), OBX_LSN_ARGS(s.current_wal));
+		rc = EXIT_USAGE;
+		goto out;
+	}
+	if (lost && !opts->to_current) {
+		fprintf(stderr,
+			"outboxd: slot \"%s\" is lost (wal_status = lost): it "
+			"can only be recreated at the current position "
+			"(--to-current)\n",
+			conf->slot_name);
+		rc = EXIT_USAGE;
+		goto out;
+	}
+	human_bytes((long long)(target - s.confirmed_flush), gap, sizeof(gap));
+	if (lost)
+		printf("slot \"%s\" is lost: will drop it and create it again "
+		       "at the current WAL position " OBX_LSN_FMT "\n",
+		       conf->slot_name, OBX_LSN_ARGS(target));
+	else
+		printf("will advance slot \"%s\" from " OBX_LSN_FMT
+		       " to " OBX_LSN_FMT "\n",
+		       conf->slot_name, OBX_LSN_ARGS(s.confirmed_flush),
+		       OBX_LSN_ARGS(target));
+	printf("events committed in those %lld bytes of WAL (%s) will never "
+	       "be published\n",
+	       (long long)(target - s.confirmed_flush), gap);
+	if (!confirmed(opts, conf->slot_name)) {
+		rc = EXIT_USAGE;
+		goto out;
+	}
+	obx_lsn_t now_at;
+	obx_err_t e;
+	if (lost) {
+		e = obx_admin_slot_drop(a, conf->slot_name, err, sizeof(err));
+		if (e == OBX_OK)
+			e = obx_admin_slot_create(a, conf->slot_name, s.plugin,
+						  &now_at, err, sizeof(err));
+	} else {
+		e = obx_admin_slot_advance(a, conf->slot_name, target, &now_at,
+					   err, sizeof(err));
+	}
+	if (e != OBX_OK) {
+		fprintf(stderr, "outboxd: could not reset slot \"%s\": %s\n",
+			conf->slot_name, err);
+		goto out;
+	}
+	printf("slot \"%s\" now starts at " OBX_LSN_FMT "\n", conf->slot_name,
+	       OBX_LSN_ARGS(now_at));
+	rc = EXIT_OK;
+out:
+	obx_admin_destroy(a);
+	return rc;
+}
+
+/* ------------------------------------------------------------- check */
+
+typedef struct {
+	int failed;
+} check_t;
+
+static void result(check_t *c, bool pass, const char *item, const char *fmt,
+		   ...) __attribute__((format(printf, 4, 5)));
+
+static void result(check_t *c, bool pass, const char *item, const char *fmt,
+		   ...)
+{
+	char text[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	/* one line per item: libpq's messages carry newlines and tabs */
+	for (char *ch = text; *ch; ch++)
+		if (*ch == '\n' || *ch == '\t')
+			*ch = ' ';
+	printf("%s %-20s %s\n", pass ? "PASS" : "FAIL", item, text);
+	if (!pass)
+		c->failed++;
+}
+
+static void check_server(check_t *c, obx_admin_t *a, const obx_config_t *conf)
+{
+	char v[256], err[1024], sql[256];
+
+	if (obx_admin_query_value(a, "SHOW wal_level", 0, NULL, v, sizeof(v),
+				  err, sizeof(err)) == OBX_OK)
+		result(c, strcmp(v, "logical") == 0, "wal_level",
+		       strcmp(v, "logical") == 0
+			   ? "logical"
+			   : "is \"%s\": set wal_level = logical in "
+			     "postgresql.conf and restart the server",
+		       v);
+	else
+		result(c, false, "wal_level", "%s", err);
+
+	if (obx_admin_query_value(
+		a,
+		"SELECT rolreplication OR rolsuper FROM pg_catalog.pg_roles "
+		"WHERE rolname = current_user",
+		0, NULL, v, sizeof(v), err, sizeof(err)) == OBX_OK)
+		result(c, strcmp(v, "t") == 0, "replication role",
+		       strcmp(v, "t") == 0
+			   ? "the role may use replication"
+			   : "the role lacks REPLICATION: ALTER ROLE ... "
+			     "REPLICATION");
+	else
+		result(c, false, "replication role", "%s", err);
+
+	/* free slots and senders, unless our slot exists already */
+	obx_slot_info_t s;
+	if (obx_admin_slot_info(a, conf->slot_name, &s, err, sizeof(err)) !=
+	    OBX_OK) {
+		result(c, false, "replication slot", "%s", err);
+		return;
+	}
+	if (s.exists) {
+		bool ok = strcmp(s.plugin, obx_config_plugin(conf)) == 0 &&
+			  strcmp(s.wal_status, "lost") != 0;
+		result(c, ok, "replication slot",
+		       ok ? "\"%s\" exists (wal_status %s, %s)"
+			  : "\"%s\" is unusable (wal_status %s, plugin %s): "
+			    "see outboxd slot reset",
+		       conf->slot_name, s.wal_status,
+		       ok ? (s.active ? "active" : "inactive") : s.plugin);
+	} else {
+		snprintf(
+		    sql, sizeof(sql),
+		    "SELECT current_setting('max_replication_slots')::int "
+		    "- (SELECT count(*) FROM pg_catalog.pg_replication_slots)");
+		if (obx_admin_query_value(a, sql, 0, NULL, v, sizeof(v), err,
+					  sizeof(err)) == OBX_OK)
+			result(c, atoi(v) > 0, "replication slot",
+			       atoi(v) > 0 ? "\"%s\" will be created (%s free "
+					     "slots)"
+					   : "\"%s\" does not exist and "
+					     "max_replication_slots is used up "
+					     "(%s free): raise it",
+			       conf->slot_name, v);
+		else
+			result(c, false, "replication slot", "%s", err);
+	}
+	if (obx_admin_query_value(
+		a,
+		"SELECT current_setting('max_wal_senders')::int - "
+		"(SELECT count(*) FROM pg_catalog.pg_stat_replication)",
+		0, NULL, v, sizeof(v), err, sizeof(err)) == OBX_OK)
+		result(c, atoi(v) > 0 || s.active, "wal senders",
+		       atoi(v) > 0 || s.active
+			   ? "%s free"
+			   : "none free (%s): raise max_wal_senders",
+		       v);
+	else
+		result(c, false, "wal senders", "%s", err);
+}
+
+static void check_tables(check_t *c, obx_admin_t *a, const obx_config_t *conf)
+{
+	char v[256], err[1024], name[300];
+
+	for (size_t i = 0; i < conf->ntables; i++) {
+		snprintf(name, sizeof(name), "%s.%s", conf->tables[i].schema,
+			 conf->tables[i].table);
+		const char *p1[] = { name };
+		if (obx_admin_query_value(
+			a,
+			"SELECT CASE WHEN to_regclass(quote_ident(split_part("
+			"$1, '.', 1)) || '.' || quote_ident(split_part($1, "
+			"'.', 2))) IS NULL THEN 'missing' WHEN "
+			"has_table_privilege(to_regclass(quote_ident("
+			"split_part($1, '.', 1)) || '.' || quote_ident("
+			"split_part($1, '.', 2))), 'SELECT') THEN 'ok' "
+			"ELSE 'denied' END",
+			1, p1, v, sizeof(v), err, sizeof(err)) != OBX_OK) {
+			result(c, false, "outbox table", "%s: %s", name, err);
+			continue;
+		}
+		if (strcmp(v, "ok") != 0) {
+			result(c, false, "outbox table",
+			       strcmp(v, "missing") == 0
+				   ? "%s does not exist: create it or fix "
+				     "table.include.list"
+				   : "%s: no SELECT privilege: GRANT SELECT "
+				     "ON %s TO <role>",
+			       name, name);
+			continue;
+		}
+		result(c, true, "outbox table", "%s readable", name);
+
+		const char *columns[32];
+		const char *options[32];
+		size_t n = 0;
+		columns[n] = conf->field_event_id;
+		options[n++] = "table.field.event.id";
+		columns[n] = conf->field_event_key;
+		options[n++] = "table.field.event.key";
+		columns[n] = conf->field_event_type;
+		options[n++] = "table.field.event.type";
+		columns[n] = conf->field_event_payload;
+		options[n++] = "table.field.event.payload";
+		columns[n] = conf->route_by_field;
+		options[n++] = "route.by.field";
+		if (conf->field_event_timestamp) {
+			columns[n] = conf->field_event_timestamp;
+			options[n++] = "table.field.event.timestamp";
+		}
+		for (size_t k = 0; k < conf->nadditional && n < 32; k++) {
+			columns[n] = conf->additional[k].column;
+			options[n++] = "table.fields.additional.placement";
+		}
+		int missing = 0;
+		for (size_t k = 0; k < n; k++) {
+			const char *p2[] = { conf->tables[i].schema,
+					     conf->tables[i].table,
+					     columns[k] };
+			if (obx_admin_query_value(
+				a,
+				"SELECT count(*) FROM "
+				"information_schema.columns WHERE "
+				"table_schema = $1 AND table_name = $2 AND "
+				"column_name = $3",
+				3, p2, v, sizeof(v), err,
+				sizeof(err)) != OBX_OK ||
+			    atoi(v) == 0) {
+				result(
+				    c, false, "mapped column",
+				    "%s has no column \"%s\" (%s): add it or "
+				    "change the setting",
+				    name, columns[k], options[k]);
+				missing++;
+			}
+		}
+		if (!missing)
+			result(c, true, "mapped columns",
+			       "%s has all %zu mapped columns", name, n);
+	}
+}
+
+static void check_plugin(check_t *c, obx_admin_t *a, const obx_config_t *conf)
+{
+	char v[64], err[1024];
+	const char *plugin = obx_config_plugin(conf);
+	const char *params[] = { plugin };
+
+	/* a temporary slot proves the server lets us load the plugin; the
+	 * timeout guards against waiting behind a long transaction */
+	if (obx_admin_exec(a, "SET statement_timeout = '10s'", 0, NULL, err,
+			   sizeof(err)) != OBX_OK ||
+	    obx_admin_query_value(
+		a,
+		"SELECT lsn FROM pg_catalog.pg_create_logical_replication_slot("
+		"'outboxd_check_' || pg_backend_pid(), $1, true)",
+		1, params, v, sizeof(v), err, sizeof(err)) != OBX_OK) {
+		result(c, false, "output plugin",
+		       "%s does not load: %s (install postgresql-15-%s; on "
+		       "15.20+ add it to output_plugin_libraries)",
+		       plugin, err, plugin);
+		return;
+	}
+	obx_admin_exec(a,
+		       "SELECT pg_catalog.pg_drop_replication_slot("
+		       "'outboxd_check_' || pg_backend_pid())",
+		       0, NULL, err, sizeof(err));
+	result(c, true, "output plugin", "%s loads", plugin);
+}
+
+static void check_kafka(check_t *c, const obx_config_t *conf)
+{
+	char err[512];
+	rd_kafka_conf_t *kc = rd_kafka_conf_new();
+	const struct rd_kafka_metadata *md = NULL;
+
+	for (size_t i = 0; i < conf->nkafka; i++) {
+		if (rd_kafka_conf_set(kc, conf->kafka[i].key,
+				      conf->kafka[i].value, err,
+				      sizeof(err)) != RD_KAFKA_CONF_OK) {
+			result(c, false, "kafka config", "kafka.%s: %s",
+			       conf->kafka[i].key, err);
+			rd_kafka_conf_destroy(kc);
+			return;
+		}
+	}
+	rd_kafka_conf_set(kc, "log_level", "0", err, sizeof(err));
+	rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, kc, err, sizeof(err));
+	if (!rk) {
+		result(c, false, "kafka config", "%s", err);
+		rd_kafka_conf_destroy(kc);
+		return;
+	}
+	rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 1, NULL, &md, 10000);
+	if (e) {
+		result(c, false, "kafka",
+		       "no broker answered within 10 s (%s): check "
+		       "kafka.bootstrap.servers, network and TLS/SASL settings",
+		       rd_kafka_err2str(e));
+	} else {
+		result(c, true, "kafka", "%d broker(s) reachable",
+		       md->broker_cnt);
+		bool dlq = false;
+		for (int i = 0; i < md->topic_cnt; i++)
+			if (strcmp(md->topics[i].topic,
+				   conf->errors_dlq_topic) == 0)
+				dlq = true;
+		if (conf->errors_bad_event == OBX_BAD_EVENT_DLQ)
+			result(c, dlq, "dead letter topic",
+			       dlq ? "\"%s\" exists"
+				   : "\"%s\" does not exist: create it (it is "
+				     "auto-created only where the brokers "
+				     "allow auto.create.topics.enable)",
+			       conf->errors_dlq_topic);
+	}
+	if (md)
+		rd_kafka_metadata_destroy(md);
+	rd_kafka_destroy(rk);
+}
+
+int obx_cmd_check(const obx_config_t *conf)
+{
+	check_t c = { 0 };
+	char url[1024], err[1024];
+
+	result(&c, true, "config", "valid");
+	obx_log_redact_conninfo(conf->database_url, url, sizeof(url));
+	obx_admin_t *a =
+	    obx_admin_connect(conf, "outboxd-check", err, sizeof(err));
+	result(&c, a != NULL, "server",
+	       a ? "reachable (%s)"
+		 : "%s: check database.url, the network and pg_hba.conf",
+	       a ? url : err);
+	if (a) {
+		check_server(&c, a, conf);
+		check_tables(&c, a, conf);
+		check_plugin(&c, a, conf);
+		obx_admin_destroy(a);
+	}
+	check_kafka(&c, conf);
+	printf("%s: %d item(s) failed\n", c.failed ? "FAIL" : "PASS", c.failed);
+	return c.failed ? EXIT_FAILED : EXIT_OK;
+}

@@ -1,0 +1,270 @@
+/* metrics.c - a small registry rendered as Prometheus text. */
+#include "outboxd/metrics.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* commit -> ack latency buckets, in seconds */
+static const double latency_bounds[] = { 0.001, 0.002, 0.005, 0.01, 0.02,
+					 0.05,	0.1,   0.25,  0.5,  1,
+					 2.5,	5,     10,    30,   60 };
+#define LATENCY_BUCKETS OBX_ARRAY_LEN(latency_bounds)
+
+static const char *const bad_reason_names[OBX_BAD_REASONS] = {
+	"null_column", "missing_column", "invalid_topic", "rejected_by_kafka",
+	"other"
+};
+
+typedef struct {
+	char *topic;
+	unsigned long long counts[2]; /* obx_topic_metric_t */
+} topic_counts_t;
+
+struct obx_metrics {
+	pthread_mutex_t lock;
+	unsigned long long received;
+	topic_counts_t *topics;
+	size_t ntopics;
+	unsigned long long latency_counts[LATENCY_BUCKETS + 1]; /* +Inf */
+	double latency_sum;
+	unsigned long long latency_count;
+	unsigned long long bad[OBX_BAD_REASONS];
+	unsigned long long kafka_errors;
+	unsigned long long reconnects;
+	bool streaming;
+	obx_lsn_t confirmed, wal_end;
+	size_t inflight;
+	double retained; /* < 0: unknown */
+	int64_t last_tick_us;
+};
+
+obx_metrics_t *obx_metrics_new(void)
+{
+	obx_metrics_t *m = calloc(1, sizeof(*m));
+	if (!m)
+		abort();
+	pthread_mutex_init(&m->lock, NULL);
+	m->retained = -1;
+	m->last_tick_us = obx_now_us();
+	return m;
+}
+
+void obx_metrics_destroy(obx_metrics_t *m)
+{
+	if (!m)
+		return;
+	for (size_t i = 0; i < m->ntopics; i++)
+		free(m->topics[i].topic);
+	free(m->topics);
+	pthread_mutex_destroy(&m->lock);
+	free(m);
+}
+
+const char *obx_bad_reason_name(obx_bad_reason_t reason)
+{
+	return bad_reason_names[reason < OBX_BAD_REASONS ? reason
+							 : OBX_BAD_OTHER];
+}
+
+#define LOCKED(m, stmt)                                                        \
+	do {                                                                   \
+		pthread_mutex_lock(&(m)->lock);                                \
+		stmt;                                                          \
+		pthread_mutex_unlock(&(m)->lock);                              \
+	} while (0)
+
+void obx_metrics_received(obx_metrics_t *m)
+{
+	LOCKED(m, m->received++);
+}
+
+/* Finds or adds a topic's counters; the caller holds the lock. */
+static topic_counts_t *topic_counts(obx_metrics_t *m, const char *topic)
+{
+	for (size_t i = 0; i < m->ntopics; i++)
+		if (strcmp(m->topics[i].topic, topic) == 0)
+			return &m->topics[i];
+	topic_counts_t *grown =
+	    realloc(m->topics, (m->ntopics + 1) * sizeof(*grown));
+	if (!grown)
+		abort();
+	m->topics = grown;
+	topic_counts_t *t = &m->topics[m->ntopics++];
+	memset(t, 0, sizeof(*t));
+	if (!(t->topic = strdup(topic)))
+		abort();
+	return t;
+}
+
+void obx_metrics_topic(obx_metrics_t *m, const char *topic,
+		       obx_topic_metric_t what)
+{
+	LOCKED(m, topic_counts(m, topic)->counts[what]++);
+}
+
+void obx_metrics_ack_latency(obx_metrics_t *m, double seconds)
+{
+	size_t b = 0;
+	while (b < LATENCY_BUCKETS && seconds > latency_bounds[b])
+		b++;
+	LOCKED(m, {
+		m->latency_counts[b]++;
+		m->latency_sum += seconds;
+		m->latency_count++;
+	});
+}
+
+void obx_metrics_bad_event(obx_metrics_t *m, obx_bad_reason_t reason)
+{
+	LOCKED(m, m->bad[reason < OBX_BAD_REASONS ? reason : OBX_BAD_OTHER]++);
+}
+
+void obx_metrics_set_kafka_errors(obx_metrics_t *m, unsigned long total)
+{
+	LOCKED(m, m->kafka_errors = total);
+}
+
+void obx_metrics_reconnect(obx_metrics_t *m)
+{
+	LOCKED(m, m->reconnects++);
+}
+
+void obx_metrics_set_streaming(obx_metrics_t *m, bool streaming)
+{
+	LOCKED(m, m->streaming = streaming);
+}
+
+void obx_metrics_set_positions(obx_metrics_t *m, obx_lsn_t confirmed,
+			       obx_lsn_t server_wal_end, size_t inflight)
+{
+	LOCKED(m, {
+		m->confirmed = confirmed;
+		m->wal_end = server_wal_end;
+		m->inflight = inflight;
+	});
+}
+
+void obx_metrics_tick(obx_metrics_t *m)
+{
+	int64_t now = obx_now_us();
+	LOCKED(m, m->last_tick_us = now);
+}
+
+double obx_metrics_since_tick(obx_metrics_t *m)
+{
+	int64_t last;
+	LOCKED(m, last = m->last_tick_us);
+	return (double)(obx_now_us() - last) / 1e6;
+}
+
+bool obx_metrics_streaming(obx_metrics_t *m)
+{
+	bool s;
+	LOCKED(m, s = m->streaming);
+	return s;
+}
+
+void obx_metrics_set_retained(obx_metrics_t *m, double bytes)
+{
+	LOCKED(m, m->retained = bytes);
+}
+
+static void help(FILE *out, const char *name, const char *type,
+		 const char *text)
+{
+	fprintf(out, "# HELP %s %s\n# TYPE %s %s\n", name, text, name, type);
+}
+
+/* Prometheus label values escape backslash, quote and newline. */
+static void label_value(FILE *out, const char *s)
+{
+	for (; *s; s++) {
+		if (*s == '\\' || *s == '"')
+			fputc('\\', out);
+		if (*s == '\n')
+			fputs("\\n", out);
+		else
+			fputc(*s, out);
+	}
+}
+
+static void topic_counter(FILE *out, obx_metrics_t *m, const char *name,
+			  obx_topic_metric_t what, const char *text)
+{
+	help(out, name, "counter", text);
+	for (size_t i = 0; i < m->ntopics; i++) {
+		fprintf(out, "%s{topic=\"", name);
+		label_value(out, m->topics[i].topic);
+		fprintf(out, "\"} %llu\n", m->topics[i].counts[what]);
+	}
+}
+
+void obx_metrics_write(obx_metrics_t *m, FILE *out)
+{
+	pthread_mutex_lock(&m->lock);
+	help(out, "outboxd_events_received_total", "counter",
+	     "Outbox INSERTs read from the replication slot.");
+	fprintf(out, "outboxd_events_received_total %llu\n", m->received);
+	topic_counter(out, m, "outboxd_events_produced_total",
+		      OBX_METRIC_PRODUCED,
+		      "Events handed to the Kafka producer, per topic.");
+	topic_counter(out, m, "outboxd_events_acked_total", OBX_METRIC_ACKED,
+		      "Events acknowledged by Kafka, per topic.");
+	help(out, "outboxd_bad_events_total", "counter",
+	     "Outbox rows that could not become a record, per reason.");
+	for (int r = 0; r < OBX_BAD_REASONS; r++)
+		fprintf(out, "outboxd_bad_events_total{reason=\"%s\"} %llu\n",
+			bad_reason_names[r], m->bad[r]);
+	help(out, "outboxd_inflight_events", "gauge",
+	     "Events produced and not yet acknowledged by Kafka.");
+	fprintf(out, "outboxd_inflight_events %zu\n", m->inflight);
+	help(out, "outboxd_confirmed_lsn", "gauge",
+	     "The flush LSN last confirmed to the server, as a number.");
+	fprintf(out, "outboxd_confirmed_lsn %llu\n",
+		(unsigned long long)m->confirmed);
+	help(out, "outboxd_server_wal_end_lsn", "gauge",
+	     "The server's WAL end as it last reported it, as a number.");
+	fprintf(out, "outboxd_server_wal_end_lsn %llu\n",
+		(unsigned long long)m->wal_end);
+	help(out, "outboxd_lag_bytes", "gauge",
+	     "Server WAL end minus the confirmed LSN.");
+	fprintf(out, "outboxd_lag_bytes %llu\n",
+		(unsigned long long)(m->wal_end > m->confirmed
+					 ? m->wal_end - m->confirmed
+					 : 0));
+	if (m->retained >= 0) {
+		help(out, "outboxd_slot_retained_wal_bytes", "gauge",
+		     "WAL the server keeps for this slot (from restart_lsn).");
+		fprintf(out, "outboxd_slot_retained_wal_bytes %.0f\n",
+			m->retained);
+	}
+	help(out, "outboxd_commit_to_ack_seconds", "histogram",
+	     "Time from a transaction's commit to Kafka acknowledging its "
+	     "event.");
+	unsigned long long cumulative = 0;
+	for (size_t b = 0; b < LATENCY_BUCKETS; b++) {
+		cumulative += m->latency_counts[b];
+		fprintf(out,
+			"outboxd_commit_to_ack_seconds_bucket{le=\"%g\"} "
+			"%llu\n",
+			latency_bounds[b], cumulative);
+	}
+	cumulative += m->latency_counts[LATENCY_BUCKETS];
+	fprintf(out, "outboxd_commit_to_ack_seconds_bucket{le=\"+Inf\"} %llu\n",
+		cumulative);
+	fprintf(out, "outboxd_commit_to_ack_seconds_sum %.6f\n",
+		m->latency_sum);
+	fprintf(out, "outboxd_commit_to_ack_seconds_count %llu\n",
+		m->latency_count);
+	help(out, "outboxd_kafka_errors_total", "counter",
+	     "Errors reported by the Kafka client (transient included).");
+	fprintf(out, "outboxd_kafka_errors_total %llu\n", m->kafka_errors);
+	help(out, "outboxd_reconnects_total", "counter",
+	     "Reconnections to PostgreSQL after a failure.");
+	fprintf(out, "outboxd_reconnects_total %llu\n", m->reconnects);
+	help(out, "outboxd_streaming", "gauge",
+	     "1 while streaming from the replication slot.");
+	fprintf(out, "outboxd_streaming %d\n", m->streaming ? 1 : 0);
+	pthread_mutex_unlock(&m->lock);
+}
