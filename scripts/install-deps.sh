@@ -8,7 +8,7 @@ packages=(
   libpq-dev librdkafka-dev libavro-dev libjansson-dev libmicrohttpd-dev check
   postgresql-15 postgresql-15-wal2json
   python3 python3-kafka python3-avro python3-lz4 python3-snappy python3-zstandard
-  kcat yamllint python3-yaml openssl
+  kcat yamllint python3-yaml openssl time
 )
 
 as_root=()

@@ -13,22 +13,26 @@
  * the document's text, which we keep as is.  Numbers and booleans arrive
  * unquoted and are turned back into text here.
  */
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "decoder_internal.h"
+#include "json_scan.h"
 
-/* room for one number as text: "%.17g" of a double or a 64-bit integer */
-#define NUMBER_TEXT_MAX 32
+/* One column list as read from the message ("columns" or "identity"). */
+typedef struct {
+	obx_column_t *items;
+	size_t n, cap;
+	bool seen;
+	const char *problem;  /* "name", "value" or "scalar"; NULL if fine */
+	size_t problem_index; /* 1-based */
+} column_list_t;
 
 typedef struct {
-	json_t *root; /* the current message; change fields point into it */
-	obx_column_t *columns;
-	size_t columns_cap;
-	char *numbers; /* text of numeric columns, NUMBER_TEXT_MAX each */
-	size_t numbers_cap;
+	char *arena; /* unescaped strings of the current message */
+	size_t arena_cap;
+	column_list_t columns, identity;
 	char *options;
 } wal2json_t;
 
@@ -85,9 +89,9 @@ static void wal2json_destroy(void *state)
 	wal2json_t *w = state;
 	if (!w)
 		return;
-	json_decref(w->root);
-	free(w->columns);
-	free(w->numbers);
+	free(w->arena);
+	free(w->columns.items);
+	free(w->identity.items);
 	free(w->options);
 	free(w);
 }
@@ -111,96 +115,96 @@ static obx_err_t wal2json_start_options(const void *state, char *buf,
 		return OBX_BAD_DATA;                                           \
 	} while (0)
 
-static obx_err_t read_commit_fields(json_t *root, obx_lsn_t lsn,
-				    obx_change_t *out, char *errstr,
-				    size_t errstr_size)
+/* The top-level fields we use, as read. */
+typedef struct {
+	const char *action, *timestamp, *nextlsn, *schema, *table;
+	size_t action_len, timestamp_len, nextlsn_len;
+	const char *xid;
+} fields_t;
+
+/* Reads [{"name": ..., "value": ...}, ...], noting the first bad column. */
+static bool read_column_list(js_t *js, column_list_t *list)
 {
-	json_t *xid = json_object_get(root, "xid");
-	json_t *nextlsn = json_object_get(root, "nextlsn");
-	json_t *ts = json_object_get(root, "timestamp");
+	bool first = true;
 
-	if (!json_is_integer(xid))
-		BAD("\"xid\" is missing or not an integer");
-	if (!json_is_string(nextlsn) ||
-	    obx_lsn_parse(json_string_value(nextlsn),
-			  json_string_length(nextlsn), &out->commit_lsn) < 0)
-		BAD("\"nextlsn\" is missing or not an LSN");
-	if (!json_is_string(ts) ||
-	    obx_parse_timestamptz(json_string_value(ts), json_string_length(ts),
-				  &out->commit_time_us) < 0)
-		BAD("\"timestamp\" is missing or not a timestamp");
-	out->xid = json_integer_value(xid);
-	return OBX_OK;
-}
-
-static obx_err_t read_columns(wal2json_t *w, json_t *array, obx_lsn_t lsn,
-			      obx_change_t *out, char *errstr,
-			      size_t errstr_size)
-{
-	size_t n = json_array_size(array);
-
-	if (!json_is_array(array))
-		BAD("\"columns\" is missing or not an array");
-	if (n > w->columns_cap) {
-		obx_column_t *grown = realloc(w->columns, n * sizeof(*grown));
-		char *numbers = realloc(w->numbers, n * NUMBER_TEXT_MAX);
-		if (!grown || !numbers) {
-			/* keep whichever succeeded; both are freed later */
-			w->columns = grown ? grown : w->columns;
-			w->numbers = numbers ? numbers : w->numbers;
-			obx_errf(errstr, errstr_size, "out of memory");
-			return OBX_FATAL;
+	list->n = 0;
+	list->seen = true;
+	list->problem = NULL;
+	if (!js_open(js, '['))
+		return false;
+	while (js_next_element(js, &first)) {
+		if (list->n == list->cap) {
+			size_t cap = list->cap ? list->cap * 2 : 16;
+			obx_column_t *grown =
+			    realloc(list->items, cap * sizeof(*grown));
+			if (!grown)
+				abort();
+			list->items = grown;
+			list->cap = cap;
 		}
-		w->columns = grown;
-		w->numbers = numbers;
-		w->columns_cap = n;
-	}
-	for (size_t i = 0; i < n; i++) {
-		json_t *col = json_array_get(array, i);
-		json_t *name = json_object_get(col, "name");
-		json_t *value = json_object_get(col, "value");
-		obx_column_t *c = &w->columns[i];
-		char *num = w->numbers + i * NUMBER_TEXT_MAX;
-
-		if (!json_is_string(name))
-			BAD("column %zu has no \"name\"", i + 1);
-		c->name = json_string_value(name);
-		/* json_typeof() does not take NULL */
-		if (!value)
-			BAD("column \"%s\" has no \"value\"", c->name);
-		switch (json_typeof(value)) {
-		case JSON_STRING:
-			c->value = json_string_value(value);
-			c->value_len = json_string_length(value);
-			break;
-		case JSON_NULL:
-			c->value = NULL;
-			c->value_len = 0;
-			break;
-		case JSON_INTEGER:
-			c->value_len = (size_t)snprintf(
-			    num, NUMBER_TEXT_MAX, "%" JSON_INTEGER_FORMAT,
-			    json_integer_value(value));
-			c->value = num;
-			break;
-		case JSON_REAL:
-			c->value_len =
-			    (size_t)snprintf(num, NUMBER_TEXT_MAX, "%.17g",
-					     json_real_value(value));
-			c->value = num;
-			break;
-		case JSON_TRUE:
-		case JSON_FALSE:
-			c->value = json_is_true(value) ? "true" : "false";
-			c->value_len = strlen(c->value);
-			break;
-		default:
-			BAD("column \"%s\" has no scalar \"value\"", c->name);
+		obx_column_t *c = &list->items[list->n++];
+		bool has_value = false, scalar = true, kfirst = true;
+		const char *key;
+		memset(c, 0, sizeof(*c));
+		if (!js_open(js, '{'))
+			return false;
+		while (js_next_key(js, &kfirst, &key)) {
+			js_scalar_t v;
+			js_type_t t;
+			if (strcmp(key, "name") == 0) {
+				if (!js_peek(js, &t))
+					return false;
+				if (t != JS_STRING) {
+					if (!js_skip(js))
+						return false;
+					continue;
+				}
+				if (!js_scalar(js, &v))
+					return false;
+				c->name = v.text;
+			} else if (strcmp(key, "value") == 0) {
+				if (!js_peek(js, &t))
+					return false;
+				has_value = true;
+				if (t == JS_OBJECT || t == JS_ARRAY) {
+					scalar = false;
+					if (!js_skip(js))
+						return false;
+					continue;
+				}
+				if (!js_scalar(js, &v))
+					return false;
+				switch (v.type) {
+				case JS_STRING:
+				case JS_NUMBER: /* its exact text: no float
+						   rounding */
+					c->value = v.text;
+					c->value_len = v.len;
+					break;
+				case JS_TRUE:
+				case JS_FALSE:
+					c->value = v.type == JS_TRUE ? "true"
+								     : "false";
+					c->value_len = strlen(c->value);
+					break;
+				default:
+					c->value = NULL;
+				}
+			} else if (!js_skip(js)) {
+				return false;
+			}
+		}
+		if (js->error)
+			return false;
+		if (!list->problem) {
+			list->problem = !c->name     ? "name"
+					: !has_value ? "value"
+					: !scalar    ? "scalar"
+						     : NULL;
+			list->problem_index = list->n;
 		}
 	}
-	out->columns = w->columns;
-	out->ncolumns = n;
-	return OBX_OK;
+	return !js->error;
 }
 
 static obx_err_t wal2json_decode(void *state, const char *data, size_t len,
@@ -208,28 +212,104 @@ static obx_err_t wal2json_decode(void *state, const char *data, size_t len,
 				 size_t errstr_size)
 {
 	wal2json_t *w = state;
-	json_error_t jerr;
+	fields_t f = { 0 };
+	js_t js;
+	js_type_t top;
+	bool first = true;
+	const char *key;
 
-	json_decref(w->root);
 	memset(out, 0, sizeof(*out));
 	out->lsn = lsn;
-	w->root = json_loadb(data, len, 0, &jerr);
-	if (!w->root)
-		BAD("%s at byte %d", jerr.text, jerr.position);
-	if (!json_is_object(w->root))
+	if (len + 1 > w->arena_cap) {
+		char *grown = realloc(w->arena, len + 1);
+		if (!grown)
+			abort();
+		w->arena = grown;
+		w->arena_cap = len + 1;
+	}
+	w->columns.seen = w->identity.seen = false;
+	js_init(&js, data, len, w->arena);
+	if (js_peek(&js, &top) && top != JS_OBJECT)
 		BAD("not a JSON object");
+	if (js_open(&js, '{')) {
+		while (js_next_key(&js, &first, &key)) {
+			js_scalar_t v;
+			js_type_t t;
+			const char **slot = NULL;
+			size_t *slot_len = NULL;
 
-	json_t *action = json_object_get(w->root, "action");
-	if (!json_is_string(action) || json_string_length(action) != 1)
+			if (strcmp(key, "columns") == 0 ||
+			    strcmp(key, "identity") == 0) {
+				column_list_t *list =
+				    key[0] == 'c' ? &w->columns : &w->identity;
+				if (js_peek(&js, &t) && t != JS_ARRAY) {
+					if (!js_skip(&js))
+						break;
+					continue;
+				}
+				if (!read_column_list(&js, list))
+					break;
+				continue;
+			}
+			if (strcmp(key, "action") == 0) {
+				slot = &f.action;
+				slot_len = &f.action_len;
+			} else if (strcmp(key, "timestamp") == 0) {
+				slot = &f.timestamp;
+				slot_len = &f.timestamp_len;
+			} else if (strcmp(key, "nextlsn") == 0) {
+				slot = &f.nextlsn;
+				slot_len = &f.nextlsn_len;
+			} else if (strcmp(key, "schema") == 0) {
+				slot = &f.schema;
+			} else if (strcmp(key, "table") == 0) {
+				slot = &f.table;
+			} else if (strcmp(key, "xid") == 0) {
+				if (!js_peek(&js, &t))
+					break;
+				if (t == JS_NUMBER) {
+					if (!js_scalar(&js, &v))
+						break;
+					f.xid = v.text;
+					continue;
+				}
+			}
+			/* the fields we read are strings; anything else is
+			 * skipped and reported below as missing */
+			if (!slot || !js_peek(&js, &t) || t != JS_STRING) {
+				if (!js_skip(&js))
+					break;
+				continue;
+			}
+			if (!js_scalar(&js, &v))
+				break;
+			*slot = v.text;
+			if (slot_len)
+				*slot_len = v.len;
+		}
+	}
+	if (js.error || !js_end(&js))
+		BAD("%s at byte %zu", js.error, js.error_at);
+
+	if (!f.action || f.action_len != 1)
 		BAD("\"action\" is missing or not one letter");
-
-	char kind = json_string_value(action)[0];
+	char kind = f.action[0];
 	switch (kind) {
 	case 'B':
 	case 'C':
 		out->kind = kind == 'B' ? OBX_CHANGE_BEGIN : OBX_CHANGE_COMMIT;
-		return read_commit_fields(w->root, lsn, out, errstr,
-					  errstr_size);
+		if (!f.xid || strchr(f.xid, '.') || strchr(f.xid, 'e') ||
+		    strchr(f.xid, 'E'))
+			BAD("\"xid\" is missing or not an integer");
+		out->xid = strtoll(f.xid, NULL, 10);
+		if (!f.nextlsn || obx_lsn_parse(f.nextlsn, f.nextlsn_len,
+						&out->commit_lsn) < 0)
+			BAD("\"nextlsn\" is missing or not an LSN");
+		if (!f.timestamp ||
+		    obx_parse_timestamptz(f.timestamp, f.timestamp_len,
+					  &out->commit_time_us) < 0)
+			BAD("\"timestamp\" is missing or not a timestamp");
+		return OBX_OK;
 	case 'I':
 	case 'U':
 	case 'D':
@@ -242,32 +322,33 @@ static obx_err_t wal2json_decode(void *state, const char *data, size_t len,
 		BAD("unknown action \"%c\"", kind);
 	}
 
-	json_t *schema = json_object_get(w->root, "schema");
-	json_t *table = json_object_get(w->root, "table");
-	json_t *xid = json_object_get(w->root, "xid");
-	if (!json_is_string(schema) || !json_is_string(table))
+	if (!f.schema || !f.table)
 		BAD("\"schema\" or \"table\" is missing");
-	out->schema = json_string_value(schema);
-	out->table = json_string_value(table);
-	out->xid = json_is_integer(xid) ? json_integer_value(xid) : 0;
-
-	switch (kind) {
-	case 'I':
-		out->kind = OBX_CHANGE_INSERT;
-		return read_columns(w, json_object_get(w->root, "columns"), lsn,
-				    out, errstr, errstr_size);
-	case 'U':
-		out->kind = OBX_CHANGE_UPDATE;
-		return read_columns(w, json_object_get(w->root, "columns"), lsn,
-				    out, errstr, errstr_size);
-	case 'D':
-		out->kind = OBX_CHANGE_DELETE;
-		return read_columns(w, json_object_get(w->root, "identity"),
-				    lsn, out, errstr, errstr_size);
-	default:
+	out->schema = f.schema;
+	out->table = f.table;
+	out->xid = f.xid ? strtoll(f.xid, NULL, 10) : 0;
+	if (kind == 'T') {
 		out->kind = OBX_CHANGE_TRUNCATE;
 		return OBX_OK;
 	}
+	column_list_t *list = kind == 'D' ? &w->identity : &w->columns;
+	out->kind = kind == 'I'	  ? OBX_CHANGE_INSERT
+		    : kind == 'U' ? OBX_CHANGE_UPDATE
+				  : OBX_CHANGE_DELETE;
+	if (!list->seen)
+		BAD("\"%s\" is missing or not an array",
+		    kind == 'D' ? "identity" : "columns");
+	if (list->problem) {
+		const obx_column_t *c = &list->items[list->problem_index - 1];
+		if (strcmp(list->problem, "name") == 0)
+			BAD("column %zu has no \"name\"", list->problem_index);
+		if (strcmp(list->problem, "value") == 0)
+			BAD("column \"%s\" has no \"value\"", c->name);
+		BAD("column \"%s\" has no scalar \"value\"", c->name);
+	}
+	out->columns = list->items;
+	out->ncolumns = list->n;
+	return OBX_OK;
 }
 
 const obx_decoder_ops_t obx_wal2json_decoder = {

@@ -6,9 +6,11 @@
 #include <string.h>
 
 /* commit -> ack latency buckets, in seconds */
-static const double latency_bounds[] = { 0.001, 0.002, 0.005, 0.01, 0.02,
-					 0.05,	0.1,   0.25,  0.5,  1,
-					 2.5,	5,     10,    30,   60 };
+static const double latency_bounds[] = { 0.0005, 0.001, 0.0015, 0.002, 0.003,
+					 0.004,	 0.005, 0.0075, 0.01,  0.015,
+					 0.02,	 0.03,	0.05,	0.1,   0.25,
+					 0.5,	 1,	2.5,	5,     10,
+					 30,	 60 };
 #define LATENCY_BUCKETS OBX_ARRAY_LEN(latency_bounds)
 
 static const char *const bad_reason_names[OBX_BAD_REASONS] = {

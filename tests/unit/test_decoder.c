@@ -200,6 +200,63 @@ START_TEST(numbers_and_booleans_become_text)
 }
 END_TEST
 
+START_TEST(strings_numbers_and_escapes_are_exact)
+{
+	obx_config_t *conf = test_config(NULL);
+	obx_decoder_t *dec = obx_decoder_new(conf, err, sizeof(err));
+	obx_change_t c;
+	/* escapes, a surrogate pair, raw UTF-8, a numeric beyond 64 bits,
+	 * keys in another order, unknown keys and nested values skipped */
+	const char *json =
+	    "{ \"table\" : \"t\", \"extra\": {\"a\": [1, {\"b\": null}]},"
+	    " \"action\":\"I\", \"schema\":\"s\", \"columns\":["
+	    "{\"value\":\"q\\\"\\\\\\/\\b\\f\\n\\r\\t\\u00e9\\ud83d\\ude80é\","
+	    "\"name\":\"a\"},"
+	    "{\"name\":\"big\",\"type\":\"numeric\","
+	    "\"value\":123456789012345678901234567890.000100},"
+	    "{\"name\":\"neg\",\"value\":-1.5e-3},"
+	    "{\"name\":\"nothing\",\"value\":null}]}";
+	ck_assert_msg(obx_decoder_decode(dec, json, strlen(json), 1, &c, err,
+					 sizeof(err)) == OBX_OK,
+		      "%s", err);
+	ck_assert_uint_eq(c.ncolumns, 4);
+	ck_assert_str_eq(c.columns[0].name, "a");
+	ck_assert_str_eq(c.columns[0].value, "q\"\\/\b\f\n\r\t\xc3\xa9"
+					     "\xf0\x9f\x9a\x80\xc3\xa9");
+	ck_assert_uint_eq(c.columns[0].value_len, strlen(c.columns[0].value));
+	ck_assert_str_eq(c.columns[1].value,
+			 "123456789012345678901234567890.000100");
+	ck_assert_str_eq(c.columns[2].value, "-1.5e-3");
+	ck_assert_ptr_null(c.columns[3].value);
+	obx_decoder_destroy(dec);
+	obx_config_destroy(conf);
+}
+END_TEST
+
+START_TEST(scanner_rejects_what_json_does_not_allow)
+{
+	obx_config_t *conf = test_config(NULL);
+	obx_decoder_t *dec = obx_decoder_new(conf, err, sizeof(err));
+	char deep[256] = "{\"action\":\"M\",\"x\":";
+
+	expect_bad(dec, "{\"action\":\"M\"} trailing", "trailing");
+	expect_bad(dec, "{\"action\":\"M\",}", "expected a key");
+	expect_bad(dec, "{\"action\":\"M\" \"b\":1}", "expected ','");
+	expect_bad(dec, "{\"action\":\"M\",\"b\":01}", "expected ','");
+	expect_bad(dec, "{\"action\":\"M\",\"b\":\"\\u0000\"}", "\\u0000");
+	expect_bad(dec, "{\"action\":\"M\",\"b\":\"\\ud800\"}", "surrogate");
+	expect_bad(dec, "{\"action\":\"M\",\"b\":\"\xc3\x28\"}", "UTF-8");
+	expect_bad(dec, "{\"action\":\"M\",\"b\":\"\xed\xa0\x80\"}", "UTF-8");
+	expect_bad(dec, "{\"action\":\"M\",\"b\":\"a\tb\"}", "control");
+	expect_bad(dec, "{\"action\":\"M\",\"b\":tru}", "literal");
+	for (int i = 0; i < 40; i++)
+		strcat(deep, "[");
+	expect_bad(dec, deep, "nested too deeply");
+	obx_decoder_destroy(dec);
+	obx_config_destroy(conf);
+}
+END_TEST
+
 START_TEST(timestamps_with_offsets)
 {
 	int64_t us;
@@ -239,6 +296,8 @@ Suite *decoder_suite(void)
 	tcase_add_test(tc, start_options_ask_for_what_we_read);
 	tcase_add_test(tc, malformed_messages_name_lsn_and_reason);
 	tcase_add_test(tc, numbers_and_booleans_become_text);
+	tcase_add_test(tc, strings_numbers_and_escapes_are_exact);
+	tcase_add_test(tc, scanner_rejects_what_json_does_not_allow);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("text");
 	tcase_add_test(tc, timestamps_with_offsets);

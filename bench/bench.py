@@ -1,0 +1,258 @@
+#!/usr/bin/env python3
+"""outboxd benchmark: measures, in one run on the same WAL, the server's
+decoding limit (pg_recvlogical -> /dev/null with outboxd's own wal2json
+options), a naive pg_recvlogical | kcat pipe, and outboxd itself; then live
+commit -> Kafka-ack latency at a fixed offered load, and optionally a soak.
+
+Settings (environment):
+  BENCH_EVENTS   backlog sizes for catch-up runs   (default "100000 1000000")
+  LIVE_RATE      offered events/s for the live run (default 10000)
+  LIVE_SECONDS   length of the live run            (default 30)
+  SOAK_SECONDS   length of the soak run, 0 = skip  (default 0; 600 for 10 min)
+  OUTBOXD_EXTRA  extra "key=value;key=value" settings for outboxd (tuning)
+"""
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+here = os.path.dirname(os.path.abspath(__file__))
+root = os.path.dirname(here)
+sys.path.insert(0, os.path.join(root, "tests", "integration"))
+os.environ.setdefault("OUTBOXD_BIN", os.path.join(root, "build-bench", "outboxd"))
+os.environ.setdefault("MOCK_KAFKA_BIN", os.path.join(root, "build-bench", "tests", "outboxd-mock-kafka"))
+
+import harness  # noqa: E402
+
+PG_BIN = harness.PG_BIN
+TYPES = ["order", "customer", "payment", "shipment", "invoice", "refund", "account", "cart"]
+BATCH = 10  # outbox rows per transaction
+
+# A business-row update and BATCH outbox rows per transaction, ~300-byte
+# jsonb payloads over 8 aggregate types (like ../shared/bench).
+WORKLOAD = """
+\\set key random(1, 100000)
+BEGIN;
+INSERT INTO orders VALUES (:key, 'NEW') ON CONFLICT (id) DO UPDATE SET status = 'PAID';
+INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload)
+SELECT gen_random_uuid(), (ARRAY['order','customer','payment','shipment','invoice','refund','account','cart'])[1 + (g %% 8)],
+       'agg-' || ((:key * 16 + g) %% 50000), 'BenchEvent',
+       jsonb_build_object('orderId', :key, 'line', g, 'sku', md5((:key + g)::text),
+                          'note', repeat('x', 180), 'amount', (:key %% 1000) + 0.5)
+FROM generate_series(1, %d) g;
+COMMIT;
+""" % BATCH
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
+
+
+def proc_stats(pid):
+    """(cpu seconds, peak RSS MiB) of a running process."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = (int(fields[11]) + int(fields[12])) / ticks
+    rss = 0
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                rss = int(line.split()[1]) / 1024
+    return cpu, rss
+
+
+class Bench:
+    def __init__(self):
+        self.pg = harness.Postgres(extra_conf="fsync = on\nsynchronous_commit = on\n"
+                                              "max_wal_size = 4GB\n")
+        self.kafka = harness.MockKafka()
+        self.workdir = tempfile.mkdtemp(prefix="outboxd-bench-")
+        self.script = os.path.join(self.workdir, "workload.sql")
+        with open(self.script, "w") as f:
+            f.write(WORKLOAD)
+        self.rows = []
+        self.extra = dict(kv.split("=", 1) for kv in
+                          os.environ.get("OUTBOXD_EXTRA", "").split(";") if "=" in kv)
+
+    def close(self):
+        self.kafka.destroy()
+        self.pg.destroy()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def pgbench(self, *args):
+        return sh([PG_BIN + "/pgbench", "-n", "-f", self.script, "-h", self.pg.root,
+                   "-p", str(self.pg.port), "-U", "postgres"] + list(args) + [self.pg.dbname])
+
+    def decoder_options(self):
+        """outboxd's own START_REPLICATION options, as pg_recvlogical -o."""
+        opts = ["format-version=2", "include-lsn=1", "include-xids=1", "include-timestamp=1",
+                "include-transaction=1", "include-types=0", "add-tables=public.outbox",
+                "actions=insert,update,truncate"]
+        return sum((["-o", o] for o in opts), [])
+
+    def copy_slot(self, name):
+        self.pg.sql("SELECT pg_copy_logical_replication_slot('tmpl', '%s')" % name)
+
+    def recvlogical(self, slot, end):
+        return [PG_BIN + "/pg_recvlogical", "-h", self.pg.root, "-p", str(self.pg.port),
+                "-U", "postgres", "-d", self.pg.dbname, "--slot", slot, "--start",
+                "-E", "%X/%X" % (end >> 32, end & 0xFFFFFFFF), "-F", "0", "--no-loop",
+                "-f", "-"] + self.decoder_options()
+
+    def timed(self, label, n, argv_shell):
+        start = time.monotonic()
+        r = subprocess.run(["/usr/bin/time", "-f", "%U %S %M", "bash", "-c", argv_shell],
+                           capture_output=True, text=True)
+        secs = time.monotonic() - start
+        if r.returncode != 0:
+            raise RuntimeError("%s failed: %s" % (label, r.stderr[-2000:]))
+        user, sys_, rss_kb = r.stderr.strip().splitlines()[-1].split()
+        self.rows.append((label, n, secs, float(user) + float(sys_), int(rss_kb) / 1024))
+        return secs
+
+    def catch_up(self, n):
+        self.pg.sql("SELECT pg_create_logical_replication_slot('tmpl', 'wal2json')")
+        self.pg.sql("CHECKPOINT")
+        clients = 4
+        t0 = time.monotonic()
+        self.pgbench("-c", str(clients), "-j", "2", "-t", str(n // BATCH // clients))
+        load_secs = time.monotonic() - t0
+        end = self.pg.current_lsn()
+        print("loaded %d events in %.1f s (%.0f/s), %.0f MB of WAL" % (
+            n, load_secs, n / load_secs, (end - self.slot_start()) / 1e6), flush=True)
+
+        self.copy_slot("base")
+        argv = " ".join("'%s'" % a for a in self.recvlogical("base", end))
+        decode_secs = self.timed("decode limit: pg_recvlogical > /dev/null", n, argv + " > /dev/null")
+        self.pg.sql("SELECT pg_drop_replication_slot('base')")
+
+        self.copy_slot("naive")
+        argv = " ".join("'%s'" % a for a in self.recvlogical("naive", end))
+        self.timed("naive pipe: pg_recvlogical | kcat", n,
+                   "%s | kcat -P -b %s -t naive.%d -X acks=all" % (argv, self.kafka.bootstrap, n))
+        self.pg.sql("SELECT pg_drop_replication_slot('naive')")
+
+        self.copy_slot("obx")
+        topics = ["bench%d.%s" % (n, t) for t in TYPES]
+        d = harness.Outboxd(self.workdir, self.pg, self.kafka, slot_name="obx",
+                            slot_create="false", log_level="info", stats_interval_ms="0",
+                            route_topic_replacement="bench%d.${routedByValue}" % n,
+                            **{k.replace(".", "_"): v for k, v in self.extra.items()})
+        start = time.monotonic()
+        while True:
+            try:
+                m = d.metrics()
+            except Exception:
+                m = {}
+            acked = sum(v for k, v in m.items() if k.startswith("outboxd_events_acked_total"))
+            if acked >= n and m.get("outboxd_confirmed_lsn", 0) >= end:
+                break
+            if d.proc.poll() is not None:
+                raise RuntimeError("outboxd exited:\n" + d.output()[-3000:])
+            time.sleep(0.02)
+        secs = time.monotonic() - start
+        cpu, rss = proc_stats(d.proc.pid)
+        consumer = harness.Consumer(self.kafka.bootstrap)
+        in_kafka = sum(consumer.high_watermarks(t) for t in topics)
+        consumer.close()
+        d.stop()
+        self.pg.sql("SELECT pg_drop_replication_slot('obx')")
+        self.pg.sql("SELECT pg_drop_replication_slot('tmpl')")
+        if in_kafka != n:
+            raise RuntimeError("outboxd: %d events in Kafka, expected %d" % (in_kafka, n))
+        self.rows.append(("outboxd (acked + confirmed)", n, secs, cpu, rss))
+        print("catch-up %d: decode limit %.0f/s, outboxd %.0f/s (%.2fx), %.0f MiB" % (
+            n, n / decode_secs, n / secs, decode_secs / secs, rss), flush=True)
+
+    def slot_start(self):
+        return harness.lsn_int(self.pg.sql(
+            "SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = 'tmpl'")[0][0])
+
+    def live(self, rate, seconds, label):
+        d = harness.Outboxd(self.workdir, self.pg, self.kafka, slot_name="live_%s" % label,
+                            log_level="info", stats_interval_ms="0",
+                            route_topic_replacement="live.${routedByValue}",
+                            **{k.replace(".", "_"): v for k, v in self.extra.items()})
+        d.wait_streaming()
+        rss_samples = []
+        proc = subprocess.Popen([PG_BIN + "/pgbench", "-n", "-f", self.script, "-h", self.pg.root,
+                                 "-p", str(self.pg.port), "-U", "postgres", "-c", "4", "-j", "2",
+                                 "-R", str(rate // BATCH), "-T", str(seconds), self.pg.dbname],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        start = time.monotonic()
+        while proc.poll() is None:
+            time.sleep(min(10, max(1, seconds / 20)))
+            rss_samples.append((time.monotonic() - start, proc_stats(d.proc.pid)[1]))
+        time.sleep(2)
+        m = d.metrics()
+        cpu, rss = proc_stats(d.proc.pid)
+        d.stop()
+        self.pg.sql("SELECT pg_drop_replication_slot('live_%s')" % label)
+        return m, cpu, rss, rss_samples
+
+    @staticmethod
+    def percentile(m, q):
+        buckets = sorted((float(k.split('le="')[1].rstrip('"}')), v) for k, v in m.items()
+                         if k.startswith("outboxd_commit_to_ack_seconds_bucket") and "+Inf" not in k)
+        total = m["outboxd_commit_to_ack_seconds_count"]
+        target = q * total
+        lo_bound, lo_count = 0.0, 0.0
+        for bound, count in buckets:
+            if count >= target:
+                frac = (target - lo_count) / (count - lo_count) if count > lo_count else 1
+                return lo_bound + frac * (bound - lo_bound)
+            lo_bound, lo_count = bound, count
+        return float("inf")
+
+
+def main():
+    sizes = [int(x) for x in os.environ.get("BENCH_EVENTS", "100000 1000000").split()]
+    rate = int(os.environ.get("LIVE_RATE", "10000"))
+    live_secs = int(os.environ.get("LIVE_SECONDS", "30"))
+    soak_secs = int(os.environ.get("SOAK_SECONDS", "0"))
+    cpu_model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
+                      if l.startswith("model name")), "?")
+    print("machine: %d cores, %s, %s; PostgreSQL %s, librdkafka via %s" % (
+        os.cpu_count(), cpu_model, platform.platform(),
+        sh([PG_BIN + "/postgres", "--version"]).stdout.split()[-1],
+        sh(["pkg-config", "--modversion", "rdkafka"]).stdout.strip()), flush=True)
+    b = Bench()
+    try:
+        for n in sizes:
+            b.catch_up(n)
+        m, cpu, rss, _ = b.live(rate, live_secs, "latency")
+        events = m["outboxd_commit_to_ack_seconds_count"]
+        soak = None
+        if soak_secs:
+            soak = b.live(rate // 2, soak_secs, "soak")
+    finally:
+        b.close()
+
+    print("\n== catch-up (same WAL for every row of one size) ==")
+    print("%-42s %9s %8s %10s %7s %8s %10s %9s" % ("run", "events", "secs", "events/s",
+                                                   "ratio", "cpu s", "us/event", "RSS MiB"))
+    limits = {}
+    for label, n, secs, cpu_s, rss_mb in b.rows:
+        if label.startswith("decode limit"):
+            limits[n] = n / secs
+        print("%-42s %9d %8.2f %10.0f %7.2f %8.2f %10.2f %9.1f" % (
+            label, n, secs, n / secs, (n / secs) / limits[n], cpu_s, 1e6 * cpu_s / n, rss_mb))
+    print("\n== live: %d events/s offered for %d s ==" % (rate, live_secs))
+    print("events acked %d, commit->ack p50 %.2f ms, p99 %.2f ms, outboxd cpu %.2f s "
+          "(%.1f us/event), peak RSS %.1f MiB" % (
+              events, 1e3 * Bench.percentile(m, 0.5), 1e3 * Bench.percentile(m, 0.99),
+              cpu, 1e6 * cpu / max(events, 1), rss))
+    if soak:
+        sm, scpu, srss, samples = soak
+        print("\n== soak: %d events/s for %d s ==" % (rate // 2, soak_secs))
+        print("RSS MiB over time: " + ", ".join("%.0fs=%.1f" % s for s in samples))
+        print("first %.1f MiB, last %.1f MiB, peak %.1f MiB; p99 %.2f ms" % (
+            samples[0][1], samples[-1][1], srss, 1e3 * Bench.percentile(sm, 0.99)))
+
+
+if __name__ == "__main__":
+    main()

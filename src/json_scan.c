@@ -1,0 +1,388 @@
+/* json_scan.c - strict, allocation-free JSON reading for the decoders. */
+#include "json_scan.h"
+
+#include <string.h>
+
+/* Deeper nesting than wal2json ever produces is an error, not recursion. */
+#define MAX_DEPTH 32
+
+static bool fail(js_t *js, const char *what)
+{
+	if (!js->error) {
+		js->error = what;
+		js->error_at = (size_t)(js->p - js->start);
+	}
+	return false;
+}
+
+void js_init(js_t *js, const char *data, size_t len, char *arena)
+{
+	memset(js, 0, sizeof(*js));
+	js->p = js->start = data;
+	js->end = data + len;
+	js->arena = arena;
+}
+
+static void skip_ws(js_t *js)
+{
+	while (js->p < js->end && (*js->p == ' ' || *js->p == '\t' ||
+				   *js->p == '\n' || *js->p == '\r'))
+		js->p++;
+}
+
+bool js_peek(js_t *js, js_type_t *type)
+{
+	skip_ws(js);
+	if (js->p >= js->end)
+		return fail(js, "unexpected end of input");
+	switch (*js->p) {
+	case '"':
+		*type = JS_STRING;
+		return true;
+	case '{':
+		*type = JS_OBJECT;
+		return true;
+	case '[':
+		*type = JS_ARRAY;
+		return true;
+	case 't':
+		*type = JS_TRUE;
+		return true;
+	case 'f':
+		*type = JS_FALSE;
+		return true;
+	case 'n':
+		*type = JS_NULL;
+		return true;
+	default:
+		if (*js->p == '-' || (*js->p >= '0' && *js->p <= '9')) {
+			*type = JS_NUMBER;
+			return true;
+		}
+		return fail(js, "unexpected character");
+	}
+}
+
+bool js_open(js_t *js, char bracket)
+{
+	skip_ws(js);
+	if (js->p >= js->end || *js->p != bracket)
+		return fail(js, bracket == '{' ? "expected an object"
+					       : "expected an array");
+	if (++js->depth > MAX_DEPTH)
+		return fail(js, "nested too deeply");
+	js->p++;
+	return true;
+}
+
+static int hex4(const char *p)
+{
+	int v = 0;
+	for (int i = 0; i < 4; i++) {
+		char c = p[i];
+		v <<= 4;
+		if (c >= '0' && c <= '9')
+			v |= c - '0';
+		else if (c >= 'a' && c <= 'f')
+			v |= c - 'a' + 10;
+		else if (c >= 'A' && c <= 'F')
+			v |= c - 'A' + 10;
+		else
+			return -1;
+	}
+	return v;
+}
+
+static char *put_utf8(char *out, unsigned cp)
+{
+	if (cp < 0x80) {
+		*out++ = (char)cp;
+	} else if (cp < 0x800) {
+		*out++ = (char)(0xC0 | (cp >> 6));
+		*out++ = (char)(0x80 | (cp & 0x3F));
+	} else if (cp < 0x10000) {
+		*out++ = (char)(0xE0 | (cp >> 12));
+		*out++ = (char)(0x80 | ((cp >> 6) & 0x3F));
+		*out++ = (char)(0x80 | (cp & 0x3F));
+	} else {
+		*out++ = (char)(0xF0 | (cp >> 18));
+		*out++ = (char)(0x80 | ((cp >> 12) & 0x3F));
+		*out++ = (char)(0x80 | ((cp >> 6) & 0x3F));
+		*out++ = (char)(0x80 | (cp & 0x3F));
+	}
+	return out;
+}
+
+/* Length of the valid UTF-8 sequence at p (lead byte >= 0x80), or 0. */
+static size_t utf8_sequence(const unsigned char *p, const unsigned char *end)
+{
+	size_t n;
+	unsigned cp;
+
+	if (p[0] >= 0xC2 && p[0] <= 0xDF) {
+		n = 2;
+		cp = p[0] & 0x1F;
+	} else if (p[0] >= 0xE0 && p[0] <= 0xEF) {
+		n = 3;
+		cp = p[0] & 0x0F;
+	} else if (p[0] >= 0xF0 && p[0] <= 0xF4) {
+		n = 4;
+		cp = p[0] & 0x07;
+	} else {
+		return 0;
+	}
+	if ((size_t)(end - p) < n)
+		return 0;
+	for (size_t i = 1; i < n; i++) {
+		if ((p[i] & 0xC0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (p[i] & 0x3F);
+	}
+	/* overlong forms, surrogates and values past U+10FFFF */
+	if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
+	    (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)
+		return 0;
+	return n;
+}
+
+/* Reads a string into the arena. Escapes never make text longer. */
+static bool read_string(js_t *js, const char **text, size_t *len)
+{
+	char *out = js->arena, *begin = js->arena;
+
+	js->p++; /* the opening quote */
+	for (;;) {
+		/* copy the plain run up to the next quote or backslash */
+		const char *run = js->p;
+		while (js->p < js->end && *js->p != '"' && *js->p != '\\' &&
+		       (unsigned char)*js->p >= 0x20) {
+			if ((unsigned char)*js->p < 0x80) {
+				js->p++;
+				continue;
+			}
+			size_t n =
+			    utf8_sequence((const unsigned char *)js->p,
+					  (const unsigned char *)js->end);
+			if (!n)
+				return fail(js, "invalid UTF-8 in a string");
+			js->p += n;
+		}
+		memcpy(out, run, (size_t)(js->p - run));
+		out += js->p - run;
+		if (js->p >= js->end)
+			return fail(js, "unterminated string");
+		char c = *js->p;
+		if (c == '"')
+			break;
+		if ((unsigned char)c < 0x20)
+			return fail(js, "control character in a string");
+		/* a backslash escape */
+		if (js->end - js->p < 2)
+			return fail(js, "unterminated escape");
+		char e = js->p[1];
+		js->p += 2;
+		switch (e) {
+		case '"':
+		case '\\':
+		case '/':
+			*out++ = e;
+			break;
+		case 'b':
+			*out++ = '\b';
+			break;
+		case 'f':
+			*out++ = '\f';
+			break;
+		case 'n':
+			*out++ = '\n';
+			break;
+		case 'r':
+			*out++ = '\r';
+			break;
+		case 't':
+			*out++ = '\t';
+			break;
+		case 'u': {
+			if (js->end - js->p < 4)
+				return fail(js, "short \\u escape");
+			int cp = hex4(js->p);
+			if (cp < 0)
+				return fail(js, "bad \\u escape");
+			js->p += 4;
+			if (cp >= 0xD800 && cp <= 0xDBFF) {
+				/* a surrogate pair: the low half must follow */
+				int lo;
+				if (js->end - js->p < 6 || js->p[0] != '\\' ||
+				    js->p[1] != 'u' ||
+				    (lo = hex4(js->p + 2)) < 0 || lo < 0xDC00 ||
+				    lo > 0xDFFF)
+					return fail(js, "unpaired surrogate");
+				js->p += 6;
+				cp = 0x10000 + ((cp - 0xD800) << 10) +
+				     (lo - 0xDC00);
+			} else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+				return fail(js, "unpaired surrogate");
+			}
+			if (cp == 0)
+				return fail(js, "\\u0000 in a string");
+			out = put_utf8(out, (unsigned)cp);
+			break;
+		}
+		default:
+			return fail(js, "unknown escape");
+		}
+	}
+	js->p++; /* the closing quote */
+	*out++ = '\0';
+	*text = begin;
+	*len = (size_t)(out - begin - 1);
+	js->arena = out;
+	return true;
+}
+
+static bool digits(js_t *js)
+{
+	const char *start = js->p;
+	while (js->p < js->end && *js->p >= '0' && *js->p <= '9')
+		js->p++;
+	return js->p > start;
+}
+
+/* JSON number grammar; the text is copied to the arena as is. */
+static bool read_number(js_t *js, const char **text, size_t *len)
+{
+	const char *start = js->p;
+	if (*js->p == '-')
+		js->p++;
+	if (js->p < js->end && *js->p == '0')
+		js->p++;
+	else if (!digits(js))
+		return fail(js, "bad number");
+	if (js->p < js->end && *js->p == '.') {
+		js->p++;
+		if (!digits(js))
+			return fail(js, "bad number");
+	}
+	if (js->p < js->end && (*js->p == 'e' || *js->p == 'E')) {
+		js->p++;
+		if (js->p < js->end && (*js->p == '+' || *js->p == '-'))
+			js->p++;
+		if (!digits(js))
+			return fail(js, "bad number");
+	}
+	*len = (size_t)(js->p - start);
+	memcpy(js->arena, start, *len);
+	js->arena[*len] = '\0';
+	*text = js->arena;
+	js->arena += *len + 1;
+	return true;
+}
+
+static bool literal(js_t *js, const char *word)
+{
+	size_t n = strlen(word);
+	if ((size_t)(js->end - js->p) < n || memcmp(js->p, word, n) != 0)
+		return fail(js, "bad literal");
+	js->p += n;
+	return true;
+}
+
+bool js_scalar(js_t *js, js_scalar_t *out)
+{
+	if (!js_peek(js, &out->type))
+		return false;
+	out->text = NULL;
+	out->len = 0;
+	switch (out->type) {
+	case JS_STRING:
+		return read_string(js, &out->text, &out->len);
+	case JS_NUMBER:
+		return read_number(js, &out->text, &out->len);
+	case JS_TRUE:
+		return literal(js, "true");
+	case JS_FALSE:
+		return literal(js, "false");
+	case JS_NULL:
+		return literal(js, "null");
+	default:
+		return fail(js, "expected a scalar");
+	}
+}
+
+/* After a value: ',' continues, `close` ends; *first tracks position. */
+static bool next_item(js_t *js, bool *first, char close)
+{
+	skip_ws(js);
+	if (js->p >= js->end)
+		return fail(js, "unexpected end of input");
+	if (*js->p == close) {
+		js->p++;
+		js->depth--;
+		return false;
+	}
+	if (!*first) {
+		if (*js->p != ',')
+			return fail(js, "expected ',' between items");
+		js->p++;
+		skip_ws(js);
+	}
+	*first = false;
+	return true;
+}
+
+bool js_next_key(js_t *js, bool *first, const char **key)
+{
+	size_t len;
+	if (!next_item(js, first, '}'))
+		return false;
+	if (js->p >= js->end || *js->p != '"')
+		return fail(js, "expected a key");
+	if (!read_string(js, key, &len))
+		return false;
+	skip_ws(js);
+	if (js->p >= js->end || *js->p != ':')
+		return fail(js, "expected ':' after a key");
+	js->p++;
+	return true;
+}
+
+bool js_next_element(js_t *js, bool *first)
+{
+	return next_item(js, first, ']');
+}
+
+bool js_skip(js_t *js)
+{
+	js_type_t type;
+	js_scalar_t ignored;
+	bool first = true;
+	const char *key;
+
+	if (!js_peek(js, &type))
+		return false;
+	if (type == JS_OBJECT) {
+		if (!js_open(js, '{'))
+			return false;
+		while (js_next_key(js, &first, &key))
+			if (!js_skip(js))
+				return false;
+		return !js->error;
+	}
+	if (type == JS_ARRAY) {
+		if (!js_open(js, '['))
+			return false;
+		while (js_next_element(js, &first))
+			if (!js_skip(js))
+				return false;
+		return !js->error;
+	}
+	return js_scalar(js, &ignored);
+}
+
+bool js_end(js_t *js)
+{
+	skip_ws(js);
+	if (js->p != js->end)
+		return fail(js, "trailing characters after the message");
+	return !js->error;
+}
