@@ -144,7 +144,7 @@ static const struct {
 	{ "table.op.invalid.behavior", "warn" },
 	{ "errors.bad.event", "dlq" },
 	{ "errors.dlq.topic", "outbox.dlq" },
-	{ "max.inflight.events", "100000" },
+	{ "max.inflight.events", "10000" },
 	{ "status.interval.ms", "10000" },
 	{ "replication.timeout.ms", "60000" },
 	{ "heartbeat.interval.ms", "0" },
@@ -162,6 +162,10 @@ static const struct {
 	{ "acks", "all" },
 	{ "enable.idempotence", "true" },
 	{ "partitioner", "murmur2_random" },
+	/* measured (bench/): 1 ms halves outboxd's share of the latency
+	 * against librdkafka's 5 ms default at the same catch-up rate;
+	 * batches still fill while requests are in flight */
+	{ "linger.ms", "1" },
 };
 
 #define FIELD(conf, opt, type) ((type *)((char *)(conf) + (opt)->offset))

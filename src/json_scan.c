@@ -1,6 +1,7 @@
 /* json_scan.c - strict, allocation-free JSON reading for the decoders. */
 #include "json_scan.h"
 
+#include <stdint.h>
 #include <string.h>
 
 /* Deeper nesting than wal2json ever produces is an error, not recursion. */
@@ -113,6 +114,23 @@ static char *put_utf8(char *out, unsigned cp)
 	return out;
 }
 
+#define ONES  0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+
+/* Non-zero if any byte of w is '"', '\\', a control character or not
+ * ASCII: the bytes a plain run of string text stops at. */
+static inline uint64_t special_bytes(uint64_t w)
+{
+	uint64_t quote = w ^ (ONES * '"');
+	uint64_t backslash = w ^ (ONES * '\\');
+	uint64_t zero_or_low = ((quote - ONES) & ~quote) |
+			       ((backslash - ONES) & ~backslash) |
+			       ((w - ONES * 0x20) & ~w);
+	/* the borrow tricks flag a byte's high bit; w's own high bits flag
+	 * non-ASCII bytes */
+	return ((zero_or_low & HIGHS) | (w & HIGHS)) != 0;
+}
+
 /* Length of the valid UTF-8 sequence at p (lead byte >= 0x80), or 0. */
 static size_t utf8_sequence(const unsigned char *p, const unsigned char *end)
 {
@@ -154,9 +172,21 @@ static bool read_string(js_t *js, const char **text, size_t *len)
 	for (;;) {
 		/* copy the plain run up to the next quote or backslash */
 		const char *run = js->p;
-		while (js->p < js->end && *js->p != '"' && *js->p != '\\' &&
-		       (unsigned char)*js->p >= 0x20) {
-			if ((unsigned char)*js->p < 0x80) {
+		for (;;) {
+			/* eight plain ASCII bytes at a time: the common case */
+			while (js->end - js->p >= 8) {
+				uint64_t w;
+				memcpy(&w, js->p, 8);
+				if (special_bytes(w))
+					break;
+				js->p += 8;
+			}
+			if (js->p >= js->end)
+				break;
+			unsigned char c = (unsigned char)*js->p;
+			if (c == '"' || c == '\\' || c < 0x20)
+				break;
+			if (c < 0x80) {
 				js->p++;
 				continue;
 			}

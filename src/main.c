@@ -182,11 +182,17 @@ static bool backoff_wait(obx_pipeline_t *p, obx_metrics_t *m, long delay_ms)
 	return !stop_requested;
 }
 
-/* What the HTTP thread needs; it alone uses `admin`. */
+/* Scrapes within this long reuse the last retained-WAL reading, so that a
+ * busy scraper does not turn into a query load on the server. */
+#define RETAINED_CACHE_US (5 * 1000000LL)
+
+/* What the HTTP thread needs; it alone uses the fields below `pipeline`. */
 typedef struct {
 	const obx_config_t *conf;
 	obx_pipeline_t *pipeline;
 	obx_admin_t *admin;
+	double retained;
+	int64_t retained_at_us;
 } http_glue_t;
 
 static bool glue_kafka_reachable(void *ctx)
@@ -201,6 +207,11 @@ static double glue_retained(void *ctx)
 	obx_slot_info_t info;
 	char err[512];
 
+	if (g->retained_at_us &&
+	    obx_now_us() - g->retained_at_us < RETAINED_CACHE_US)
+		return g->retained;
+	g->retained_at_us = obx_now_us();
+
 	if (g->admin && !obx_admin_ok(g->admin)) {
 		obx_admin_destroy(g->admin);
 		g->admin = NULL;
@@ -212,8 +223,8 @@ static double glue_retained(void *ctx)
 	    obx_admin_slot_info(g->admin, g->conf->slot_name, &info, err,
 				sizeof(err)) != OBX_OK ||
 	    !info.exists)
-		return -1;
-	return (double)info.retained_bytes;
+		return g->retained = -1;
+	return g->retained = (double)info.retained_bytes;
 }
 
 static int cmd_run(int argc, char **argv)
@@ -234,7 +245,7 @@ static int cmd_run(int argc, char **argv)
 		obx_config_destroy(conf);
 		return EXIT_RUNTIME;
 	}
-	http_glue_t glue = { conf, p, NULL };
+	http_glue_t glue = { conf, p, NULL, -1, 0 };
 	obx_http_t *http = NULL;
 	if (conf->http_listen) {
 		obx_http_sources_t src = { metrics, glue_kafka_reachable,

@@ -19,18 +19,31 @@ static const char *const bad_reason_names[OBX_BAD_REASONS] = {
 };
 
 typedef struct {
+	unsigned long long counts[LATENCY_BUCKETS + 1]; /* the last is +Inf */
+	double sum;
+	unsigned long long count;
+} histogram_t;
+
+typedef struct {
 	char *topic;
 	unsigned long long counts[2]; /* obx_topic_metric_t */
 } topic_counts_t;
+
+/* The counts one thread gathers between merges. */
+struct obx_metrics_batch {
+	unsigned long long received;
+	topic_counts_t *topics;
+	size_t ntopics;
+	size_t last; /* index of the last topic hit: events come in runs */
+	histogram_t from_commit, from_receive;
+};
 
 struct obx_metrics {
 	pthread_mutex_t lock;
 	unsigned long long received;
 	topic_counts_t *topics;
 	size_t ntopics;
-	unsigned long long latency_counts[LATENCY_BUCKETS + 1]; /* +Inf */
-	double latency_sum;
-	unsigned long long latency_count;
+	histogram_t from_commit, from_receive;
 	unsigned long long bad[OBX_BAD_REASONS];
 	unsigned long long kafka_errors;
 	unsigned long long reconnects;
@@ -76,45 +89,102 @@ const char *obx_bad_reason_name(obx_bad_reason_t reason)
 		pthread_mutex_unlock(&(m)->lock);                              \
 	} while (0)
 
-void obx_metrics_received(obx_metrics_t *m)
+/* Finds or adds a topic's counters in an array of them. */
+static topic_counts_t *find_topic(topic_counts_t **topics, size_t *n,
+				  const char *topic)
 {
-	LOCKED(m, m->received++);
-}
-
-/* Finds or adds a topic's counters; the caller holds the lock. */
-static topic_counts_t *topic_counts(obx_metrics_t *m, const char *topic)
-{
-	for (size_t i = 0; i < m->ntopics; i++)
-		if (strcmp(m->topics[i].topic, topic) == 0)
-			return &m->topics[i];
-	topic_counts_t *grown =
-	    realloc(m->topics, (m->ntopics + 1) * sizeof(*grown));
+	for (size_t i = 0; i < *n; i++)
+		if (strcmp((*topics)[i].topic, topic) == 0)
+			return &(*topics)[i];
+	topic_counts_t *grown = realloc(*topics, (*n + 1) * sizeof(*grown));
 	if (!grown)
 		abort();
-	m->topics = grown;
-	topic_counts_t *t = &m->topics[m->ntopics++];
+	*topics = grown;
+	topic_counts_t *t = &grown[(*n)++];
 	memset(t, 0, sizeof(*t));
 	if (!(t->topic = strdup(topic)))
 		abort();
 	return t;
 }
 
-void obx_metrics_topic(obx_metrics_t *m, const char *topic,
-		       obx_topic_metric_t what)
-{
-	LOCKED(m, topic_counts(m, topic)->counts[what]++);
-}
-
-void obx_metrics_ack_latency(obx_metrics_t *m, double seconds)
+static void observe(histogram_t *h, double seconds)
 {
 	size_t b = 0;
 	while (b < LATENCY_BUCKETS && seconds > latency_bounds[b])
 		b++;
-	LOCKED(m, {
-		m->latency_counts[b]++;
-		m->latency_sum += seconds;
-		m->latency_count++;
-	});
+	h->counts[b]++;
+	h->sum += seconds;
+	h->count++;
+}
+
+static void add_histogram(histogram_t *into, histogram_t *from)
+{
+	for (size_t b = 0; b <= LATENCY_BUCKETS; b++)
+		into->counts[b] += from->counts[b];
+	into->sum += from->sum;
+	into->count += from->count;
+	memset(from, 0, sizeof(*from));
+}
+
+obx_metrics_batch_t *obx_metrics_batch_new(void)
+{
+	obx_metrics_batch_t *b = calloc(1, sizeof(*b));
+	if (!b)
+		abort();
+	return b;
+}
+
+void obx_metrics_batch_destroy(obx_metrics_batch_t *b)
+{
+	if (!b)
+		return;
+	for (size_t i = 0; i < b->ntopics; i++)
+		free(b->topics[i].topic);
+	free(b->topics);
+	free(b);
+}
+
+void obx_metrics_batch_received(obx_metrics_batch_t *b)
+{
+	b->received++;
+}
+
+void obx_metrics_batch_topic(obx_metrics_batch_t *b, const char *topic,
+			     obx_topic_metric_t what)
+{
+	if (b->last >= b->ntopics || strcmp(b->topics[b->last].topic, topic)) {
+		topic_counts_t *t = find_topic(&b->topics, &b->ntopics, topic);
+		b->last = (size_t)(t - b->topics);
+	}
+	b->topics[b->last].counts[what]++;
+}
+
+void obx_metrics_batch_latency(obx_metrics_batch_t *b, double from_commit,
+			       double from_receive)
+{
+	observe(&b->from_commit, from_commit);
+	observe(&b->from_receive, from_receive);
+}
+
+void obx_metrics_merge(obx_metrics_t *m, obx_metrics_batch_t *b)
+{
+	pthread_mutex_lock(&m->lock);
+	m->received += b->received;
+	b->received = 0;
+	for (size_t i = 0; i < b->ntopics; i++) {
+		topic_counts_t *from = &b->topics[i];
+		if (!from->counts[0] && !from->counts[1])
+			continue;
+		topic_counts_t *into =
+		    find_topic(&m->topics, &m->ntopics, from->topic);
+		for (int k = 0; k < 2; k++) {
+			into->counts[k] += from->counts[k];
+			from->counts[k] = 0;
+		}
+	}
+	add_histogram(&m->from_commit, &b->from_commit);
+	add_histogram(&m->from_receive, &b->from_receive);
+	pthread_mutex_unlock(&m->lock);
 }
 
 void obx_metrics_bad_event(obx_metrics_t *m, obx_bad_reason_t reason)
@@ -202,6 +272,23 @@ static void topic_counter(FILE *out, obx_metrics_t *m, const char *name,
 	}
 }
 
+static void histogram(FILE *out, const char *name, const char *text,
+		      const histogram_t *h)
+{
+	unsigned long long cumulative = 0;
+
+	help(out, name, "histogram", text);
+	for (size_t b = 0; b < LATENCY_BUCKETS; b++) {
+		cumulative += h->counts[b];
+		fprintf(out, "%s_bucket{le=\"%g\"} %llu\n", name,
+			latency_bounds[b], cumulative);
+	}
+	cumulative += h->counts[LATENCY_BUCKETS];
+	fprintf(out, "%s_bucket{le=\"+Inf\"} %llu\n", name, cumulative);
+	fprintf(out, "%s_sum %.6f\n", name, h->sum);
+	fprintf(out, "%s_count %llu\n", name, h->count);
+}
+
 void obx_metrics_write(obx_metrics_t *m, FILE *out)
 {
 	pthread_mutex_lock(&m->lock);
@@ -241,24 +328,14 @@ void obx_metrics_write(obx_metrics_t *m, FILE *out)
 		fprintf(out, "outboxd_slot_retained_wal_bytes %.0f\n",
 			m->retained);
 	}
-	help(out, "outboxd_commit_to_ack_seconds", "histogram",
-	     "Time from a transaction's commit to Kafka acknowledging its "
-	     "event.");
-	unsigned long long cumulative = 0;
-	for (size_t b = 0; b < LATENCY_BUCKETS; b++) {
-		cumulative += m->latency_counts[b];
-		fprintf(out,
-			"outboxd_commit_to_ack_seconds_bucket{le=\"%g\"} "
-			"%llu\n",
-			latency_bounds[b], cumulative);
-	}
-	cumulative += m->latency_counts[LATENCY_BUCKETS];
-	fprintf(out, "outboxd_commit_to_ack_seconds_bucket{le=\"+Inf\"} %llu\n",
-		cumulative);
-	fprintf(out, "outboxd_commit_to_ack_seconds_sum %.6f\n",
-		m->latency_sum);
-	fprintf(out, "outboxd_commit_to_ack_seconds_count %llu\n",
-		m->latency_count);
+	histogram(out, "outboxd_commit_to_ack_seconds",
+		  "Time from a transaction's commit to Kafka acknowledging its "
+		  "event.",
+		  &m->from_commit);
+	histogram(out, "outboxd_receive_to_ack_seconds",
+		  "Time from a transaction reaching outboxd to Kafka "
+		  "acknowledging its event (outboxd's and Kafka's share).",
+		  &m->from_receive);
 	help(out, "outboxd_kafka_errors_total", "counter",
 	     "Errors reported by the Kafka client (transient included).");
 	fprintf(out, "outboxd_kafka_errors_total %llu\n", m->kafka_errors);

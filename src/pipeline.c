@@ -20,13 +20,15 @@
 /* How many stream messages to handle before serving Kafka again. */
 #define READ_BATCH 512
 /* A moved flush LSN is reported this soon, not only every interval. */
-#define STATUS_MIN_GAP_US 200000
-/* Longest sleep in poll(): bounds how late a stop request is seen. */
-#define MAX_WAIT_MS 500
+#define STATUS_MIN_GAP_US 50000
+/* Longest sleep in poll(): bounds how late a stop request or a missed
+ * wake-up from librdkafka is noticed. */
+#define MAX_WAIT_MS 20
 
 struct obx_pipeline {
 	const obx_config_t *conf;
 	obx_metrics_t *metrics;
+	obx_metrics_batch_t *batch; /* this thread's counts between merges */
 	obx_decoder_t *decoder;
 	obx_envelope_t *envelope;
 	obx_producer_t *producer;
@@ -39,6 +41,10 @@ struct obx_pipeline {
 	obx_txn_t *txn; /* the open transaction */
 	int64_t commit_time_us;
 	obx_lsn_t received;
+	/* the WAL end of the last keepalive: every transaction committed
+	 * before it was sent before it, so it becomes confirmable as soon as
+	 * the tracker drains, without waiting for another keepalive */
+	obx_lsn_t keepalive_wal_end;
 	obx_lsn_t slot_floor; /* the slot's confirmed LSN at connect */
 	obx_lsn_t sent_flush;
 	int64_t last_status_us;
@@ -69,11 +75,11 @@ static void on_delivery(void *ctx, void *msg_opaque, const char *topic, bool ok,
 		return;
 	}
 	p->stats.acked++;
-	obx_metrics_topic(p->metrics, topic, OBX_METRIC_ACKED);
-	obx_metrics_ack_latency(
-	    p->metrics,
-	    (double)(obx_wallclock_us() - obx_txn_commit_time(msg_opaque)) /
-		1e6);
+	obx_metrics_batch_topic(p->batch, topic, OBX_METRIC_ACKED);
+	int64_t now = obx_wallclock_us();
+	obx_metrics_batch_latency(
+	    p->batch, (double)(now - obx_txn_commit_time(msg_opaque)) / 1e6,
+	    (double)(now - obx_txn_received_time(msg_opaque)) / 1e6);
 	obx_tracker_ack(p->tracker, msg_opaque);
 }
 
@@ -86,6 +92,7 @@ obx_pipeline_t *obx_pipeline_new(const obx_config_t *conf,
 		abort();
 	p->conf = conf;
 	p->metrics = metrics;
+	p->batch = obx_metrics_batch_new();
 	p->tracker = obx_tracker_new(OBX_LSN_INVALID);
 	if (!(p->decoder = obx_decoder_new(conf, errstr, errstr_size)) ||
 	    !(p->envelope = obx_envelope_new(errstr, errstr_size)) ||
@@ -108,6 +115,7 @@ void obx_pipeline_destroy(obx_pipeline_t *p)
 	obx_envelope_destroy(p->envelope);
 	obx_decoder_destroy(p->decoder);
 	obx_tracker_destroy(p->tracker);
+	obx_metrics_batch_destroy(p->batch);
 	free(p);
 }
 
@@ -198,8 +206,8 @@ static obx_err_t produce(obx_pipeline_t *p, const char *topic, const void *key,
 		    nheaders, p->txn, errstr, errstr_size);
 		if (err == OBX_OK) {
 			obx_tracker_add_event(p->tracker, p->txn);
-			obx_metrics_topic(p->metrics, topic,
-					  OBX_METRIC_PRODUCED);
+			obx_metrics_batch_topic(p->batch, topic,
+						OBX_METRIC_PRODUCED);
 			p->stats.produced++;
 			return OBX_OK;
 		}
@@ -325,7 +333,7 @@ static obx_err_t handle_row(obx_pipeline_t *p, const obx_change_t *change,
 	obx_route_t route = obx_router_route(
 	    p->router, change, p->commit_time_us, &ev, reason, sizeof(reason));
 	if (route == OBX_ROUTE_EVENT || route == OBX_ROUTE_BAD_EVENT)
-		obx_metrics_received(p->metrics);
+		obx_metrics_batch_received(p->batch);
 	switch (route) {
 	case OBX_ROUTE_IGNORE:
 		return OBX_OK;
@@ -395,7 +403,8 @@ static obx_err_t handle_change(obx_pipeline_t *p, const obx_change_t *change,
 				 OBX_LSN_ARGS(change->lsn));
 			return OBX_BAD_DATA;
 		}
-		p->txn = obx_tracker_begin(p->tracker, change->commit_time_us);
+		p->txn = obx_tracker_begin(p->tracker, change->commit_time_us,
+					   obx_wallclock_us());
 		p->commit_time_us = change->commit_time_us;
 		return OBX_OK;
 	case OBX_CHANGE_COMMIT:
@@ -454,6 +463,7 @@ static obx_err_t read_stream(obx_pipeline_t *p, bool *idle, char *errstr,
 			if (msg.wal_end > p->received)
 				p->received = msg.wal_end;
 			p->stats.server_wal_end = msg.wal_end;
+			p->keepalive_wal_end = msg.wal_end;
 			if (!p->txn)
 				obx_tracker_idle_position(p->tracker,
 							  msg.wal_end);
@@ -507,6 +517,7 @@ obx_err_t obx_pipeline_drain(obx_pipeline_t *p, int timeout_ms, char *errstr,
 	while (obx_tracker_inflight(p->tracker) > 0 &&
 	       obx_now_us() < deadline) {
 		obx_producer_poll(p->producer, 100);
+		obx_metrics_merge(p->metrics, p->batch);
 		obx_err_t err = check_kafka(p, errstr, errstr_size);
 		if (err != OBX_OK)
 			return err;
@@ -526,6 +537,7 @@ obx_err_t obx_pipeline_drain(obx_pipeline_t *p, int timeout_ms, char *errstr,
 /* Hands the loop's state to the metrics (read by the HTTP thread). */
 static void publish_state(obx_pipeline_t *p)
 {
+	obx_metrics_merge(p->metrics, p->batch);
 	obx_metrics_tick(p->metrics);
 	obx_metrics_set_positions(p->metrics, p->sent_flush,
 				  p->stats.server_wal_end,
@@ -547,6 +559,9 @@ static obx_err_t stream(obx_pipeline_t *p, volatile sig_atomic_t *stop,
 		bool idle = false;
 
 		obx_producer_poll(p->producer, 0);
+		if (!p->txn)
+			obx_tracker_idle_position(p->tracker,
+						  p->keepalive_wal_end);
 		publish_state(p);
 		if ((err = check_kafka(p, errstr, errstr_size)) != OBX_OK ||
 		    (err = maybe_send_status(p, false, errstr, errstr_size)) !=
@@ -635,6 +650,7 @@ obx_err_t obx_pipeline_run(obx_pipeline_t *p, volatile sig_atomic_t *stop,
 	p->stats.confirmed = p->sent_flush;
 	p->stats.server_wal_end = p->sent_flush;
 	p->received = 0;
+	p->keepalive_wal_end = OBX_LSN_INVALID;
 	p->last_status_us = obx_now_us();
 	p->last_heard_us = p->last_status_us;
 

@@ -10,6 +10,7 @@ struct obx_txn {
 	bool closed;
 	bool abandoned; /* never confirms: the stream broke inside it */
 	int64_t commit_time_us;
+	int64_t received_us;
 };
 
 struct obx_tracker {
@@ -72,14 +73,21 @@ int64_t obx_txn_commit_time(const obx_txn_t *txn)
 	return txn->commit_time_us;
 }
 
-obx_txn_t *obx_tracker_begin(obx_tracker_t *t, int64_t commit_time_us)
+int64_t obx_txn_received_time(const obx_txn_t *txn)
+{
+	return txn->received_us;
+}
+
+obx_txn_t *obx_tracker_begin(obx_tracker_t *t, int64_t commit_time_us,
+			     int64_t received_us)
 {
 	obx_txn_t *txn = t->free_list;
 	if (txn)
 		t->free_list = txn->next;
 	else if (!(txn = malloc(sizeof(*txn))))
 		abort();
-	*txn = (obx_txn_t){ .commit_time_us = commit_time_us };
+	*txn = (obx_txn_t){ .commit_time_us = commit_time_us,
+			    .received_us = received_us };
 	t->before_tail = t->tail;
 	if (t->tail)
 		t->tail->next = txn;

@@ -26,8 +26,13 @@ obx_tracker_t *obx_tracker_new(obx_lsn_t confirmed);
 void obx_tracker_destroy(obx_tracker_t *tracker);
 
 /* A transaction begins; at most one is open at a time.  commit_time_us is
- * its commit time (for latency), kept with it. */
-obx_txn_t *obx_tracker_begin(obx_tracker_t *tracker, int64_t commit_time_us);
+ * its commit time and received_us when its BEGIN arrived (both wall clock,
+ * for latency metrics), kept with it. */
+obx_txn_t *obx_tracker_begin(obx_tracker_t *tracker, int64_t commit_time_us,
+			     int64_t received_us);
+
+/* The receive time given to obx_tracker_begin(). */
+int64_t obx_txn_received_time(const obx_txn_t *txn);
 
 /* The commit time given to obx_tracker_begin(). */
 int64_t obx_txn_commit_time(const obx_txn_t *txn);

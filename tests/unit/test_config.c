@@ -40,7 +40,7 @@ START_TEST(defaults_follow_the_spec)
 	ck_assert_ptr_null(c->field_event_timestamp);
 	ck_assert_int_eq(c->errors_bad_event, OBX_BAD_EVENT_DLQ);
 	ck_assert_int_eq(c->op_invalid_behavior, OBX_INVALID_OP_WARN);
-	ck_assert_int_eq(c->max_inflight_events, 100000);
+	ck_assert_int_eq(c->max_inflight_events, 10000);
 	ck_assert_int_eq(c->status_interval_ms, 10000);
 	ck_assert_str_eq(obx_config_plugin(c), "wal2json");
 	obx_config_destroy(c);

@@ -45,7 +45,7 @@ START_TEST(random_ack_orders_match_the_model)
 			    ntx < TXNS && (npending == 0 || rand() % 3 != 0);
 			if (stream_step) {
 				model_txn_t *m = &txns[ntx];
-				m->handle = obx_tracker_begin(t, 0);
+				m->handle = obx_tracker_begin(t, 0, 0);
 				m->events = rand() % 5; /* some have none */
 				for (int e = 0; e < m->events; e++) {
 					obx_tracker_add_event(t, m->handle);
@@ -83,7 +83,7 @@ END_TEST
 START_TEST(open_transaction_blocks_confirmation)
 {
 	obx_tracker_t *t = obx_tracker_new(10);
-	obx_txn_t *a = obx_tracker_begin(t, 0);
+	obx_txn_t *a = obx_tracker_begin(t, 0, 0);
 	obx_tracker_add_event(t, a);
 	obx_tracker_ack(t, a);
 	/* acked, but not committed yet: nothing moves, keepalives neither */
@@ -105,7 +105,7 @@ START_TEST(idle_keepalive_confirms_wal_end)
 	obx_tracker_idle_position(t, 300);
 	ck_assert_uint_eq(obx_tracker_confirmed(t), 400);
 
-	obx_txn_t *a = obx_tracker_begin(t, 0);
+	obx_txn_t *a = obx_tracker_begin(t, 0, 0);
 	obx_tracker_add_event(t, a);
 	obx_tracker_commit(t, a, 450);
 	obx_tracker_idle_position(t, 900);
@@ -121,11 +121,11 @@ END_TEST
 START_TEST(empty_transactions_fold_into_a_waiting_one)
 {
 	obx_tracker_t *t = obx_tracker_new(0);
-	obx_txn_t *busy = obx_tracker_begin(t, 0);
+	obx_txn_t *busy = obx_tracker_begin(t, 0, 0);
 	obx_tracker_add_event(t, busy);
 	obx_tracker_commit(t, busy, 100);
 	for (obx_lsn_t lsn = 101; lsn < 10101; lsn++) {
-		obx_txn_t *noise = obx_tracker_begin(t, 0);
+		obx_txn_t *noise = obx_tracker_begin(t, 0, 0);
 		obx_tracker_commit(t, noise, lsn);
 	}
 	/* 10000 noise transactions while Kafka holds one ack: bounded */
