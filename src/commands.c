@@ -138,36 +138,47 @@ static bool confirmed(const obx_slot_options_t *opts, const char *slot)
 	return true;
 }
 
-static bool refuse_if_active(const obx_slot_info_t *s, const char *slot,
-			     const char *what)
+/*
+ * Connects and reads a slot that must exist and be inactive before `what`
+ * (drop, reset) may touch it; NULL after saying why.
+ */
+static obx_admin_t *open_inactive_slot(const obx_config_t *conf,
+				       obx_slot_info_t *s, const char *what)
 {
-	if (!s->active)
-		return false;
-	fprintf(stderr,
-		"outboxd: refusing to %s slot \"%s\": it is active (pid %d); "
-		"stop the connector first\n",
-		what, slot, s->active_pid);
-	return true;
+	obx_admin_t *a = connect_or_report(conf);
+
+	if (!a)
+		return NULL;
+	if (!load_slot(a, conf->slot_name, s)) {
+		obx_admin_destroy(a);
+		return NULL;
+	}
+	if (!s->exists) {
+		fprintf(stderr, "outboxd: slot \"%s\" does not exist\n",
+			conf->slot_name);
+		obx_admin_destroy(a);
+		return NULL;
+	}
+	if (s->active) {
+		fprintf(stderr,
+			"outboxd: refusing to %s slot \"%s\": it is active "
+			"(pid %d); stop the connector first\n",
+			what, conf->slot_name, s->active_pid);
+		obx_admin_destroy(a);
+		return NULL;
+	}
+	return a;
 }
 
 int obx_cmd_slot_drop(const obx_config_t *conf, const obx_slot_options_t *opts)
 {
 	obx_slot_info_t s;
 	char err[1024], gap[32];
-	obx_admin_t *a = connect_or_report(conf);
+	obx_admin_t *a = open_inactive_slot(conf, &s, "drop");
 	int rc = EXIT_FAILED;
 
 	if (!a)
 		return EXIT_FAILED;
-	if (!load_slot(a, conf->slot_name, &s))
-		goto out;
-	if (!s.exists) {
-		fprintf(stderr, "outboxd: slot \"%s\" does not exist\n",
-			conf->slot_name);
-		goto out;
-	}
-	if (refuse_if_active(&s, conf->slot_name, "drop"))
-		goto out;
 	human_bytes((long long)(s.current_wal - s.confirmed_flush), gap,
 		    sizeof(gap));
 	printf("will drop replication slot \"%s\" "
@@ -196,20 +207,11 @@ int obx_cmd_slot_reset(const obx_config_t *conf, const obx_slot_options_t *opts)
 {
 	obx_slot_info_t s;
 	char err[1024], gap[32];
-	obx_admin_t *a = connect_or_report(conf);
+	obx_admin_t *a = open_inactive_slot(conf, &s, "reset");
 	int rc = EXIT_FAILED;
 
 	if (!a)
 		return EXIT_FAILED;
-	if (!load_slot(a, conf->slot_name, &s))
-		goto out;
-	if (!s.exists) {
-		fprintf(stderr, "outboxd: slot \"%s\" does not exist\n",
-			conf->slot_name);
-		goto out;
-	}
-	if (refuse_if_active(&s, conf->slot_name, "reset"))
-		goto out;
 	bool lost = strcmp(s.wal_status, "lost") == 0;
 	obx_lsn_t target = opts->to_current ? s.current_wal : opts->to_lsn;
 	if (target < s.confirmed_flush) {

@@ -21,11 +21,6 @@ void obx_log_setup(obx_log_level_t level, obx_log_format_t format)
 	log_format = format;
 }
 
-int obx_log_enabled(obx_log_level_t level)
-{
-	return level >= min_level;
-}
-
 static void format_timestamp(char *buf, size_t size)
 {
 	struct timeval tv;

@@ -76,12 +76,6 @@ void obx_metrics_destroy(obx_metrics_t *m)
 	free(m);
 }
 
-const char *obx_bad_reason_name(obx_bad_reason_t reason)
-{
-	return bad_reason_names[reason < OBX_BAD_REASONS ? reason
-							 : OBX_BAD_OTHER];
-}
-
 #define LOCKED(m, stmt)                                                        \
 	do {                                                                   \
 		pthread_mutex_lock(&(m)->lock);                                \

@@ -119,12 +119,6 @@ void obx_pipeline_destroy(obx_pipeline_t *p)
 	free(p);
 }
 
-void obx_pipeline_get_stats(const obx_pipeline_t *p, obx_pipeline_stats_t *out)
-{
-	*out = p->stats;
-	out->inflight = obx_tracker_inflight(p->tracker);
-}
-
 static obx_err_t check_kafka(obx_pipeline_t *p, char *errstr,
 			     size_t errstr_size)
 {

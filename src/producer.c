@@ -190,11 +190,6 @@ int obx_producer_event_fd(const obx_producer_t *p)
 	return p->wake[0];
 }
 
-int obx_producer_outq_len(const obx_producer_t *p)
-{
-	return rd_kafka_outq_len(p->rk);
-}
-
 obx_err_t obx_producer_status(obx_producer_t *p, char *errstr,
 			      size_t errstr_size)
 {

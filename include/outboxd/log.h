@@ -26,8 +26,6 @@ typedef enum {
 
 void obx_log_setup(obx_log_level_t level, obx_log_format_t format);
 
-int obx_log_enabled(obx_log_level_t level);
-
 void obx_log(obx_log_level_t level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

@@ -70,7 +70,4 @@ void obx_metrics_set_retained(obx_metrics_t *m, double bytes);
 /* Writes every metric in the Prometheus text exposition format. */
 void obx_metrics_write(obx_metrics_t *m, FILE *out);
 
-/* The label of a bad-event reason ("null_column", ...). */
-const char *obx_bad_reason_name(obx_bad_reason_t reason);
-
 #endif

@@ -59,8 +59,6 @@ obx_err_t obx_pipeline_run(obx_pipeline_t *p, volatile sig_atomic_t *stop,
 obx_err_t obx_pipeline_drain(obx_pipeline_t *p, int timeout_ms, char *errstr,
 			     size_t errstr_size);
 
-void obx_pipeline_get_stats(const obx_pipeline_t *p, obx_pipeline_stats_t *out);
-
 /* Whether Kafka answers within timeout_ms; safe from any thread. */
 bool obx_pipeline_kafka_reachable(obx_pipeline_t *p, int timeout_ms);
 

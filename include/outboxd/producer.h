@@ -52,9 +52,6 @@ void obx_producer_poll(obx_producer_t *p, int timeout_ms);
 /* A descriptor that is readable when obx_producer_poll() has work. */
 int obx_producer_event_fd(const obx_producer_t *p);
 
-/* Messages queued or in flight inside librdkafka. */
-int obx_producer_outq_len(const obx_producer_t *p);
-
 /* Errors librdkafka reported so far, transient ones included. */
 unsigned long obx_producer_error_count(const obx_producer_t *p);
 

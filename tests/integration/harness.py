@@ -180,6 +180,23 @@ class Postgres:
         row = self.slot(slot)
         return lsn_int(row[0]) if row and row[0] else 0
 
+    def invalidate_slot(self, slot):
+        """Makes the server invalidate an inactive slot (wal_status = lost)
+        with a 1 MB max_slot_wal_keep_size, WAL and checkpoints."""
+        self.sql("ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'")
+        self.sql("SELECT pg_reload_conf()")
+        try:
+            def lost():
+                self.sql("INSERT INTO orders SELECT g, 'x' FROM generate_series(1000000, 1020000) g "
+                         "ON CONFLICT (id) DO UPDATE SET status = 'y'")
+                self.sql("SELECT pg_switch_wal()")
+                self.sql("CHECKPOINT")
+                return self.slot(slot)[2] == "lost"
+            wait_until(lost, 120, "slot %s to be invalidated" % slot, interval=0.5)
+        finally:
+            self.sql("ALTER SYSTEM RESET max_slot_wal_keep_size")
+            self.sql("SELECT pg_reload_conf()")
+
     def current_lsn(self):
         return lsn_int(self.sql("SELECT pg_current_wal_lsn()")[0][0])
 
