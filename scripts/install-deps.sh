@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(
-  gcc pkg-config meson ninja-build clang clang-format valgrind
+  gcc pkg-config meson ninja-build clang libclang-rt-14-dev clang-format valgrind
   libpq-dev librdkafka-dev libavro-dev libjansson-dev libmicrohttpd-dev check
   postgresql-15 postgresql-15-wal2json
   python3 python3-kafka python3-avro python3-lz4 python3-snappy python3-zstandard
