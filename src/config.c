@@ -360,7 +360,8 @@ static size_t edit_distance(const char *a, const char *b)
 	return d;
 }
 
-const char *obx_config_closest_key(const char *key)
+/* The key most similar to `key`, or NULL when none is close. */
+static const char *closest_key(const char *key)
 {
 	const char *best = NULL;
 	size_t best_distance = SIZE_MAX;
@@ -404,7 +405,7 @@ obx_err_t obx_config_set(obx_config_t *conf, const char *key, const char *value,
 	}
 	const option_t *opt = find_option(key);
 	if (!opt) {
-		const char *near = obx_config_closest_key(key);
+		const char *near = closest_key(key);
 		if (near)
 			obx_errf(
 			    errstr, errstr_size,

@@ -56,7 +56,10 @@ struct obx_pipeline {
 	bool connected_before; /* slot.create applies to the first start only */
 	int64_t last_heard_us; /* the server's last message */
 
-	obx_pipeline_stats_t stats;
+	/* for the progress line; everything else is in the metrics */
+	uint64_t produced; /* events handed to Kafka (incl. dead letters) */
+	uint64_t acked;
+	obx_lsn_t server_wal_end;
 	int64_t last_progress_us;
 	uint64_t last_progress_acked;
 };
@@ -74,7 +77,7 @@ static void on_delivery(void *ctx, void *msg_opaque, const char *topic, bool ok,
 		p->delivery_failed = true;
 		return;
 	}
-	p->stats.acked++;
+	p->acked++;
 	obx_metrics_batch_topic(p->batch, topic, OBX_METRIC_ACKED);
 	int64_t now = obx_wallclock_us();
 	obx_metrics_batch_latency(
@@ -138,19 +141,16 @@ static void log_progress(obx_pipeline_t *p, int64_t now)
 	    now - p->last_progress_us < p->conf->stats_interval_ms * 1000)
 		return;
 	double secs = (double)(now - p->last_progress_us) / 1e6;
-	double rate =
-	    p->last_progress_us
-		? (double)(p->stats.acked - p->last_progress_acked) / secs
-		: 0;
+	double rate = p->last_progress_us
+			  ? (double)(p->acked - p->last_progress_acked) / secs
+			  : 0;
 	obx_info("progress: %llu events produced, %llu acked (%.0f/s), %zu in "
 		 "flight, confirmed " OBX_LSN_FMT ", server at " OBX_LSN_FMT,
-		 (unsigned long long)p->stats.produced,
-		 (unsigned long long)p->stats.acked, rate,
-		 obx_tracker_inflight(p->tracker),
-		 OBX_LSN_ARGS(p->stats.confirmed),
-		 OBX_LSN_ARGS(p->stats.server_wal_end));
+		 (unsigned long long)p->produced, (unsigned long long)p->acked,
+		 rate, obx_tracker_inflight(p->tracker),
+		 OBX_LSN_ARGS(p->sent_flush), OBX_LSN_ARGS(p->server_wal_end));
 	p->last_progress_us = now;
-	p->last_progress_acked = p->stats.acked;
+	p->last_progress_acked = p->acked;
 }
 
 /* Sends a status update when forced, due, or when the flush LSN moved. */
@@ -180,7 +180,6 @@ static obx_err_t maybe_send_status(obx_pipeline_t *p, bool force, char *errstr,
 	if (flush != p->sent_flush)
 		obx_debug("confirmed " OBX_LSN_FMT, OBX_LSN_ARGS(flush));
 	p->sent_flush = flush;
-	p->stats.confirmed = flush;
 	p->last_status_us = now;
 	return OBX_OK;
 }
@@ -202,7 +201,7 @@ static obx_err_t produce(obx_pipeline_t *p, const char *topic, const void *key,
 			obx_tracker_add_event(p->tracker, p->txn);
 			obx_metrics_batch_topic(p->batch, topic,
 						OBX_METRIC_PRODUCED);
-			p->stats.produced++;
+			p->produced++;
 			return OBX_OK;
 		}
 		if (err != OBX_RETRY)
@@ -282,7 +281,6 @@ static obx_err_t handle_bad_event(obx_pipeline_t *p, const obx_change_t *change,
 		obx_error("skipping bad outbox row in %s: %s "
 			  "(errors.bad.event=skip: this event is lost)",
 			  where, reason);
-		p->stats.skipped++;
 		return OBX_OK;
 	default:
 		break;
@@ -311,8 +309,6 @@ static obx_err_t handle_bad_event(obx_pipeline_t *p, const obx_change_t *change,
 			 "could not send the bad row in %s to the dead letter "
 			 "topic: %s",
 			 where, cause);
-	if (err == OBX_OK)
-		p->stats.dead_letters++;
 	return err;
 }
 
@@ -332,7 +328,6 @@ static obx_err_t handle_row(obx_pipeline_t *p, const obx_change_t *change,
 	case OBX_ROUTE_IGNORE:
 		return OBX_OK;
 	case OBX_ROUTE_INVALID_OP:
-		p->stats.invalid_ops++;
 		if (p->conf->op_invalid_behavior == OBX_INVALID_OP_FATAL) {
 			obx_errf(errstr, errstr_size,
 				 "%s at " OBX_LSN_FMT
@@ -456,7 +451,7 @@ static obx_err_t read_stream(obx_pipeline_t *p, bool *idle, char *errstr,
 		case OBX_REPL_KEEPALIVE:
 			if (msg.wal_end > p->received)
 				p->received = msg.wal_end;
-			p->stats.server_wal_end = msg.wal_end;
+			p->server_wal_end = msg.wal_end;
 			p->keepalive_wal_end = msg.wal_end;
 			if (!p->txn)
 				obx_tracker_idle_position(p->tracker,
@@ -474,11 +469,10 @@ static obx_err_t read_stream(obx_pipeline_t *p, bool *idle, char *errstr,
 					 errstr_size);
 		if (err != OBX_OK)
 			return err;
-		p->stats.changes++;
 		if (msg.wal_start > p->received)
 			p->received = msg.wal_start;
-		if (msg.wal_end > p->stats.server_wal_end)
-			p->stats.server_wal_end = msg.wal_end;
+		if (msg.wal_end > p->server_wal_end)
+			p->server_wal_end = msg.wal_end;
 		if ((err = handle_change(p, &change, errstr, errstr_size)) !=
 		    OBX_OK)
 			return err;
@@ -533,8 +527,7 @@ static void publish_state(obx_pipeline_t *p)
 {
 	obx_metrics_merge(p->metrics, p->batch);
 	obx_metrics_tick(p->metrics);
-	obx_metrics_set_positions(p->metrics, p->sent_flush,
-				  p->stats.server_wal_end,
+	obx_metrics_set_positions(p->metrics, p->sent_flush, p->server_wal_end,
 				  obx_tracker_inflight(p->tracker));
 	obx_metrics_set_kafka_errors(p->metrics,
 				     obx_producer_error_count(p->producer));
@@ -627,7 +620,6 @@ obx_err_t obx_pipeline_run(obx_pipeline_t *p, volatile sig_atomic_t *stop,
 	if (!p->repl)
 		return err;
 	if (p->connected_before) {
-		p->stats.reconnects++;
 		obx_metrics_reconnect(p->metrics);
 	}
 	p->connected_before = true;
@@ -641,8 +633,7 @@ obx_err_t obx_pipeline_run(obx_pipeline_t *p, volatile sig_atomic_t *stop,
 	p->slot_floor = obx_repl_slot_confirmed(p->repl);
 	obx_tracker_idle_position(p->tracker, p->slot_floor);
 	p->sent_flush = p->slot_floor;
-	p->stats.confirmed = p->sent_flush;
-	p->stats.server_wal_end = p->sent_flush;
+	p->server_wal_end = p->sent_flush;
 	p->received = 0;
 	p->keepalive_wal_end = OBX_LSN_INVALID;
 	p->last_status_us = obx_now_us();

@@ -119,9 +119,6 @@ obx_err_t obx_config_validate(obx_config_t *conf, char *errstr,
 /* Markdown reference of every option, from the option table. */
 void obx_config_write_reference(FILE *out);
 
-/* The key most similar to `key`, or NULL when none is close. */
-const char *obx_config_closest_key(const char *key);
-
 /* Name of the plugin selected by plugin.name. */
 const char *obx_config_plugin(const obx_config_t *conf);
 

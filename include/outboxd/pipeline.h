@@ -19,19 +19,6 @@
 
 typedef struct obx_pipeline obx_pipeline_t;
 
-typedef struct {
-	uint64_t changes;      /* replication messages decoded */
-	uint64_t produced;     /* events handed to Kafka (incl. dead letters) */
-	uint64_t acked;	       /* events Kafka acknowledged */
-	uint64_t dead_letters; /* bad rows sent to errors.dlq.topic */
-	uint64_t skipped;      /* bad rows skipped (errors.bad.event=skip) */
-	uint64_t invalid_ops;  /* UPDATE/TRUNCATE on outbox tables */
-	uint64_t reconnects;
-	obx_lsn_t confirmed; /* last flush LSN sent to the server */
-	obx_lsn_t server_wal_end;
-	size_t inflight;
-} obx_pipeline_stats_t;
-
 /*
  * Creates the producer and encoder; NULL with errstr on failure.  `metrics`
  * is borrowed and must outlive the pipeline.
