@@ -7,9 +7,12 @@ commit -> Kafka-ack latency at a fixed offered load, and optionally a soak.
 Settings (environment):
   BENCH_EVENTS   backlog sizes for catch-up runs   (default "100000 1000000")
   LIVE_RATE      offered events/s for the live run (default 10000)
-  LIVE_SECONDS   length of the live run            (default 30)
+  LIVE_SECONDS   length of the live run, 0 = skip  (default 30)
   SOAK_SECONDS   length of the soak run, 0 = skip  (default 0; 600 for 10 min)
   OUTBOXD_EXTRA  extra "key=value;key=value" settings for outboxd (tuning)
+  VARIANTS       further outboxd catch-up runs on the same WAL, separated by
+                 "|", each "key=value;key=value" on top of OUTBOXD_EXTRA,
+                 e.g. VARIANTS="kafka.linger.ms=5|kafka.compression.type=lz4"
 """
 import os
 import platform
@@ -17,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 here = os.path.dirname(os.path.abspath(__file__))
@@ -65,6 +69,65 @@ def proc_stats(pid):
     return cpu, rss
 
 
+def cpu_seconds(pid, tid=None):
+    """user+system CPU seconds of a process (or one of its threads)."""
+    path = "/proc/%d/task/%d/stat" % (pid, tid) if tid else "/proc/%d/stat" % pid
+    with open(path) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def thread_cpu(pid):
+    """{thread name: (CPU seconds, seconds runnable but waiting for a CPU)}
+    of a running process."""
+    out = {}
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+                name = f.read().strip()
+            with open("/proc/%d/task/%s/schedstat" % (pid, tid)) as f:
+                queued = int(f.read().split()[1]) / 1e9
+            cpu, q = out.get(name, (0, 0))
+            out[name] = (cpu + cpu_seconds(pid, int(tid)), q + queued)
+        except OSError:
+            pass
+    return out
+
+
+class WalsenderWatch(threading.Thread):
+    """Samples the CPU of the walsender serving one slot (it exits with its
+    client, so the last sample is kept): shows whether the server's
+    decoding was the bottleneck of a run."""
+
+    def __init__(self, pg, slot):
+        super().__init__(daemon=True)
+        self.pg, self.slot = pg, slot
+        self.pid, self.cpu, self.runqueue = None, 0.0, 0.0
+        self.done = threading.Event()
+        self.start()
+
+    def run(self):
+        while not self.done.is_set():
+            if self.pid is None:
+                rows = self.pg.sql("SELECT active_pid FROM pg_replication_slots "
+                                   "WHERE slot_name = '%s'" % self.slot)
+                if rows and rows[0][0]:
+                    self.pid = int(rows[0][0])
+            else:
+                try:
+                    self.cpu = cpu_seconds(self.pid)
+                    with open("/proc/%d/schedstat" % self.pid) as f:
+                        self.runqueue = int(f.read().split()[1]) / 1e9
+                except OSError:
+                    return
+            time.sleep(0.05)
+
+    def stop(self):
+        self.done.set()
+        self.join()
+        return self.cpu
+
+
 class Bench:
     def __init__(self):
         self.pg = harness.Postgres(extra_conf="fsync = on\nsynchronous_commit = on\n"
@@ -75,8 +138,18 @@ class Bench:
         with open(self.script, "w") as f:
             f.write(WORKLOAD)
         self.rows = []
-        self.extra = dict(kv.split("=", 1) for kv in
-                          os.environ.get("OUTBOXD_EXTRA", "").split(";") if "=" in kv)
+        self.extra = self.settings(os.environ.get("OUTBOXD_EXTRA", ""))
+        self.variants = [v for v in os.environ.get("VARIANTS", "").split("|") if v.strip()]
+
+    @staticmethod
+    def settings(text):
+        return dict(kv.strip().split("=", 1) for kv in text.split(";") if "=" in kv)
+
+    def outboxd(self, overrides=None, **settings):
+        extra = dict(self.extra, **(overrides or {}))
+        settings.update({k.replace(".", "_"): v for k, v in extra.items()})
+        return harness.Outboxd(self.workdir, self.pg, self.kafka, log_level="info",
+                               stats_interval_ms="0", **settings)
 
     def close(self):
         self.kafka.destroy()
@@ -103,7 +176,9 @@ class Bench:
                 "-E", "%X/%X" % (end >> 32, end & 0xFFFFFFFF), "-F", "0", "--no-loop",
                 "-f", "-"] + self.decoder_options()
 
-    def timed(self, label, n, argv_shell):
+    def timed(self, label, n, slot, argv_shell):
+        walsender = WalsenderWatch(self.pg, slot)
+        mock0 = cpu_seconds(self.kafka.proc.pid)
         start = time.monotonic()
         r = subprocess.run(["/usr/bin/time", "-f", "%U %S %M", "bash", "-c", argv_shell],
                            capture_output=True, text=True)
@@ -111,7 +186,8 @@ class Bench:
         if r.returncode != 0:
             raise RuntimeError("%s failed: %s" % (label, r.stderr[-2000:]))
         user, sys_, rss_kb = r.stderr.strip().splitlines()[-1].split()
-        self.rows.append((label, n, secs, float(user) + float(sys_), int(rss_kb) / 1024))
+        self.rows.append((label, n, secs, float(user) + float(sys_), int(rss_kb) / 1024,
+                          walsender.stop(), cpu_seconds(self.kafka.proc.pid) - mock0))
         return secs
 
     def catch_up(self, n):
@@ -134,21 +210,30 @@ class Bench:
 
         self.copy_slot("base")
         argv = " ".join("'%s'" % a for a in self.recvlogical("base", end))
-        decode_secs = self.timed("decode limit: pg_recvlogical > /dev/null", n, argv + " > /dev/null")
+        decode_secs = self.timed("decode limit: pg_recvlogical > /dev/null", n, "base", argv + " > /dev/null")
         self.pg.sql("SELECT pg_drop_replication_slot('base')")
 
         self.copy_slot("naive")
         argv = " ".join("'%s'" % a for a in self.recvlogical("naive", end))
-        self.timed("naive pipe: pg_recvlogical | kcat", n,
+        self.timed("naive pipe: pg_recvlogical | kcat", n, "naive",
                    "%s | kcat -P -b %s -t naive.%d -X acks=all" % (argv, self.kafka.bootstrap, n))
         self.pg.sql("SELECT pg_drop_replication_slot('naive')")
 
+        for i, variant in enumerate([""] + self.variants):
+            self.catch_up_outboxd(n, end, decode_secs, i, variant)
+        self.pg.sql("SELECT pg_drop_replication_slot('tmpl')")
+
+    def catch_up_outboxd(self, n, end, decode_secs, index, variant):
+        """Times outboxd from its start until all n events are acked and
+        the slot confirmed past end, on a copy of the template slot."""
         self.copy_slot("obx")
-        topics = ["bench%d.%s" % (n, t) for t in TYPES]
-        d = harness.Outboxd(self.workdir, self.pg, self.kafka, slot_name="obx",
-                            slot_create="false", log_level="info", stats_interval_ms="0",
-                            route_topic_replacement="bench%d.${routedByValue}" % n,
-                            **{k.replace(".", "_"): v for k, v in self.extra.items()})
+        prefix = "bench%d_%d" % (n, index)
+        topics = ["%s.%s" % (prefix, t) for t in TYPES]
+        d = self.outboxd(self.settings(variant), slot_name="obx", slot_create="false",
+                         route_topic_replacement=prefix + ".${routedByValue}")
+        walsender = WalsenderWatch(self.pg, "obx")
+        mock0 = cpu_seconds(self.kafka.proc.pid)
+        own0 = time.process_time()
         start = time.monotonic()
         phases = {}
         while True:
@@ -167,31 +252,42 @@ class Bench:
                 break
             if d.proc.poll() is not None:
                 raise RuntimeError("outboxd exited:\n" + d.output()[-3000:])
-            time.sleep(0.02)
+            # the watcher's own CPU competes with the run: look rarely
+            time.sleep(0.1)
         secs = time.monotonic() - start
         cpu, rss = proc_stats(d.proc.pid)
+        threads = thread_cpu(d.proc.pid)
+        walsender_cpu = walsender.stop()
+        print("  walsender: cpu %.2f s, runnable but waiting for a CPU %.2f s; the bench's own "
+              "watching: cpu %.2f s" % (walsender_cpu, walsender.runqueue,
+                                        time.process_time() - own0))
+        mock_cpu = cpu_seconds(self.kafka.proc.pid) - mock0
         consumer = harness.Consumer(self.kafka.bootstrap)
         in_kafka = sum(consumer.high_watermarks(t) for t in topics)
         consumer.close()
         d.stop()
         self.pg.sql("SELECT pg_drop_replication_slot('obx')")
-        self.pg.sql("SELECT pg_drop_replication_slot('tmpl')")
         if in_kafka != n:
             raise RuntimeError("outboxd: %d events in Kafka, expected %d" % (in_kafka, n))
-        self.rows.append(("outboxd (acked + confirmed)", n, secs, cpu, rss))
-        print("catch-up %d: decode limit %.0f/s, outboxd %.0f/s (%.2fx), %.0f MiB; %s" % (
-            n, n / decode_secs, n / secs, decode_secs / secs, rss,
+        label = "outboxd " + (variant.strip() or "(acked + confirmed)")
+        self.rows.append((label, n, secs, cpu, rss, walsender_cpu, mock_cpu))
+        print("catch-up %d, %s: decode limit %.0f/s, outboxd %.0f/s (%.2fx), %.0f MiB; %s" % (
+            n, label, n / decode_secs, n / secs, decode_secs / secs, rss,
             ", ".join("%s at %.2f s" % kv for kv in phases.items())), flush=True)
+        print("  outboxd CPU by thread (runnable, waiting for a CPU): " + ", ".join(
+            "%s %.2f s (%.2f s)" % (k, v[0], v[1])
+            for k, v in sorted(threads.items(), key=lambda kv: -kv[1][0]) if v[0] >= 0.01) +
+            "; slept waiting for the server %.2f s, for Kafka %.2f s" % (
+                m.get('outboxd_wait_seconds_total{for="server"}', 0),
+                m.get('outboxd_wait_seconds_total{for="kafka"}', 0)), flush=True)
 
     def slot_start(self):
         return harness.lsn_int(self.pg.sql(
             "SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = 'tmpl'")[0][0])
 
     def live(self, rate, seconds, label):
-        d = harness.Outboxd(self.workdir, self.pg, self.kafka, slot_name="live_%s" % label,
-                            log_level="info", stats_interval_ms="0",
-                            route_topic_replacement="live.${routedByValue}",
-                            **{k.replace(".", "_"): v for k, v in self.extra.items()})
+        d = self.outboxd(slot_name="live_%s" % label,
+                         route_topic_replacement="live.${routedByValue}")
         d.wait_streaming()
         rss_samples = []
         proc = subprocess.Popen([PG_BIN + "/pgbench", "-n", "-f", self.script, "-h", self.pg.root,
@@ -245,8 +341,7 @@ def main():
     try:
         for n in sizes:
             b.catch_up(n)
-        m, cpu, rss, _ = b.live(rate, live_secs, "latency")
-        events = m["outboxd_commit_to_ack_seconds_count"]
+        live = b.live(rate, live_secs, "latency") if live_secs else None
         soak = None
         if soak_secs:
             soak = b.live(rate // 2, soak_secs, "soak")
@@ -254,14 +349,27 @@ def main():
         b.close()
 
     print("\n== catch-up (same WAL for every row of one size) ==")
-    print("%-42s %9s %8s %10s %7s %8s %10s %9s" % ("run", "events", "secs", "events/s",
-                                                   "ratio", "cpu s", "us/event", "RSS MiB"))
+    print("%-52s %9s %8s %10s %7s %8s %10s %9s %10s %9s" % (
+        "run", "events", "secs", "events/s", "ratio", "cpu s", "us/event", "RSS MiB",
+        "walsender", "mock cpu"))
     limits = {}
-    for label, n, secs, cpu_s, rss_mb in b.rows:
+    for label, n, secs, cpu_s, rss_mb, wal_cpu, mock_cpu in b.rows:
         if label.startswith("decode limit"):
             limits[n] = n / secs
-        print("%-42s %9d %8.2f %10.0f %7.2f %8.2f %10.2f %9.1f" % (
-            label, n, secs, n / secs, (n / secs) / limits[n], cpu_s, 1e6 * cpu_s / n, rss_mb))
+        print("%-52s %9d %8.2f %10.0f %7.2f %8.2f %10.2f %9.1f %9.0f%% %8.2fs" % (
+            label, n, secs, n / secs, (n / secs) / limits[n], cpu_s, 1e6 * cpu_s / n, rss_mb,
+            100 * wal_cpu / secs, mock_cpu))
+    print("(cpu s and us/event: the client's own CPU, all threads; walsender: its CPU as a "
+          "share of the run's wall time; mock cpu: the Kafka mock's CPU during the run)")
+    if live:
+        report_live(live, rate, live_secs)
+    if soak:
+        report_soak(soak, rate // 2, soak_secs)
+
+
+def report_live(live, rate, live_secs):
+    m, cpu, rss, _ = live
+    events = m["outboxd_commit_to_ack_seconds_count"]
     print("\n== live: %d events/s offered for %d s (latency after a warm-up) ==" % (rate, live_secs))
     print("events acked %d, commit->ack p50 %.2f ms, p99 %.2f ms, outboxd cpu %.2f s "
           "(%.1f us/event), peak RSS %.1f MiB" % (
@@ -271,12 +379,14 @@ def main():
           "the rest is the server (WAL flush, walsender decoding)" % (
               1e3 * Bench.percentile(m, 0.5, "outboxd_receive_to_ack_seconds"),
               1e3 * Bench.percentile(m, 0.99, "outboxd_receive_to_ack_seconds")))
-    if soak:
-        sm, scpu, srss, samples = soak
-        print("\n== soak: %d events/s for %d s ==" % (rate // 2, soak_secs))
-        print("RSS MiB over time: " + ", ".join("%.0fs=%.1f" % s for s in samples))
-        print("first %.1f MiB, last %.1f MiB, peak %.1f MiB; p99 %.2f ms" % (
-            samples[0][1], samples[-1][1], srss, 1e3 * Bench.percentile(sm, 0.99)))
+
+
+def report_soak(soak, rate, soak_secs):
+    sm, scpu, srss, samples = soak
+    print("\n== soak: %d events/s for %d s ==" % (rate, soak_secs))
+    print("RSS MiB over time: " + ", ".join("%.0fs=%.1f" % s for s in samples))
+    print("first %.1f MiB, last %.1f MiB, peak %.1f MiB; p99 %.2f ms" % (
+        samples[0][1], samples[-1][1], srss, 1e3 * Bench.percentile(sm, 0.99)))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 /* envelope.c - Avro single-object encoding of outbox events with avro-c. */
 #include "outboxd/envelope.h"
 
+#include <errno.h>
+
 #include <avro.h>
 #include <stdlib.h>
 #include <string.h>
@@ -183,42 +185,59 @@ static int fill(obx_envelope_t *env, const obx_event_t *ev)
 	return 0;
 }
 
+/* Makes room for at least size bytes in the output buffer. */
+static void reserve(obx_envelope_t *env, size_t size)
+{
+	if (size <= env->cap)
+		return;
+	size_t cap = env->cap ? env->cap : 4096;
+	while (cap < size)
+		cap *= 2;
+	unsigned char *grown = realloc(env->buf, cap);
+	if (!grown)
+		abort();
+	env->buf = grown;
+	env->cap = cap;
+}
+
 obx_err_t obx_envelope_encode(obx_envelope_t *env, const obx_event_t *ev,
 			      const void **out, size_t *out_len, char *errstr,
 			      size_t errstr_size)
 {
-	size_t datum_size;
-
-	if (fill(env, ev) || avro_value_sizeof(&env->value, &datum_size)) {
+	if (fill(env, ev)) {
 		obx_errf(errstr, errstr_size,
 			 "could not build the Avro envelope for event \"%s\": "
 			 "%s",
 			 ev->id, avro_strerror());
 		return OBX_FATAL;
 	}
-	size_t total = OBX_ENVELOPE_HEADER_SIZE + datum_size;
-	if (total > env->cap) {
-		unsigned char *grown = realloc(env->buf, total);
-		if (!grown)
-			abort();
-		env->buf = grown;
-		env->cap = total;
+	/* the payload alone is a good first guess of the size */
+	reserve(env, OBX_ENVELOPE_HEADER_SIZE + ev->payload_len + 1024);
+	for (;;) {
+		/* writing into a buffer that may be too small and growing it
+		 * when avro-c says so costs less than asking for the size
+		 * first (a second walk of the value) for every event */
+		avro_writer_memory_set_dest(
+		    env->writer, (char *)env->buf + OBX_ENVELOPE_HEADER_SIZE,
+		    (int64_t)(env->cap - OBX_ENVELOPE_HEADER_SIZE));
+		int rval = avro_value_write(env->writer, &env->value);
+		if (rval == 0)
+			break;
+		if (rval != ENOSPC) {
+			obx_errf(errstr, errstr_size,
+				 "could not write the Avro envelope for event "
+				 "\"%s\": %s",
+				 ev->id, avro_strerror());
+			return OBX_FATAL;
+		}
+		reserve(env, env->cap * 2);
 	}
 	env->buf[0] = 0xC3;
 	env->buf[1] = 0x01;
 	for (int i = 0; i < 8; i++)
 		env->buf[2 + i] = (unsigned char)(env->fingerprint >> (8 * i));
-	avro_writer_memory_set_dest(env->writer,
-				    (char *)env->buf + OBX_ENVELOPE_HEADER_SIZE,
-				    (int64_t)datum_size);
-	if (avro_value_write(env->writer, &env->value)) {
-		obx_errf(errstr, errstr_size,
-			 "could not write the Avro envelope for event \"%s\": "
-			 "%s",
-			 ev->id, avro_strerror());
-		return OBX_FATAL;
-	}
 	*out = env->buf;
-	*out_len = total;
+	*out_len =
+	    OBX_ENVELOPE_HEADER_SIZE + (size_t)avro_writer_tell(env->writer);
 	return OBX_OK;
 }

@@ -117,8 +117,12 @@ static char *put_utf8(char *out, unsigned cp)
 #define ONES  0x0101010101010101ULL
 #define HIGHS 0x8080808080808080ULL
 
-/* Non-zero if any byte of w is '"', '\\', a control character or not
- * ASCII: the bytes a plain run of string text stops at. */
+/*
+ * Flags (with its high bit) every byte of w that is '"', '\\', a control
+ * character or not ASCII: the bytes a plain run of string text stops at.
+ * A borrow can flag a byte after a flagged one, never before it, so the
+ * lowest flag is exact.
+ */
 static inline uint64_t special_bytes(uint64_t w)
 {
 	uint64_t quote = w ^ (ONES * '"');
@@ -126,9 +130,18 @@ static inline uint64_t special_bytes(uint64_t w)
 	uint64_t zero_or_low = ((quote - ONES) & ~quote) |
 			       ((backslash - ONES) & ~backslash) |
 			       ((w - ONES * 0x20) & ~w);
-	/* the borrow tricks flag a byte's high bit; w's own high bits flag
-	 * non-ASCII bytes */
-	return ((zero_or_low & HIGHS) | (w & HIGHS)) != 0;
+	/* w's own high bits flag non-ASCII bytes */
+	return (zero_or_low | w) & HIGHS;
+}
+
+/* Index of the first flagged byte of a word loaded from memory. */
+static inline unsigned first_flagged(uint64_t flags)
+{
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	return (unsigned)__builtin_ctzll(flags) / 8;
+#else
+	return (unsigned)__builtin_clzll(flags) / 8;
+#endif
 }
 
 /* Length of the valid UTF-8 sequence at p (lead byte >= 0x80), or 0. */
@@ -173,12 +186,16 @@ static bool read_string(js_t *js, const char **text, size_t *len)
 		/* copy the plain run up to the next quote or backslash */
 		const char *run = js->p;
 		for (;;) {
-			/* eight plain ASCII bytes at a time: the common case */
+			/* eight bytes at a time, jumping to the first one
+			 * that is not plain ASCII text */
 			while (js->end - js->p >= 8) {
 				uint64_t w;
 				memcpy(&w, js->p, 8);
-				if (special_bytes(w))
+				uint64_t flags = special_bytes(w);
+				if (flags) {
+					js->p += first_flagged(flags);
 					break;
+				}
 				js->p += 8;
 			}
 			if (js->p >= js->end)

@@ -13,6 +13,9 @@ static const double latency_bounds[] = { 0.0005, 0.001, 0.0015, 0.002, 0.003,
 					 30,	 60 };
 #define LATENCY_BUCKETS OBX_ARRAY_LEN(latency_bounds)
 
+static const char *const wait_reason_names[OBX_WAIT_REASONS] = { "server",
+								 "kafka" };
+
 static const char *const bad_reason_names[OBX_BAD_REASONS] = {
 	"null_column", "missing_column", "invalid_topic", "rejected_by_kafka",
 	"other"
@@ -36,6 +39,7 @@ struct obx_metrics_batch {
 	size_t ntopics;
 	size_t last; /* index of the last topic hit: events come in runs */
 	histogram_t from_commit, from_receive;
+	double waited[OBX_WAIT_REASONS];
 };
 
 struct obx_metrics {
@@ -44,6 +48,7 @@ struct obx_metrics {
 	topic_counts_t *topics;
 	size_t ntopics;
 	histogram_t from_commit, from_receive;
+	double waited[OBX_WAIT_REASONS];
 	unsigned long long bad[OBX_BAD_REASONS];
 	unsigned long long kafka_errors;
 	unsigned long long reconnects;
@@ -160,9 +165,19 @@ void obx_metrics_batch_latency(obx_metrics_batch_t *b, double from_commit,
 	observe(&b->from_receive, from_receive);
 }
 
+void obx_metrics_batch_wait(obx_metrics_batch_t *b, obx_wait_reason_t why,
+			    double seconds)
+{
+	b->waited[why] += seconds;
+}
+
 void obx_metrics_merge(obx_metrics_t *m, obx_metrics_batch_t *b)
 {
 	pthread_mutex_lock(&m->lock);
+	for (int w = 0; w < OBX_WAIT_REASONS; w++) {
+		m->waited[w] += b->waited[w];
+		b->waited[w] = 0;
+	}
 	m->received += b->received;
 	b->received = 0;
 	for (size_t i = 0; i < b->ntopics; i++) {
@@ -330,6 +345,12 @@ void obx_metrics_write(obx_metrics_t *m, FILE *out)
 		  "Time from a transaction reaching outboxd to Kafka "
 		  "acknowledging its event (outboxd's and Kafka's share).",
 		  &m->from_receive);
+	help(out, "outboxd_wait_seconds_total", "counter",
+	     "Time the pipeline slept, by what it waited for: the server "
+	     "(nothing to read) or kafka (max.inflight.events reached).");
+	for (int w = 0; w < OBX_WAIT_REASONS; w++)
+		fprintf(out, "outboxd_wait_seconds_total{for=\"%s\"} %.6f\n",
+			wait_reason_names[w], m->waited[w]);
 	help(out, "outboxd_kafka_errors_total", "counter",
 	     "Errors reported by the Kafka client (transient included).");
 	fprintf(out, "outboxd_kafka_errors_total %llu\n", m->kafka_errors);

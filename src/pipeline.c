@@ -206,7 +206,10 @@ static obx_err_t produce(obx_pipeline_t *p, const char *topic, const void *key,
 		}
 		if (err != OBX_RETRY)
 			return err;
+		int64_t start = obx_now_us();
 		obx_producer_poll(p->producer, 100);
+		obx_metrics_batch_wait(p->batch, OBX_WAIT_KAFKA,
+				       (double)(obx_now_us() - start) / 1e6);
 		if ((err = check_kafka(p, errstr, errstr_size)) != OBX_OK ||
 		    (err = maybe_send_status(p, false, errstr, errstr_size)) !=
 			OBX_OK)
@@ -493,8 +496,12 @@ static void wait_for_work(obx_pipeline_t *p, bool read_pg)
 	int timeout = due <= 0 ? 0 : (int)(due / 1000) + 1;
 	if (timeout > MAX_WAIT_MS)
 		timeout = MAX_WAIT_MS;
+	int64_t start = obx_now_us();
 	/* EINTR (a signal) simply ends the wait early */
 	(void)poll(fds, 2, timeout);
+	obx_metrics_batch_wait(p->batch,
+			       read_pg ? OBX_WAIT_SERVER : OBX_WAIT_KAFKA,
+			       (double)(obx_now_us() - start) / 1e6);
 }
 
 obx_err_t obx_pipeline_drain(obx_pipeline_t *p, int timeout_ms, char *errstr,

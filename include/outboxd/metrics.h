@@ -46,6 +46,19 @@ void obx_metrics_batch_topic(obx_metrics_batch_t *b, const char *topic,
 void obx_metrics_batch_latency(obx_metrics_batch_t *b, double from_commit,
 			       double from_receive);
 
+/*
+ * Time the pipeline slept: waiting for the server (nothing to read) or held
+ * back by Kafka (max.inflight.events reached).  Tells an operator which side
+ * a slow connector waits on.
+ */
+typedef enum {
+	OBX_WAIT_SERVER = 0,
+	OBX_WAIT_KAFKA,
+	OBX_WAIT_REASONS
+} obx_wait_reason_t;
+void obx_metrics_batch_wait(obx_metrics_batch_t *b, obx_wait_reason_t why,
+			    double seconds);
+
 /* Adds the batch to the registry and empties it. */
 void obx_metrics_merge(obx_metrics_t *m, obx_metrics_batch_t *b);
 void obx_metrics_bad_event(obx_metrics_t *m, obx_bad_reason_t reason);

@@ -184,6 +184,25 @@ class OperationsTest(IntegrationTest):
         self.assertEqual(m["outboxd_streaming"], 1)
         self.assertEqual(d.stop(), 0)
 
+    def test_wait_metrics_name_the_side_outboxd_waits_for(self):
+        d = self.outboxd(slot_name="waits", max_inflight_events="5")
+        d.wait_streaming()
+        server = 'outboxd_wait_seconds_total{for="server"}'
+        kafka = 'outboxd_wait_seconds_total{for="kafka"}'
+        # nothing to read: the time goes to waiting for the server
+        wait_until(lambda: d.metrics()[server] > 0.5, 10, "waiting for the server to show")
+        before = d.metrics()[kafka]
+        self.kafka.all_brokers("down")
+        try:
+            self.insert_events([("w", "k-%d" % i, "E", "{}") for i in range(20)])
+            # 5 in flight and no acks: held back by Kafka
+            wait_until(lambda: d.metrics()[kafka] > before + 1, 30, "waiting for Kafka to show")
+            self.assertEqual(d.metrics()["outboxd_inflight_events"], 5)
+        finally:
+            self.kafka.all_brokers("up")
+        self.assertEqual(len(self.consumer.read(["outbox.event.w"], 20)), 20)
+        self.assertEqual(d.stop(), 0)
+
     def test_health_and_readiness_follow_postgres_and_kafka(self):
         d = self.outboxd(slot_name="ready", replication_timeout_ms="3000")
         d.wait_streaming()

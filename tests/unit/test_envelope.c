@@ -244,6 +244,49 @@ START_TEST(reused_value_does_not_leak_between_events)
 }
 END_TEST
 
+START_TEST(envelope_larger_than_the_first_guess)
+{
+	/* the buffer is first sized from the payload: large additional
+	 * fields make the envelope outgrow it, more than once */
+	obx_envelope_t *env = obx_envelope_new(err, sizeof(err));
+	enum { BIG = 40000 };
+	char *big = malloc(BIG + 1);
+	memset(big, 'z', BIG);
+	big[BIG] = '\0';
+	obx_kv_t fields[] = { { "blob", big, BIG }, { "tail", "end", 3 } };
+	const void *bytes;
+	size_t len;
+
+	obx_event_t ev = sample_event(fields, 2, "{}");
+	ck_assert_int_eq(
+	    obx_envelope_encode(env, &ev, &bytes, &len, err, sizeof(err)),
+	    OBX_OK);
+	ck_assert_uint_gt(len, BIG);
+
+	avro_value_t v, map, entry;
+	avro_value_iface_t *iface;
+	avro_schema_t schema;
+	read_back(bytes, len, &v, &iface, &schema);
+	avro_value_get_by_name(&v, "fields", &map, NULL);
+	const char *s;
+	size_t size;
+	ck_assert_int_eq(avro_value_get_by_name(&map, "blob", &entry, NULL), 0);
+	avro_value_get_string(&entry, &s, &size);
+	ck_assert_uint_eq(size, BIG + 1);
+	ck_assert_str_eq(s, big);
+	ck_assert_int_eq(avro_value_get_by_name(&map, "tail", &entry, NULL), 0);
+	avro_value_get_string(&entry, &s, &size);
+	ck_assert_str_eq(s, "end");
+	ck_assert_str_eq(get_string(&v, "id"), "6f1c-id");
+
+	avro_value_decref(&v);
+	avro_value_iface_decref(iface);
+	avro_schema_decref(schema);
+	obx_envelope_destroy(env);
+	free(big);
+}
+END_TEST
+
 Suite *envelope_suite(void)
 {
 	Suite *s = suite_create("envelope");
@@ -255,6 +298,7 @@ Suite *envelope_suite(void)
 	tc = tcase_create("encode");
 	tcase_add_test(tc, round_trip_through_avro_c);
 	tcase_add_test(tc, reused_value_does_not_leak_between_events);
+	tcase_add_test(tc, envelope_larger_than_the_first_guess);
 	suite_add_tcase(s, tc);
 	return s;
 }
