@@ -34,6 +34,7 @@ import harness  # noqa: E402
 PG_BIN = harness.PG_BIN
 TYPES = ["order", "customer", "payment", "shipment", "invoice", "refund", "account", "cart"]
 BATCH = 10  # outbox rows per transaction
+PARTITIONS = 4  # per topic (the mock's default for auto-created ones)
 
 # A business-row update and BATCH outbox rows per transaction, ~300-byte
 # jsonb payloads over 8 aggregate types (like ../shared/bench).
@@ -213,6 +214,9 @@ class Bench:
         decode_secs = self.timed("decode limit: pg_recvlogical > /dev/null", n, "base", argv + " > /dev/null")
         self.pg.sql("SELECT pg_drop_replication_slot('base')")
 
+        # topics exist in production: create them first, so that no run
+        # waits for the mock's auto-creation
+        self.kafka.command("create naive.%d %d" % (n, PARTITIONS))
         self.copy_slot("naive")
         argv = " ".join("'%s'" % a for a in self.recvlogical("naive", end))
         self.timed("naive pipe: pg_recvlogical | kcat", n, "naive",
@@ -229,6 +233,8 @@ class Bench:
         self.copy_slot("obx")
         prefix = "bench%d_%d" % (n, index)
         topics = ["%s.%s" % (prefix, t) for t in TYPES]
+        for t in topics:
+            self.kafka.command("create %s %d" % (t, PARTITIONS))
         d = self.outboxd(self.settings(variant), slot_name="obx", slot_create="false",
                          route_topic_replacement=prefix + ".${routedByValue}")
         walsender = WalsenderWatch(self.pg, "obx")
@@ -286,8 +292,10 @@ class Bench:
             "SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = 'tmpl'")[0][0])
 
     def live(self, rate, seconds, label):
+        for t in TYPES:
+            self.kafka.command("create live_%s.%s %d" % (label, t, PARTITIONS))
         d = self.outboxd(slot_name="live_%s" % label,
-                         route_topic_replacement="live.${routedByValue}")
+                         route_topic_replacement="live_%s.${routedByValue}" % label)
         d.wait_streaming()
         rss_samples = []
         proc = subprocess.Popen([PG_BIN + "/pgbench", "-n", "-f", self.script, "-h", self.pg.root,

@@ -165,7 +165,7 @@ static const struct {
 	/* measured (bench/): 1 ms halves outboxd's share of the latency
 	 * against librdkafka's 5 ms default at the same catch-up rate;
 	 * batches still fill while requests are in flight */
-	{ "linger.ms", "1" },
+	{ "linger.ms", "5" },
 };
 
 #define FIELD(conf, opt, type) ((type *)((char *)(conf) + (opt)->offset))

@@ -161,12 +161,24 @@ obx_err_t obx_producer_send(obx_producer_t *p, const char *topic,
 	}
 }
 
-void obx_producer_poll(obx_producer_t *p, int timeout_ms)
+static void drain_wake_pipe(obx_producer_t *p)
 {
 	char drain[64];
 	while (read(p->wake[0], drain, sizeof(drain)) > 0)
 		;
+}
+
+void obx_producer_poll(obx_producer_t *p, int timeout_ms)
+{
+	drain_wake_pipe(p);
 	rd_kafka_poll(p->rk, timeout_ms);
+}
+
+void obx_producer_send_now(obx_producer_t *p, int timeout_ms)
+{
+	drain_wake_pipe(p);
+	/* while flush() runs, librdkafka treats linger.ms as expired */
+	(void)rd_kafka_flush(p->rk, timeout_ms);
 }
 
 unsigned long obx_producer_error_count(const obx_producer_t *p)

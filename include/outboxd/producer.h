@@ -49,6 +49,14 @@ obx_err_t obx_producer_send(obx_producer_t *p, const char *topic,
 /* Serves delivery reports and errors, waiting up to timeout_ms. */
 void obx_producer_poll(obx_producer_t *p, int timeout_ms);
 
+/*
+ * Sends at once what librdkafka holds back for linger.ms, waiting up to
+ * timeout_ms for the acknowledgements (serving delivery reports).  For a
+ * caught-up pipeline: no more events are coming, so lingering would only
+ * add latency.
+ */
+void obx_producer_send_now(obx_producer_t *p, int timeout_ms);
+
 /* A descriptor that is readable when obx_producer_poll() has work. */
 int obx_producer_event_fd(const obx_producer_t *p);
 
