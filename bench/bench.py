@@ -149,8 +149,9 @@ class Bench:
     def outboxd(self, overrides=None, **settings):
         extra = dict(self.extra, **(overrides or {}))
         settings.update({k.replace(".", "_"): v for k, v in extra.items()})
-        return harness.Outboxd(self.workdir, self.pg, self.kafka, log_level="info",
-                               stats_interval_ms="0", **settings)
+        settings.setdefault("log_level", "info")
+        return harness.Outboxd(self.workdir, self.pg, self.kafka, stats_interval_ms="0",
+                               **settings)
 
     def close(self):
         self.kafka.destroy()

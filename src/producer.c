@@ -4,14 +4,27 @@
 #include <fcntl.h>
 #include <stdatomic.h>
 #include <librdkafka/rdkafka.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "outboxd/log.h"
 
+/* How long the first event of a new topic waits for the topic's metadata. */
+#define TOPIC_METADATA_WAIT_MS 500
+
+/* An open-addressing map from topic name to librdkafka's topic handle. */
+typedef struct {
+	char *name;
+	uint64_t hash;
+	rd_kafka_topic_t *rkt;
+} topic_slot_t;
+
 struct obx_producer {
 	rd_kafka_t *rk;
+	topic_slot_t *topics;
+	size_t topics_cap, ntopics; /* capacity: a power of two */
 	rd_kafka_queue_t *main_queue;
 	int wake[2]; /* librdkafka writes to [1] when the main queue fills */
 	obx_delivery_cb on_delivery;
@@ -110,6 +123,13 @@ void obx_producer_destroy(obx_producer_t *p)
 {
 	if (!p)
 		return;
+	for (size_t i = 0; i < p->topics_cap; i++) {
+		if (p->topics[i].name) {
+			rd_kafka_topic_destroy(p->topics[i].rkt);
+			free(p->topics[i].name);
+		}
+	}
+	free(p->topics);
 	rd_kafka_queue_io_event_enable(p->main_queue, -1, NULL, 0);
 	rd_kafka_queue_destroy(p->main_queue);
 	rd_kafka_destroy(p->rk);
@@ -118,12 +138,86 @@ void obx_producer_destroy(obx_producer_t *p)
 	free(p);
 }
 
+static uint64_t fnv1a(const char *s)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
+	return h;
+}
+
+static topic_slot_t *find_slot(topic_slot_t *table, size_t cap,
+			       const char *name, uint64_t hash)
+{
+	for (size_t i = hash & (cap - 1);; i = (i + 1) & (cap - 1))
+		if (!table[i].name ||
+		    (table[i].hash == hash && strcmp(table[i].name, name) == 0))
+			return &table[i];
+}
+
+static void grow_topics(obx_producer_t *p)
+{
+	size_t cap = p->topics_cap ? p->topics_cap * 2 : 16;
+	topic_slot_t *table = calloc(cap, sizeof(*table));
+	if (!table)
+		abort();
+	for (size_t i = 0; i < p->topics_cap; i++)
+		if (p->topics[i].name)
+			*find_slot(table, cap, p->topics[i].name,
+				   p->topics[i].hash) = p->topics[i];
+	free(p->topics);
+	p->topics = table;
+	p->topics_cap = cap;
+}
+
+/*
+ * librdkafka's handle for a topic, kept for the producer's life: looking a
+ * topic up by name in every produce call costs a lock and a scan.  A new
+ * topic's metadata is fetched at once; librdkafka would otherwise ask for it
+ * only on its next periodic scan, holding the topic's first events for up
+ * to a second.
+ */
+static rd_kafka_topic_t *topic_handle(obx_producer_t *p, const char *topic)
+{
+	uint64_t hash = fnv1a(topic);
+	if (p->topics_cap) {
+		topic_slot_t *slot =
+		    find_slot(p->topics, p->topics_cap, topic, hash);
+		if (slot->name)
+			return slot->rkt;
+	}
+	rd_kafka_topic_t *rkt = rd_kafka_topic_new(p->rk, topic, NULL);
+	if (!rkt)
+		return NULL;
+	const struct rd_kafka_metadata *md = NULL;
+	/* a timeout or an error is not fatal: librdkafka retries by itself */
+	(void)rd_kafka_metadata(p->rk, 0, rkt, &md, TOPIC_METADATA_WAIT_MS);
+	if (md)
+		rd_kafka_metadata_destroy(md);
+	if ((p->ntopics + 1) * 2 > p->topics_cap)
+		grow_topics(p);
+	topic_slot_t *slot = find_slot(p->topics, p->topics_cap, topic, hash);
+	if (!(slot->name = strdup(topic)))
+		abort();
+	slot->hash = hash;
+	slot->rkt = rkt;
+	p->ntopics++;
+	return rkt;
+}
+
 obx_err_t obx_producer_send(obx_producer_t *p, const char *topic,
 			    const void *key, size_t key_len, const void *value,
 			    size_t value_len, const obx_kv_t *headers,
 			    size_t nheaders, void *msg_opaque, char *errstr,
 			    size_t errstr_size)
 {
+	rd_kafka_topic_t *rkt = topic_handle(p, topic);
+	if (!rkt) {
+		obx_errf(errstr, errstr_size,
+			 "kafka rejected the topic \"%s\": %s", topic,
+			 rd_kafka_err2str(rd_kafka_last_error()));
+		return OBX_BAD_DATA;
+	}
 	rd_kafka_headers_t *hdrs = rd_kafka_headers_new(nheaders);
 	for (size_t i = 0; i < nheaders; i++)
 		rd_kafka_header_add(
@@ -131,7 +225,7 @@ obx_err_t obx_producer_send(obx_producer_t *p, const char *topic,
 		    headers[i].value ? (ssize_t)headers[i].value_len : 0);
 
 	rd_kafka_resp_err_t err = rd_kafka_producev(
-	    p->rk, RD_KAFKA_V_TOPIC(topic),
+	    p->rk, RD_KAFKA_V_RKT(rkt),
 	    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
 	    RD_KAFKA_V_KEY(key, key_len),
 	    RD_KAFKA_V_VALUE((void *)value, value ? value_len : 0),
