@@ -10,6 +10,8 @@ Settings (environment):
   LIVE_SECONDS   length of the live run, 0 = skip  (default 30)
   SOAK_SECONDS   length of the soak run, 0 = skip  (default 0; 600 for 10 min)
   OUTBOXD_EXTRA  extra "key=value;key=value" settings for outboxd (tuning)
+  BENCH_REPEAT   catch-up runs of each contender, interleaved; the table
+                 shows medians                      (default 3)
   VARIANTS       further outboxd catch-up runs on the same WAL, separated by
                  "|", each "key=value;key=value" on top of OUTBOXD_EXTRA,
                  e.g. VARIANTS="kafka.linger.ms=5|kafka.compression.type=lz4"
@@ -17,6 +19,7 @@ Settings (environment):
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -141,6 +144,7 @@ class Bench:
         self.rows = []
         self.extra = self.settings(os.environ.get("OUTBOXD_EXTRA", ""))
         self.variants = [v for v in os.environ.get("VARIANTS", "").split("|") if v.strip()]
+        self.repeat = int(os.environ.get("BENCH_REPEAT", "3"))
 
     @staticmethod
     def settings(text):
@@ -210,29 +214,35 @@ class Bench:
             " > /dev/null"])
         self.pg.sql("SELECT pg_drop_replication_slot('warm')")
 
-        self.copy_slot("base")
-        argv = " ".join("'%s'" % a for a in self.recvlogical("base", end))
-        decode_secs = self.timed("decode limit: pg_recvlogical > /dev/null", n, "base", argv + " > /dev/null")
-        self.pg.sql("SELECT pg_drop_replication_slot('base')")
+        # rates on a shared 2-core machine wander by 10% from run to run:
+        # every contender runs `repeat` times, interleaved, and the table
+        # shows medians
+        for r in range(self.repeat):
+            self.copy_slot("base")
+            argv = " ".join("'%s'" % a for a in self.recvlogical("base", end))
+            decode_secs = self.timed("decode limit: pg_recvlogical > /dev/null", n, "base",
+                                     argv + " > /dev/null")
+            self.pg.sql("SELECT pg_drop_replication_slot('base')")
 
-        # topics exist in production: create them first, so that no run
-        # waits for the mock's auto-creation
-        self.kafka.command("create naive.%d %d" % (n, PARTITIONS))
-        self.copy_slot("naive")
-        argv = " ".join("'%s'" % a for a in self.recvlogical("naive", end))
-        self.timed("naive pipe: pg_recvlogical | kcat", n, "naive",
-                   "%s | kcat -P -b %s -t naive.%d -X acks=all" % (argv, self.kafka.bootstrap, n))
-        self.pg.sql("SELECT pg_drop_replication_slot('naive')")
+            # topics exist in production: create them first, so that no
+            # run waits for the mock's auto-creation
+            topic = "naive%d_%d" % (n, r)
+            self.kafka.command("create %s %d" % (topic, PARTITIONS))
+            self.copy_slot("naive")
+            argv = " ".join("'%s'" % a for a in self.recvlogical("naive", end))
+            self.timed("naive pipe: pg_recvlogical | kcat", n, "naive",
+                       "%s | kcat -P -b %s -t %s -X acks=all" % (argv, self.kafka.bootstrap, topic))
+            self.pg.sql("SELECT pg_drop_replication_slot('naive')")
 
-        for i, variant in enumerate([""] + self.variants):
-            self.catch_up_outboxd(n, end, decode_secs, i, variant)
+            for i, variant in enumerate([""] + self.variants):
+                self.catch_up_outboxd(n, end, decode_secs, "%d_%d" % (r, i), variant)
         self.pg.sql("SELECT pg_drop_replication_slot('tmpl')")
 
     def catch_up_outboxd(self, n, end, decode_secs, index, variant):
         """Times outboxd from its start until all n events are acked and
         the slot confirmed past end, on a copy of the template slot."""
         self.copy_slot("obx")
-        prefix = "bench%d_%d" % (n, index)
+        prefix = "bench%d_%s" % (n, index)
         topics = ["%s.%s" % (prefix, t) for t in TYPES]
         for t in topics:
             self.kafka.command("create %s %d" % (t, PARTITIONS))
@@ -357,23 +367,36 @@ def main():
     finally:
         b.close()
 
-    print("\n== catch-up (same WAL for every row of one size) ==")
-    print("%-52s %9s %8s %10s %7s %8s %10s %9s %10s %9s" % (
-        "run", "events", "secs", "events/s", "ratio", "cpu s", "us/event", "RSS MiB",
-        "walsender", "mock cpu"))
-    limits = {}
-    for label, n, secs, cpu_s, rss_mb, wal_cpu, mock_cpu in b.rows:
-        if label.startswith("decode limit"):
-            limits[n] = n / secs
-        print("%-52s %9d %8.2f %10.0f %7.2f %8.2f %10.2f %9.1f %9.0f%% %8.2fs" % (
-            label, n, secs, n / secs, (n / secs) / limits[n], cpu_s, 1e6 * cpu_s / n, rss_mb,
-            100 * wal_cpu / secs, mock_cpu))
-    print("(cpu s and us/event: the client's own CPU, all threads; walsender: its CPU as a "
-          "share of the run's wall time; mock cpu: the Kafka mock's CPU during the run)")
+    report_catch_up(b.rows, b.repeat)
     if live:
         report_live(live, rate, live_secs)
     if soak:
         report_soak(soak, rate // 2, soak_secs)
+
+
+def report_catch_up(rows, repeat):
+    """One line per contender and size: medians over the repeated runs."""
+    groups = {}
+    for label, n, secs, cpu_s, rss_mb, wal_cpu, mock_cpu in rows:
+        groups.setdefault((n, label), []).append((secs, cpu_s, rss_mb, wal_cpu, mock_cpu))
+    print("\n== catch-up: median of %d runs each (same WAL for every row of one size) ==" % repeat)
+    print("%-52s %9s %8s %10s %7s %15s %8s %10s %9s %10s %9s" % (
+        "run", "events", "secs", "events/s", "ratio", "range/s", "cpu s", "us/event",
+        "RSS MiB", "walsender", "mock cpu"))
+    limits = {}
+    for (n, label), runs in groups.items():
+        med = [statistics.median(column) for column in zip(*runs)]
+        secs, cpu_s, _, wal_cpu, mock_cpu = med
+        rss_mb = max(r[2] for r in runs)
+        rates = [n / r[0] for r in runs]
+        if label.startswith("decode limit"):
+            limits[n] = n / secs
+        print("%-52s %9d %8.2f %10.0f %7.2f %7.0f-%-7.0f %8.2f %10.2f %9.1f %9.0f%% %8.2fs" % (
+            label, n, secs, n / secs, (n / secs) / limits[n], min(rates), max(rates), cpu_s,
+            1e6 * cpu_s / n, rss_mb, 100 * wal_cpu / secs, mock_cpu))
+    print("(ratio: median rate over the decode limit's median rate; cpu s and us/event: the "
+          "client's own CPU, all threads; RSS: the highest peak; walsender: its CPU as a share "
+          "of the run's wall time; mock cpu: the Kafka mock's CPU during the run)")
 
 
 def report_live(live, rate, live_secs):
