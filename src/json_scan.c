@@ -183,45 +183,50 @@ static bool read_string(js_t *js, const char **text, size_t *len)
 
 	js->p++; /* the opening quote */
 	for (;;) {
-		/* copy the plain run up to the next quote or backslash */
-		const char *run = js->p;
-		for (;;) {
-			/* eight bytes at a time, jumping to the first one
-			 * that is not plain ASCII text */
-			while (js->end - js->p >= 8) {
-				uint64_t w;
-				memcpy(&w, js->p, 8);
-				uint64_t flags = special_bytes(w);
-				if (flags) {
-					js->p += first_flagged(flags);
-					break;
-				}
-				js->p += 8;
-			}
-			if (js->p >= js->end)
+		/*
+		 * Eight bytes at a time, each word copied whole and kept up to
+		 * its first byte that is not plain ASCII text.  The output
+		 * never runs ahead of the input (escapes shrink, every string
+		 * ends in a quote for its NUL), so the word fits in the arena's
+		 * slack.
+		 */
+		while (js->end - js->p >= 8) {
+			uint64_t w;
+			memcpy(&w, js->p, 8);
+			memcpy(out, &w, 8);
+			uint64_t flags = special_bytes(w);
+			if (flags) {
+				unsigned plain = first_flagged(flags);
+				js->p += plain;
+				out += plain;
 				break;
-			unsigned char c = (unsigned char)*js->p;
-			if (c == '"' || c == '\\' || c < 0x20)
-				break;
-			if (c < 0x80) {
-				js->p++;
-				continue;
 			}
+			js->p += 8;
+			out += 8;
+		}
+		if (js->p >= js->end)
+			return fail(js, "unterminated string");
+		unsigned char c = (unsigned char)*js->p;
+		if (c >= 0x80) {
 			size_t n =
 			    utf8_sequence((const unsigned char *)js->p,
 					  (const unsigned char *)js->end);
 			if (!n)
 				return fail(js, "invalid UTF-8 in a string");
+			memcpy(out, js->p, n);
+			out += n;
 			js->p += n;
+			continue;
 		}
-		memcpy(out, run, (size_t)(js->p - run));
-		out += js->p - run;
-		if (js->p >= js->end)
-			return fail(js, "unterminated string");
-		char c = *js->p;
+		if (c != '"' && c != '\\' && c >= 0x20) {
+			/* plain, in the last few bytes of the input */
+			*out++ = (char)c;
+			js->p++;
+			continue;
+		}
 		if (c == '"')
 			break;
-		if ((unsigned char)c < 0x20)
+		if (c < 0x20)
 			return fail(js, "control character in a string");
 		/* a backslash escape */
 		if (js->end - js->p < 2)

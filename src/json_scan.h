@@ -38,7 +38,13 @@ typedef struct {
 	size_t len;
 } js_scalar_t;
 
-/* Starts reading `len` bytes; `arena` must hold at least len + 1 bytes. */
+/*
+ * Bytes the arena needs for `len` bytes of input: the text, and slack for
+ * the string reader, which copies whole 8-byte words.
+ */
+#define JS_ARENA_SIZE(len) ((len) + 9)
+
+/* Starts reading `len` bytes into an arena of JS_ARENA_SIZE(len) bytes. */
 void js_init(js_t *js, const char *data, size_t len, char *arena);
 
 /* Type of the next value without consuming it; false at a syntax error. */
