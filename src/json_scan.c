@@ -185,10 +185,10 @@ static bool read_string(js_t *js, const char **text, size_t *len)
 	for (;;) {
 		/*
 		 * Eight bytes at a time, each word copied whole and kept up to
-		 * its first byte that is not plain ASCII text.  The output
-		 * never runs ahead of the input (escapes shrink, every string
-		 * ends in a quote for its NUL), so the word fits in the arena's
-		 * slack.
+		 * its first byte that is not plain ASCII text.  Inside a
+		 * string the output trails the input (the opening quote is
+		 * not copied, escapes shrink), so a word is only written
+		 * where 8 input bytes remain: within JS_ARENA_SIZE.
 		 */
 		while (js->end - js->p >= 8) {
 			uint64_t w;

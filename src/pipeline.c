@@ -194,6 +194,13 @@ static obx_err_t maybe_send_status(obx_pipeline_t *p, bool force, char *errstr,
 	return OBX_OK;
 }
 
+/* Adds the sleep that began at `start` (obx_now_us) to the wait metric. */
+static void count_wait(obx_pipeline_t *p, obx_wait_reason_t why, int64_t start)
+{
+	obx_metrics_batch_wait(p->batch, why,
+			       (double)(obx_now_us() - start) / 1e6);
+}
+
 /*
  * Hands one message to Kafka, waiting while librdkafka's queue is full
  * (serving delivery reports and keeping the server's timeout at bay).
@@ -218,8 +225,7 @@ static obx_err_t produce(obx_pipeline_t *p, const char *topic, const void *key,
 			return err;
 		int64_t start = obx_now_us();
 		obx_producer_poll(p->producer, 100);
-		obx_metrics_batch_wait(p->batch, OBX_WAIT_KAFKA,
-				       (double)(obx_now_us() - start) / 1e6);
+		count_wait(p, OBX_WAIT_KAFKA, start);
 		if ((err = check_kafka(p, errstr, errstr_size)) != OBX_OK ||
 		    (err = maybe_send_status(p, false, errstr, errstr_size)) !=
 			OBX_OK)
@@ -509,9 +515,7 @@ static void wait_for_work(obx_pipeline_t *p, bool read_pg)
 	int64_t start = obx_now_us();
 	/* EINTR (a signal) simply ends the wait early */
 	(void)poll(fds, 2, timeout);
-	obx_metrics_batch_wait(p->batch,
-			       read_pg ? OBX_WAIT_SERVER : OBX_WAIT_KAFKA,
-			       (double)(obx_now_us() - start) / 1e6);
+	count_wait(p, read_pg ? OBX_WAIT_SERVER : OBX_WAIT_KAFKA, start);
 }
 
 obx_err_t obx_pipeline_drain(obx_pipeline_t *p, int timeout_ms, char *errstr,
