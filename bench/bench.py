@@ -1,8 +1,16 @@
 #!/usr/bin/env python3
 """outboxd benchmark: measures, in one run on the same WAL, the server's
 decoding limit (pg_recvlogical -> /dev/null with outboxd's own wal2json
-options), a naive pg_recvlogical | kcat pipe, and outboxd itself; then live
-commit -> Kafka-ack latency at a fixed offered load, and optionally a soak.
+options), two naive pipes, and outboxd itself; then live commit -> Kafka-ack
+latency at a fixed offered load, and optionally a soak.
+
+The naive pipes (../shared/bench's naive peers, rebuilt here):
+  keyed    pg_recvlogical | mawk (aggregateid as the key) | kcat -K, into one
+           topic with as many partitions as outboxd's topics have together,
+           same partitioner: per-aggregate order, as an outbox needs
+  unkeyed  pg_recvlogical | kcat: no keys, so librdkafka's sticky
+           partitioner sends ~1000-event batches to one partition at a time;
+           loses per-aggregate order, a speed reference only
 
 Settings (environment):
   BENCH_EVENTS   backlog sizes for catch-up runs   (default "100000 1000000")
@@ -38,6 +46,12 @@ PG_BIN = harness.PG_BIN
 TYPES = ["order", "customer", "payment", "shipment", "invoice", "refund", "account", "cart"]
 BATCH = 10  # outbox rows per transaction
 PARTITIONS = 4  # per topic (the mock's default for auto-created ones)
+
+# The keyed naive pipe's key extractor: wal2json's aggregateid value, a tab,
+# the line; lines without one (BEGIN, COMMIT) are not events and are dropped.
+AGGREGATE_ID = '"name":"aggregateid","value":"'
+KEY_AWK = ('match($0, /%s[^"]*"/) { print substr($0, RSTART + %d, RLENGTH - %d) "\\t" $0 }'
+           % (AGGREGATE_ID, len(AGGREGATE_ID), len(AGGREGATE_ID) + 1))
 
 # A business-row update and BATCH outbox rows per transaction, ~300-byte
 # jsonb payloads over 8 aggregate types (like ../shared/bench).
@@ -224,19 +238,35 @@ class Bench:
                                      argv + " > /dev/null")
             self.pg.sql("SELECT pg_drop_replication_slot('base')")
 
-            # topics exist in production: create them first, so that no
-            # run waits for the mock's auto-creation
-            topic = "naive%d_%d" % (n, r)
-            self.kafka.command("create %s %d" % (topic, PARTITIONS))
-            self.copy_slot("naive")
-            argv = " ".join("'%s'" % a for a in self.recvlogical("naive", end))
-            self.timed("naive pipe: pg_recvlogical | kcat", n, "naive",
-                       "%s | kcat -P -b %s -t %s -X acks=all" % (argv, self.kafka.bootstrap, topic))
-            self.pg.sql("SELECT pg_drop_replication_slot('naive')")
+            self.naive_pipe(n, end, r, keyed=True)
+            self.naive_pipe(n, end, r, keyed=False)
 
             for i, variant in enumerate([""] + self.variants):
                 self.catch_up_outboxd(n, end, decode_secs, "%d_%d" % (r, i), variant)
         self.pg.sql("SELECT pg_drop_replication_slot('tmpl')")
+
+    def naive_pipe(self, n, end, r, keyed):
+        # topics exist in production: create them first, so that no run
+        # waits for the mock's auto-creation
+        topic = "naive%s%d_%d" % ("keyed" if keyed else "", n, r)
+        self.kafka.command("create %s %d" % (topic, PARTITIONS * len(TYPES)))
+        self.copy_slot("naive")
+        argv = " ".join("'%s'" % a for a in self.recvlogical("naive", end))
+        kcat = "kcat -P -b %s -t %s -X acks=all" % (self.kafka.bootstrap, topic)
+        if keyed:
+            self.timed("naive pipe, keyed: pg_recvlogical | mawk | kcat", n, "naive",
+                       "%s | mawk '%s' | %s -K '\t' -X partitioner=murmur2_random" % (
+                           argv, KEY_AWK, kcat))
+            consumer = harness.Consumer(self.kafka.bootstrap)
+            in_kafka = consumer.high_watermarks(topic)
+            consumer.close()
+            if in_kafka != n:
+                raise RuntimeError("keyed naive pipe: %d events in Kafka, expected %d" % (
+                    in_kafka, n))
+        else:
+            self.timed("naive pipe, unkeyed: pg_recvlogical | kcat", n, "naive",
+                       "%s | %s" % (argv, kcat))
+        self.pg.sql("SELECT pg_drop_replication_slot('naive')")
 
     def catch_up_outboxd(self, n, end, decode_secs, index, variant):
         """Times outboxd from its start until all n events are acked and

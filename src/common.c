@@ -49,6 +49,16 @@ int64_t obx_now_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+uint64_t obx_hash_str(const char *s)
+{
+	/* FNV-1a: short names, no adversary (they come from our own config
+	 * and the outbox rows' routing column) */
+	uint64_t h = 0xcbf29ce484222325ULL;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
+	return h;
+}
+
 int64_t obx_wallclock_us(void)
 {
 	struct timespec ts;

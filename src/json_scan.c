@@ -382,14 +382,13 @@ static bool next_item(js_t *js, bool *first, char close)
 	return true;
 }
 
-bool js_next_key(js_t *js, bool *first, const char **key)
+bool js_next_key(js_t *js, bool *first, const char **key, size_t *key_len)
 {
-	size_t len;
 	if (!next_item(js, first, '}'))
 		return false;
 	if (js->p >= js->end || *js->p != '"')
 		return fail(js, "expected a key");
-	if (!read_string(js, key, &len))
+	if (!read_string(js, key, key_len))
 		return false;
 	skip_ws(js);
 	if (js->p >= js->end || *js->p != ':')
@@ -409,13 +408,14 @@ bool js_skip(js_t *js)
 	js_scalar_t ignored;
 	bool first = true;
 	const char *key;
+	size_t key_len;
 
 	if (!js_peek(js, &type))
 		return false;
 	if (type == JS_OBJECT) {
 		if (!js_open(js, '{'))
 			return false;
-		while (js_next_key(js, &first, &key))
+		while (js_next_key(js, &first, &key, &key_len))
 			if (!js_skip(js))
 				return false;
 		return !js->error;

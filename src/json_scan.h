@@ -54,12 +54,13 @@ bool js_peek(js_t *js, js_type_t *type);
 bool js_open(js_t *js, char bracket);
 
 /*
- * Inside an object: reads the next key into *key and the ':' after it, and
+ * Inside an object: reads the next key into *key (NUL-terminated, *key_len
+ * bytes) and the ':' after it, and
  * returns true; returns false at the closing '}' (consumed) or on error
  * (js->error set).  `first` tracks the comma rule: pass a bool that starts
  * true.
  */
-bool js_next_key(js_t *js, bool *first, const char **key);
+bool js_next_key(js_t *js, bool *first, const char **key, size_t *key_len);
 
 /* Inside an array: true if another element follows, false at ']' or error. */
 bool js_next_element(js_t *js, bool *first);

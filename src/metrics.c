@@ -29,6 +29,7 @@ typedef struct {
 
 typedef struct {
 	char *topic;
+	uint64_t hash; /* obx_hash_str(topic): most lookups miss */
 	unsigned long long counts[2]; /* obx_topic_metric_t */
 } topic_counts_t;
 
@@ -37,7 +38,6 @@ struct obx_metrics_batch {
 	unsigned long long received;
 	topic_counts_t *topics;
 	size_t ntopics;
-	size_t last; /* index of the last topic hit: events come in runs */
 	histogram_t from_commit, from_receive;
 	double waited[OBX_WAIT_REASONS];
 };
@@ -90,10 +90,11 @@ void obx_metrics_destroy(obx_metrics_t *m)
 
 /* Finds or adds a topic's counters in an array of them. */
 static topic_counts_t *find_topic(topic_counts_t **topics, size_t *n,
-				  const char *topic)
+				  const char *topic, uint64_t hash)
 {
 	for (size_t i = 0; i < *n; i++)
-		if (strcmp((*topics)[i].topic, topic) == 0)
+		if ((*topics)[i].hash == hash &&
+		    strcmp((*topics)[i].topic, topic) == 0)
 			return &(*topics)[i];
 	topic_counts_t *grown = realloc(*topics, (*n + 1) * sizeof(*grown));
 	if (!grown)
@@ -101,6 +102,7 @@ static topic_counts_t *find_topic(topic_counts_t **topics, size_t *n,
 	*topics = grown;
 	topic_counts_t *t = &grown[(*n)++];
 	memset(t, 0, sizeof(*t));
+	t->hash = hash;
 	if (!(t->topic = strdup(topic)))
 		abort();
 	return t;
@@ -151,11 +153,9 @@ void obx_metrics_batch_received(obx_metrics_batch_t *b)
 void obx_metrics_batch_topic(obx_metrics_batch_t *b, const char *topic,
 			     obx_topic_metric_t what)
 {
-	if (b->last >= b->ntopics || strcmp(b->topics[b->last].topic, topic)) {
-		topic_counts_t *t = find_topic(&b->topics, &b->ntopics, topic);
-		b->last = (size_t)(t - b->topics);
-	}
-	b->topics[b->last].counts[what]++;
+	topic_counts_t *t =
+	    find_topic(&b->topics, &b->ntopics, topic, obx_hash_str(topic));
+	t->counts[what]++;
 }
 
 void obx_metrics_batch_latency(obx_metrics_batch_t *b, double from_commit,
@@ -184,8 +184,8 @@ void obx_metrics_merge(obx_metrics_t *m, obx_metrics_batch_t *b)
 		topic_counts_t *from = &b->topics[i];
 		if (!from->counts[0] && !from->counts[1])
 			continue;
-		topic_counts_t *into =
-		    find_topic(&m->topics, &m->ntopics, from->topic);
+		topic_counts_t *into = find_topic(&m->topics, &m->ntopics,
+						  from->topic, from->hash);
 		for (int k = 0; k < 2; k++) {
 			into->counts[k] += from->counts[k];
 			from->counts[k] = 0;

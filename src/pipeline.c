@@ -75,7 +75,7 @@ struct obx_pipeline {
 };
 
 static void on_delivery(void *ctx, void *msg_opaque, const char *topic, bool ok,
-			const char *error)
+			const char *error, int64_t now)
 {
 	obx_pipeline_t *p = ctx;
 
@@ -89,7 +89,6 @@ static void on_delivery(void *ctx, void *msg_opaque, const char *topic, bool ok,
 	}
 	p->acked++;
 	obx_metrics_batch_topic(p->batch, topic, OBX_METRIC_ACKED);
-	int64_t now = obx_wallclock_us();
 	obx_metrics_batch_latency(
 	    p->batch, (double)(now - obx_txn_commit_time(msg_opaque)) / 1e6,
 	    (double)(now - obx_txn_received_time(msg_opaque)) / 1e6);
@@ -445,6 +444,8 @@ static obx_err_t read_stream(obx_pipeline_t *p, bool *idle, char *errstr,
 {
 	obx_repl_msg_t msg;
 	obx_change_t change;
+	/* one clock read per pass: the stall check works in seconds */
+	int64_t pass_start = obx_now_us();
 
 	*idle = false;
 	for (int i = 0; i < READ_BATCH; i++) {
@@ -458,7 +459,7 @@ static obx_err_t read_stream(obx_pipeline_t *p, bool *idle, char *errstr,
 			return err;
 		}
 		if (msg.kind != OBX_REPL_NONE)
-			p->last_heard_us = obx_now_us();
+			p->last_heard_us = pass_start;
 		switch (msg.kind) {
 		case OBX_REPL_NONE:
 			*idle = true;
@@ -514,7 +515,8 @@ static void wait_for_work(obx_pipeline_t *p, bool read_pg)
 		timeout = MAX_WAIT_MS;
 	int64_t start = obx_now_us();
 	/* EINTR (a signal) simply ends the wait early */
-	(void)poll(fds, 2, timeout);
+	if (poll(fds, 2, timeout) > 0 && fds[0].revents)
+		obx_producer_clear_event(p->producer);
 	count_wait(p, read_pg ? OBX_WAIT_SERVER : OBX_WAIT_KAFKA, start);
 }
 

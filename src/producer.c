@@ -29,6 +29,7 @@ struct obx_producer {
 	int wake[2]; /* librdkafka writes to [1] when the main queue fills */
 	obx_delivery_cb on_delivery;
 	void *ctx;
+	int64_t poll_now_us; /* 0 until the current poll's first report */
 	bool fatal;
 	atomic_ulong errors; /* read from any thread */
 };
@@ -38,9 +39,11 @@ static void delivery_report(rd_kafka_t *rk, const rd_kafka_message_t *msg,
 {
 	obx_producer_t *p = opaque;
 	(void)rk;
-	p->on_delivery(p->ctx, msg->_private, rd_kafka_topic_name(msg->rkt),
-		       msg->err == 0,
-		       msg->err ? rd_kafka_err2str(msg->err) : NULL);
+	if (!p->poll_now_us)
+		p->poll_now_us = obx_wallclock_us();
+	p->on_delivery(
+	    p->ctx, msg->_private, rd_kafka_topic_name(msg->rkt), msg->err == 0,
+	    msg->err ? rd_kafka_err2str(msg->err) : NULL, p->poll_now_us);
 }
 
 static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
@@ -138,14 +141,6 @@ void obx_producer_destroy(obx_producer_t *p)
 	free(p);
 }
 
-static uint64_t fnv1a(const char *s)
-{
-	uint64_t h = 0xcbf29ce484222325ULL;
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
-	return h;
-}
-
 static topic_slot_t *find_slot(topic_slot_t *table, size_t cap,
 			       const char *name, uint64_t hash)
 {
@@ -179,7 +174,7 @@ static void grow_topics(obx_producer_t *p)
  */
 static rd_kafka_topic_t *topic_handle(obx_producer_t *p, const char *topic)
 {
-	uint64_t hash = fnv1a(topic);
+	uint64_t hash = obx_hash_str(topic);
 	if (p->topics_cap) {
 		topic_slot_t *slot =
 		    find_slot(p->topics, p->topics_cap, topic, hash);
@@ -255,7 +250,7 @@ obx_err_t obx_producer_send(obx_producer_t *p, const char *topic,
 	}
 }
 
-static void drain_wake_pipe(obx_producer_t *p)
+void obx_producer_clear_event(obx_producer_t *p)
 {
 	char drain[64];
 	while (read(p->wake[0], drain, sizeof(drain)) > 0)
@@ -264,13 +259,13 @@ static void drain_wake_pipe(obx_producer_t *p)
 
 void obx_producer_poll(obx_producer_t *p, int timeout_ms)
 {
-	drain_wake_pipe(p);
+	p->poll_now_us = 0;
 	rd_kafka_poll(p->rk, timeout_ms);
 }
 
 void obx_producer_send_now(obx_producer_t *p, int timeout_ms)
 {
-	drain_wake_pipe(p);
+	p->poll_now_us = 0;
 	/* while flush() runs, librdkafka treats linger.ms as expired */
 	(void)rd_kafka_flush(p->rk, timeout_ms);
 }

@@ -18,7 +18,21 @@ struct obx_router {
 	size_t topic_cap;
 	obx_kv_t *headers;
 	obx_kv_t *fields;
+	/* where each looked-up column was last found: rows of one table
+	 * repeat their column order, so the first guess nearly always hits */
+	size_t *column_hints;
 	obx_bad_reason_t bad_reason;
+};
+
+/* The mapped columns' slots in column_hints; extras follow. */
+enum {
+	HINT_ID,
+	HINT_KEY,
+	HINT_TYPE,
+	HINT_ROUTE,
+	HINT_PAYLOAD,
+	HINT_TIMESTAMP,
+	FIXED_HINTS
 };
 
 obx_bad_reason_t obx_router_bad_reason(const obx_router_t *r)
@@ -36,7 +50,9 @@ obx_router_t *obx_router_new(const obx_config_t *conf, const char *db)
 	r->headers =
 	    calloc(FIXED_HEADERS + conf->nadditional, sizeof(obx_kv_t));
 	r->fields = calloc(conf->nadditional + 1, sizeof(obx_kv_t));
-	if (!r->db || !r->headers || !r->fields)
+	r->column_hints =
+	    calloc(FIXED_HINTS + conf->nadditional, sizeof(size_t));
+	if (!r->db || !r->headers || !r->fields || !r->column_hints)
 		abort();
 	r->headers[HEADER_ID].name = "id";
 	r->headers[HEADER_EVENT_TYPE].name = "eventType";
@@ -52,6 +68,7 @@ void obx_router_destroy(obx_router_t *r)
 	free(r->topic);
 	free(r->headers);
 	free(r->fields);
+	free(r->column_hints);
 	free(r);
 }
 
@@ -78,12 +95,23 @@ bool obx_topic_name_valid(const char *topic, size_t len)
 	return true;
 }
 
-static const obx_column_t *find_column(const obx_change_t *change,
-				       const char *name)
+static bool column_is(const obx_column_t *col, const char *name)
 {
+	return col->name[0] == name[0] && strcmp(col->name, name) == 0;
+}
+
+/* Finds a column by name, trying *hint (its last position) first. */
+static const obx_column_t *find_column(const obx_change_t *change,
+				       const char *name, size_t *hint)
+{
+	if (*hint < change->ncolumns &&
+	    column_is(&change->columns[*hint], name))
+		return &change->columns[*hint];
 	for (size_t i = 0; i < change->ncolumns; i++)
-		if (strcmp(change->columns[i].name, name) == 0)
+		if (column_is(&change->columns[i], name)) {
+			*hint = i;
 			return &change->columns[i];
+		}
 	return NULL;
 }
 
@@ -121,11 +149,12 @@ static size_t render_topic(obx_router_t *r, const char *value, size_t len)
 /* Looks up a mapped column that must be present and, if !nullable, set. */
 static const obx_column_t *required_column(obx_router_t *r,
 					   const obx_change_t *change,
-					   const char *name, const char *option,
-					   bool nullable, char *reason,
-					   size_t reason_size)
+					   size_t hint, const char *name,
+					   const char *option, bool nullable,
+					   char *reason, size_t reason_size)
 {
-	const obx_column_t *col = find_column(change, name);
+	const obx_column_t *col =
+	    find_column(change, name, &r->column_hints[hint]);
 	r->bad_reason = col ? OBX_BAD_NULL_COLUMN : OBX_BAD_MISSING_COLUMN;
 	if (!col) {
 		obx_errf(reason, reason_size,
@@ -168,28 +197,28 @@ obx_route_t obx_router_route(obx_router_t *r, const obx_change_t *change,
 	}
 
 	const obx_column_t *id, *key, *type, *route, *payload;
-	if (!(id = required_column(r, change, conf->field_event_id,
+	if (!(id = required_column(r, change, HINT_ID, conf->field_event_id,
 				   "table.field.event.id", false, reason,
 				   reason_size)) ||
-	    !(key = required_column(r, change, conf->field_event_key,
+	    !(key = required_column(r, change, HINT_KEY, conf->field_event_key,
 				    "table.field.event.key", false, reason,
 				    reason_size)) ||
-	    !(type = required_column(r, change, conf->field_event_type,
-				     "table.field.event.type", false, reason,
-				     reason_size)) ||
-	    !(route = required_column(r, change, conf->route_by_field,
-				      "route.by.field", false, reason,
-				      reason_size)) ||
-	    !(payload = required_column(r, change, conf->field_event_payload,
-					"table.field.event.payload", true,
-					reason, reason_size)))
+	    !(type = required_column(
+		  r, change, HINT_TYPE, conf->field_event_type,
+		  "table.field.event.type", false, reason, reason_size)) ||
+	    !(route = required_column(r, change, HINT_ROUTE,
+				      conf->route_by_field, "route.by.field",
+				      false, reason, reason_size)) ||
+	    !(payload = required_column(
+		  r, change, HINT_PAYLOAD, conf->field_event_payload,
+		  "table.field.event.payload", true, reason, reason_size)))
 		return OBX_ROUTE_BAD_EVENT;
 
 	memset(ev, 0, sizeof(*ev));
 	ev->timestamp_us = commit_time_us;
 	if (conf->field_event_timestamp) {
 		const obx_column_t *ts = required_column(
-		    r, change, conf->field_event_timestamp,
+		    r, change, HINT_TIMESTAMP, conf->field_event_timestamp,
 		    "table.field.event.timestamp", true, reason, reason_size);
 		if (!ts)
 			return OBX_ROUTE_BAD_EVENT;
@@ -218,7 +247,7 @@ obx_route_t obx_router_route(obx_router_t *r, const obx_change_t *change,
 	for (size_t i = 0; i < conf->nadditional; i++) {
 		const obx_additional_field_t *extra = &conf->additional[i];
 		const obx_column_t *col =
-		    required_column(r, change, extra->column,
+		    required_column(r, change, FIXED_HINTS + i, extra->column,
 				    "table.fields.additional.placement", true,
 				    reason, reason_size);
 		if (!col)

@@ -11,6 +11,7 @@
 #define OUTBOXD_PRODUCER_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "outboxd/config.h"
 #include "outboxd/router.h"
@@ -20,10 +21,11 @@ typedef struct obx_producer obx_producer_t;
 /*
  * Called once per produced message.  ok is false when the delivery finally
  * failed (after librdkafka's retries); error says why.  Never a reason to
- * confirm: the pipeline stops.
+ * confirm: the pipeline stops.  now_us is the wall clock when this poll's
+ * first report arrived (one clock read per batch of reports, not per report).
  */
 typedef void (*obx_delivery_cb)(void *ctx, void *msg_opaque, const char *topic,
-				bool ok, const char *error);
+				bool ok, const char *error, int64_t now_us);
 
 obx_producer_t *obx_producer_new(const obx_config_t *conf,
 				 obx_delivery_cb on_delivery, void *ctx,
@@ -57,8 +59,14 @@ void obx_producer_poll(obx_producer_t *p, int timeout_ms);
  */
 void obx_producer_send_now(obx_producer_t *p, int timeout_ms);
 
-/* A descriptor that is readable when obx_producer_poll() has work. */
+/*
+ * A descriptor that is readable when obx_producer_poll() may have work.  It
+ * stays readable until obx_producer_clear_event(): call that when poll()
+ * reports it, before serving (not on every pass: a read() per pass costs
+ * more than the rare spurious wake-up).
+ */
 int obx_producer_event_fd(const obx_producer_t *p);
+void obx_producer_clear_event(obx_producer_t *p);
 
 /* Errors librdkafka reported so far, transient ones included. */
 unsigned long obx_producer_error_count(const obx_producer_t *p);
