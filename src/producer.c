@@ -111,6 +111,9 @@ obx_producer_t *obx_producer_new(const obx_config_t *conf,
 		free(p);
 		return NULL;
 	}
+	/* non-blocking: a busy pipeline drains it only when it sleeps, so
+	 * wake-ups may pile up; a full pipe drops them (it is readable,
+	 * which is all they say) instead of blocking librdkafka's thread */
 	if (pipe2(p->wake, O_NONBLOCK | O_CLOEXEC) < 0) {
 		obx_errf(errstr, errstr_size, "could not create a pipe");
 		rd_kafka_destroy(p->rk);
