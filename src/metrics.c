@@ -70,13 +70,18 @@ obx_metrics_t *obx_metrics_new(void)
 	return m;
 }
 
+static void free_topics(topic_counts_t *topics, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(topics[i].topic);
+	free(topics);
+}
+
 void obx_metrics_destroy(obx_metrics_t *m)
 {
 	if (!m)
 		return;
-	for (size_t i = 0; i < m->ntopics; i++)
-		free(m->topics[i].topic);
-	free(m->topics);
+	free_topics(m->topics, m->ntopics);
 	pthread_mutex_destroy(&m->lock);
 	free(m);
 }
@@ -139,9 +144,7 @@ void obx_metrics_batch_destroy(obx_metrics_batch_t *b)
 {
 	if (!b)
 		return;
-	for (size_t i = 0; i < b->ntopics; i++)
-		free(b->topics[i].topic);
-	free(b->topics);
+	free_topics(b->topics, b->ntopics);
 	free(b);
 }
 
