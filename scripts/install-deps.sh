@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what outboxd needs to build, test and run its demo, from Debian 12
-# packages.  Uses sudo when not run as root.
+# packages (uses sudo when not run as root), then Apache Kafka's jars from
+# Maven Central for the real-broker tests (scripts/kafka-jars.sh).
 set -euo pipefail
 
 packages=(
@@ -9,6 +10,7 @@ packages=(
   postgresql-15 postgresql-15-wal2json
   python3 python3-kafka python3-avro python3-lz4 python3-snappy python3-zstandard
   kcat yamllint python3-yaml openssl time
+  openjdk-17-jre-headless maven
 )
 
 as_root=()
@@ -20,8 +22,9 @@ for p in "${packages[@]}"; do
 done
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all ${#packages[@]} packages present"
-  exit 0
+else
+  echo "install-deps: installing ${missing[*]}"
+  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
-echo "install-deps: installing ${missing[*]}"
-"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
-"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+"$(dirname "$0")/kafka-jars.sh"

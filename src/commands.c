@@ -1,7 +1,6 @@
 /* commands.c - slot status/create/drop/reset and the preflight check. */
 #include "outboxd/commands.h"
 
-#include <librdkafka/rdkafka.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +8,7 @@
 
 #include "outboxd/admin.h"
 #include "outboxd/log.h"
+#include "outboxd/producer.h"
 
 enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
 
@@ -290,24 +290,42 @@ typedef struct {
 	int failed;
 } check_t;
 
+static void report(check_t *c, const char *verdict, const char *item,
+		   const char *fmt, va_list ap)
+{
+	char text[1024];
+	vsnprintf(text, sizeof(text), fmt, ap);
+	/* one line per item: libpq's messages carry newlines and tabs */
+	for (char *ch = text; *ch; ch++)
+		if (*ch == '\n' || *ch == '\t')
+			*ch = ' ';
+	printf("%s %-20s %s\n", verdict, item, text);
+	if (strcmp(verdict, "FAIL") == 0)
+		c->failed++;
+}
+
 static void result(check_t *c, bool pass, const char *item, const char *fmt,
 		   ...) __attribute__((format(printf, 4, 5)));
 
 static void result(check_t *c, bool pass, const char *item, const char *fmt,
 		   ...)
 {
-	char text[1024];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(text, sizeof(text), fmt, ap);
+	report(c, pass ? "PASS" : "FAIL", item, fmt, ap);
 	va_end(ap);
-	/* one line per item: libpq's messages carry newlines and tabs */
-	for (char *ch = text; *ch; ch++)
-		if (*ch == '\n' || *ch == '\t')
-			*ch = ' ';
-	printf("%s %-20s %s\n", pass ? "PASS" : "FAIL", item, text);
-	if (!pass)
-		c->failed++;
+}
+
+/* Something to know that does not stop outboxd from working. */
+static void warning(check_t *c, const char *item, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void warning(check_t *c, const char *item, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	report(c, "WARN", item, fmt, ap);
+	va_end(ap);
 }
 
 static void check_server(check_t *c, obx_admin_t *a, const obx_config_t *conf)
@@ -495,54 +513,80 @@ static void check_plugin(check_t *c, obx_admin_t *a, const obx_config_t *conf)
 	result(c, true, "output plugin", "%s loads", plugin);
 }
 
+static void ignore_delivery(void *ctx, void *msg_opaque, const char *topic,
+			    bool ok, const char *error, int64_t now_us)
+{
+	(void)ctx, (void)msg_opaque, (void)topic, (void)ok, (void)error,
+	    (void)now_us;
+}
+
+/*
+ * A topic outboxd writes to (the dead letter topic): PASS when it exists or
+ * the brokers will create it on first use (auto.create.topics.enable), FAIL
+ * when they say they will not, WARN when they do not say.
+ */
+static void check_topic(check_t *c, obx_producer_t *p, const char *item,
+			const char *topic)
+{
+	char value[16] = "", broker[16], err[512];
+	int32_t broker_id = -1;
+	int exists = obx_producer_topic_exists(p, topic, 10000, &broker_id);
+
+	if (exists < 0) {
+		result(c, false, item, "could not list the topics: %s",
+		       obx_producer_last_error(p));
+		return;
+	}
+	if (exists) {
+		result(c, true, item, "\"%s\" exists", topic);
+		return;
+	}
+	snprintf(broker, sizeof(broker), "%d", (int)broker_id);
+	if (obx_producer_describe_config(
+		p, true, broker, "auto.create.topics.enable", value,
+		sizeof(value), 10000, err, sizeof(err)) != OBX_OK)
+		warning(c, item,
+			"\"%s\" does not exist and the brokers did not say "
+			"whether they create it on first use (%s): create it",
+			topic, err);
+	else if (strcmp(value, "true") == 0)
+		result(c, true, item,
+		       "\"%s\" does not exist yet; the brokers create it on "
+		       "first use (auto.create.topics.enable=true)",
+		       topic);
+	else
+		result(c, false, item,
+		       "\"%s\" does not exist and the brokers will not "
+		       "create it (auto.create.topics.enable=%s): create it",
+		       topic, value);
+}
+
+/* Kafka through the same producer `run` uses: its configuration, the
+ * brokers' answer (TLS and SASL included) and the dead letter topic. */
 static void check_kafka(check_t *c, const obx_config_t *conf)
 {
 	char err[512];
-	rd_kafka_conf_t *kc = rd_kafka_conf_new();
-	const struct rd_kafka_metadata *md = NULL;
-
-	for (size_t i = 0; i < conf->nkafka; i++) {
-		if (rd_kafka_conf_set(kc, conf->kafka[i].key,
-				      conf->kafka[i].value, err,
-				      sizeof(err)) != RD_KAFKA_CONF_OK) {
-			result(c, false, "kafka config", "kafka.%s: %s",
-			       conf->kafka[i].key, err);
-			rd_kafka_conf_destroy(kc);
-			return;
-		}
-	}
-	rd_kafka_conf_set(kc, "log_level", "0", err, sizeof(err));
-	rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, kc, err, sizeof(err));
-	if (!rk) {
+	obx_producer_t *p =
+	    obx_producer_new(conf, ignore_delivery, NULL, err, sizeof(err));
+	if (!p) {
 		result(c, false, "kafka config", "%s", err);
-		rd_kafka_conf_destroy(kc);
 		return;
 	}
-	rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 1, NULL, &md, 10000);
-	if (e) {
+	if (!obx_producer_reachable(p, 10000)) {
+		obx_producer_poll(p, 0); /* serves the errors that say why */
 		result(c, false, "kafka",
 		       "no broker answered within 10 s (%s): check "
 		       "kafka.bootstrap.servers, network and TLS/SASL settings",
-		       rd_kafka_err2str(e));
+		       obx_producer_last_error(p)[0]
+			   ? obx_producer_last_error(p)
+			   : "no error reported");
 	} else {
-		result(c, true, "kafka", "%d broker(s) reachable",
-		       md->broker_cnt);
-		bool dlq = false;
-		for (int i = 0; i < md->topic_cnt; i++)
-			if (strcmp(md->topics[i].topic,
-				   conf->errors_dlq_topic) == 0)
-				dlq = true;
+		result(c, true, "kafka", "the brokers answer");
 		if (conf->errors_bad_event == OBX_BAD_EVENT_DLQ)
-			result(c, dlq, "dead letter topic",
-			       dlq ? "\"%s\" exists"
-				   : "\"%s\" does not exist: create it (it is "
-				     "auto-created only where the brokers "
-				     "allow auto.create.topics.enable)",
-			       conf->errors_dlq_topic);
+			check_topic(c, p, "dead letter topic",
+				    conf->errors_dlq_topic);
 	}
-	if (md)
-		rd_kafka_metadata_destroy(md);
-	rd_kafka_destroy(rk);
+	obx_producer_destroy(p);
 }
 
 int obx_cmd_check(const obx_config_t *conf)

@@ -11,14 +11,21 @@
 
 #include "outboxd/log.h"
 
-/* How long the first event of a new topic waits for the topic's metadata. */
+/* How long the first event of a new topic waits for the topic's metadata,
+ * and for its max.message.bytes. */
 #define TOPIC_METADATA_WAIT_MS 500
+#define TOPIC_CONFIG_WAIT_MS   2000
 
 /* An open-addressing map from topic name to librdkafka's topic handle. */
 typedef struct {
 	char *name;
 	uint64_t hash;
-	rd_kafka_topic_t *rkt;
+	rd_kafka_topic_t *rkt; /* NULL when refused */
+	char *refused;	       /* why the brokers refuse the topic, or NULL */
+	/* the topic's max.message.bytes on the brokers, 0 when unknown or
+	 * when batches are compressed (the limit applies to the compressed
+	 * batch, whose size is not known here) */
+	int64_t max_batch_bytes;
 } topic_slot_t;
 
 struct obx_producer {
@@ -31,7 +38,9 @@ struct obx_producer {
 	void *ctx;
 	int64_t poll_now_us; /* 0 until the current poll's first report */
 	bool fatal;
-	atomic_ulong errors; /* read from any thread */
+	bool compressed;      /* compression.type is not none */
+	atomic_ulong errors;  /* read from any thread */
+	char last_error[512]; /* written by error_cb, in obx_producer_poll() */
 };
 
 static void delivery_report(rd_kafka_t *rk, const rd_kafka_message_t *msg,
@@ -52,6 +61,7 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 	char fatal_reason[512];
 
 	atomic_fetch_add(&p->errors, 1);
+	snprintf(p->last_error, sizeof(p->last_error), "%s", reason);
 	if (err == RD_KAFKA_RESP_ERR__FATAL) {
 		rd_kafka_fatal_error(rk, fatal_reason, sizeof(fatal_reason));
 		obx_error("kafka: fatal error: %s", fatal_reason);
@@ -122,6 +132,12 @@ obx_producer_t *obx_producer_new(const obx_config_t *conf,
 	}
 	p->main_queue = rd_kafka_queue_get_main(p->rk);
 	rd_kafka_queue_io_event_enable(p->main_queue, p->wake[1], "1", 1);
+
+	char codec[32] = "none";
+	size_t codec_size = sizeof(codec);
+	rd_kafka_conf_get(rd_kafka_conf(p->rk), "compression.type", codec,
+			  &codec_size);
+	p->compressed = strcmp(codec, "none") != 0;
 	return p;
 }
 
@@ -131,8 +147,10 @@ void obx_producer_destroy(obx_producer_t *p)
 		return;
 	for (size_t i = 0; i < p->topics_cap; i++) {
 		if (p->topics[i].name) {
-			rd_kafka_topic_destroy(p->topics[i].rkt);
+			if (p->topics[i].rkt)
+				rd_kafka_topic_destroy(p->topics[i].rkt);
 			free(p->topics[i].name);
+			free(p->topics[i].refused);
 		}
 	}
 	free(p->topics);
@@ -168,39 +186,271 @@ static void grow_topics(obx_producer_t *p)
 	p->topics_cap = cap;
 }
 
+obx_err_t obx_producer_describe_config(obx_producer_t *p, bool broker,
+				       const char *name, const char *key,
+				       char *value, size_t value_size,
+				       int timeout_ms, char *errstr,
+				       size_t errstr_size)
+{
+	char err[256];
+	obx_err_t result = OBX_RETRY;
+	rd_kafka_ConfigResource_t *resource = rd_kafka_ConfigResource_new(
+	    broker ? RD_KAFKA_RESOURCE_BROKER : RD_KAFKA_RESOURCE_TOPIC, name);
+	rd_kafka_AdminOptions_t *options =
+	    rd_kafka_AdminOptions_new(p->rk, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS);
+	rd_kafka_queue_t *queue = rd_kafka_queue_new(p->rk);
+	rd_kafka_event_t *event = NULL;
+
+	obx_errf(errstr, errstr_size, "no answer within %d ms", timeout_ms);
+	if (!resource || !options || !queue ||
+	    rd_kafka_AdminOptions_set_request_timeout(options, timeout_ms, err,
+						      sizeof(err)))
+		abort();
+	rd_kafka_DescribeConfigs(p->rk, &resource, 1, options, queue);
+	event = rd_kafka_queue_poll(queue, timeout_ms + 500);
+	const rd_kafka_DescribeConfigs_result_t *res =
+	    event ? rd_kafka_event_DescribeConfigs_result(event) : NULL;
+	size_t nresources = 0, nentries = 0;
+	const rd_kafka_ConfigResource_t **resources =
+	    res ? rd_kafka_DescribeConfigs_result_resources(res, &nresources)
+		: NULL;
+	if (event && rd_kafka_event_error(event)) {
+		obx_errf(errstr, errstr_size, "%s",
+			 rd_kafka_event_error_string(event));
+	} else if (nresources == 1 &&
+		   rd_kafka_ConfigResource_error(resources[0])) {
+		obx_errf(errstr, errstr_size, "%s",
+			 rd_kafka_err2str(
+			     rd_kafka_ConfigResource_error(resources[0])));
+	} else if (nresources == 1) {
+		const rd_kafka_ConfigEntry_t **entries =
+		    rd_kafka_ConfigResource_configs(resources[0], &nentries);
+		obx_errf(errstr, errstr_size, "the cluster did not report %s",
+			 key);
+		for (size_t i = 0; i < nentries; i++) {
+			const char *v = rd_kafka_ConfigEntry_value(entries[i]);
+			if (strcmp(rd_kafka_ConfigEntry_name(entries[i]),
+				   key) == 0 &&
+			    v) {
+				snprintf(value, value_size, "%s", v);
+				result = OBX_OK;
+			}
+		}
+	}
+	if (event)
+		rd_kafka_event_destroy(event);
+	rd_kafka_queue_destroy(queue);
+	rd_kafka_AdminOptions_destroy(options);
+	rd_kafka_ConfigResource_destroy(resource);
+	return result;
+}
+
+/*
+ * The largest single-record batch the brokers accept for a topic: its
+ * max.message.bytes, which applies to whole (compressed) batches.  0 when
+ * unknown (no answer, no DescribeConfigs right) or when batches are
+ * compressed: then the brokers' answer to the produce request decides.
+ */
+static int64_t topic_max_batch_bytes(obx_producer_t *p, const char *topic)
+{
+	char value[32], err[256];
+	if (p->compressed ||
+	    obx_producer_describe_config(
+		p, false, topic, "max.message.bytes", value, sizeof(value),
+		TOPIC_CONFIG_WAIT_MS, err, sizeof(err)) != OBX_OK) {
+		if (!p->compressed)
+			obx_debug("kafka: max.message.bytes of topic \"%s\" "
+				  "unknown (%s)",
+				  topic, err);
+		return 0;
+	}
+	return strtoll(value, NULL, 10);
+}
+
+/* Topics the brokers keep for themselves: they refuse records for them. */
+static bool kafka_internal_topic(const char *topic)
+{
+	static const char *const internal[] = { "__consumer_offsets",
+						"__transaction_state",
+						"__share_group_state" };
+	for (size_t i = 0; i < OBX_ARRAY_LEN(internal); i++)
+		if (strcmp(topic, internal[i]) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * Whether the brokers would create a topic that does not exist yet: asks
+ * them to validate its creation (CreateTopics, validate only).  A name they
+ * refuse, e.g. one that collides with an existing topic's ('.' and '_' are
+ * the same to Kafka's metrics), would otherwise be retried as a missing
+ * topic until message.timeout.ms.  OBX_BAD_DATA with the brokers' reason;
+ * OBX_OK when they accept it, when it exists by now, and when they do not
+ * say (no CREATE right, no answer): then auto-creation decides.
+ */
+static obx_err_t validate_new_topic(obx_producer_t *p, const char *topic,
+				    char *errstr, size_t errstr_size)
+{
+	char err[256];
+	obx_err_t result = OBX_OK;
+	rd_kafka_NewTopic_t *nt =
+	    rd_kafka_NewTopic_new(topic, -1, -1, err, sizeof(err));
+	rd_kafka_AdminOptions_t *options =
+	    rd_kafka_AdminOptions_new(p->rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+	rd_kafka_queue_t *queue = rd_kafka_queue_new(p->rk);
+	if (!nt || !options || !queue ||
+	    rd_kafka_AdminOptions_set_validate_only(options, 1, err,
+						    sizeof(err)) ||
+	    rd_kafka_AdminOptions_set_request_timeout(
+		options, TOPIC_CONFIG_WAIT_MS, err, sizeof(err)))
+		abort();
+	rd_kafka_CreateTopics(p->rk, &nt, 1, options, queue);
+	rd_kafka_event_t *event =
+	    rd_kafka_queue_poll(queue, TOPIC_CONFIG_WAIT_MS + 500);
+	const rd_kafka_CreateTopics_result_t *res =
+	    event ? rd_kafka_event_CreateTopics_result(event) : NULL;
+	size_t n = 0;
+	const rd_kafka_topic_result_t **topics =
+	    res ? rd_kafka_CreateTopics_result_topics(res, &n) : NULL;
+	if (n == 1 && rd_kafka_topic_result_error(topics[0]) ==
+			  RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION) {
+		const char *why = rd_kafka_topic_result_error_string(topics[0]);
+		obx_errf(errstr, errstr_size,
+			 "the brokers refuse the topic \"%s\": %s", topic,
+			 why ? why : "invalid topic");
+		result = OBX_BAD_DATA;
+	}
+	if (event)
+		rd_kafka_event_destroy(event);
+	rd_kafka_queue_destroy(queue);
+	rd_kafka_AdminOptions_destroy(options);
+	rd_kafka_NewTopic_destroy(nt);
+	return result;
+}
+
+/*
+ * Fetches a new topic's metadata (librdkafka would otherwise wait for its
+ * next periodic scan) and checks that the brokers accept the topic.
+ */
+static obx_err_t fetch_topic_state(obx_producer_t *p, rd_kafka_topic_t *rkt,
+				   const char *topic, char *errstr,
+				   size_t errstr_size)
+{
+	const struct rd_kafka_metadata *md = NULL;
+	/* a timeout or an error is not fatal: librdkafka retries by itself */
+	(void)rd_kafka_metadata(p->rk, 0, rkt, &md, TOPIC_METADATA_WAIT_MS);
+	rd_kafka_resp_err_t state =
+	    md && md->topic_cnt == 1 ? md->topics[0].err : 0;
+	bool exists =
+	    md && md->topic_cnt == 1 && md->topics[0].partition_cnt > 0;
+	if (md)
+		rd_kafka_metadata_destroy(md);
+	obx_err_t refused = OBX_OK;
+	if (state == RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION) {
+		obx_errf(errstr, errstr_size,
+			 "the brokers refuse the topic \"%s\": %s", topic,
+			 rd_kafka_err2str(state));
+		refused = OBX_BAD_DATA;
+	} else if (!exists) {
+		refused = validate_new_topic(p, topic, errstr, errstr_size);
+	}
+	return refused;
+}
+
 /*
  * librdkafka's handle for a topic, kept for the producer's life: looking a
  * topic up by name in every produce call costs a lock and a scan.  A new
  * topic's metadata is fetched at once; librdkafka would otherwise ask for it
  * only on its next periodic scan, holding the topic's first events for up
- * to a second.
+ * to a second.  A topic the brokers refuse (a name they reject, one that
+ * collides with an existing topic's, an internal topic) is bad data.
  */
-static rd_kafka_topic_t *topic_handle(obx_producer_t *p, const char *topic)
+static obx_err_t topic_slot(obx_producer_t *p, const char *topic,
+			    topic_slot_t **out, char *errstr,
+			    size_t errstr_size)
 {
 	uint64_t hash = obx_hash_str(topic);
 	if (p->topics_cap) {
 		topic_slot_t *slot =
 		    find_slot(p->topics, p->topics_cap, topic, hash);
-		if (slot->name)
-			return slot->rkt;
+		if (slot->name && slot->refused) {
+			obx_errf(errstr, errstr_size, "%s", slot->refused);
+			return OBX_BAD_DATA;
+		}
+		if (slot->name) {
+			*out = slot;
+			return OBX_OK;
+		}
 	}
-	rd_kafka_topic_t *rkt = rd_kafka_topic_new(p->rk, topic, NULL);
-	if (!rkt)
-		return NULL;
-	const struct rd_kafka_metadata *md = NULL;
-	/* a timeout or an error is not fatal: librdkafka retries by itself */
-	(void)rd_kafka_metadata(p->rk, 0, rkt, &md, TOPIC_METADATA_WAIT_MS);
-	if (md)
-		rd_kafka_metadata_destroy(md);
+	obx_err_t refused = OBX_OK;
+	rd_kafka_topic_t *rkt = NULL;
+	if (kafka_internal_topic(topic)) {
+		obx_errf(errstr, errstr_size,
+			 "\"%s\" is an internal Kafka topic: the brokers "
+			 "refuse records for it",
+			 topic);
+		refused = OBX_BAD_DATA;
+	} else if (!(rkt = rd_kafka_topic_new(p->rk, topic, NULL))) {
+		obx_errf(errstr, errstr_size,
+			 "kafka rejected the topic \"%s\": %s", topic,
+			 rd_kafka_err2str(rd_kafka_last_error()));
+		refused = OBX_BAD_DATA;
+	} else {
+		refused = fetch_topic_state(p, rkt, topic, errstr, errstr_size);
+	}
 	if ((p->ntopics + 1) * 2 > p->topics_cap)
 		grow_topics(p);
 	topic_slot_t *slot = find_slot(p->topics, p->topics_cap, topic, hash);
 	if (!(slot->name = strdup(topic)))
 		abort();
 	slot->hash = hash;
-	slot->rkt = rkt;
 	p->ntopics++;
-	return rkt;
+	if (refused != OBX_OK) {
+		/* remembered: the next event for it fails at once */
+		if (rkt)
+			rd_kafka_topic_destroy(rkt);
+		if (!(slot->refused = strdup(errstr)))
+			abort();
+		return refused;
+	}
+	slot->rkt = rkt;
+	slot->max_batch_bytes = topic_max_batch_bytes(p, topic);
+	*out = slot;
+	return OBX_OK;
+}
+
+static size_t varint_size(int64_t v)
+{
+	uint64_t zigzag = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+	size_t n = 1;
+	while (zigzag >= 0x80) {
+		zigzag >>= 7;
+		n++;
+	}
+	return n;
+}
+
+/* The size of a record batch (format v2, uncompressed) holding only this
+ * record: what the brokers compare with max.message.bytes. */
+static size_t single_record_batch_size(size_t key_len, const void *value,
+				       size_t value_len,
+				       const obx_kv_t *headers, size_t nheaders)
+{
+	const size_t batch_header = 61;
+	int64_t vlen = value ? (int64_t)value_len : -1;
+	size_t body = 1 /* attributes */ + 1 /* timestamp delta 0 */ +
+		      1 /* offset delta 0 */ + varint_size((int64_t)key_len) +
+		      key_len + varint_size(vlen) + (value ? value_len : 0) +
+		      varint_size((int64_t)nheaders);
+	for (size_t i = 0; i < nheaders; i++) {
+		size_t name_len = strlen(headers[i].name);
+		int64_t hlen =
+		    headers[i].value ? (int64_t)headers[i].value_len : -1;
+		body += varint_size((int64_t)name_len) + name_len +
+			varint_size(hlen) +
+			(headers[i].value ? headers[i].value_len : 0);
+	}
+	return batch_header + varint_size((int64_t)body) + body;
 }
 
 obx_err_t obx_producer_send(obx_producer_t *p, const char *topic,
@@ -209,12 +459,21 @@ obx_err_t obx_producer_send(obx_producer_t *p, const char *topic,
 			    size_t nheaders, void *msg_opaque, char *errstr,
 			    size_t errstr_size)
 {
-	rd_kafka_topic_t *rkt = topic_handle(p, topic);
-	if (!rkt) {
-		obx_errf(errstr, errstr_size,
-			 "kafka rejected the topic \"%s\": %s", topic,
-			 rd_kafka_err2str(rd_kafka_last_error()));
-		return OBX_BAD_DATA;
+	topic_slot_t *slot;
+	obx_err_t refused = topic_slot(p, topic, &slot, errstr, errstr_size);
+	if (refused != OBX_OK)
+		return refused;
+	if (slot->max_batch_bytes > 0) {
+		size_t size = single_record_batch_size(
+		    key_len, value, value_len, headers, nheaders);
+		if ((int64_t)size > slot->max_batch_bytes) {
+			obx_errf(errstr, errstr_size,
+				 "the record is too large for topic \"%s\": "
+				 "%zu bytes, over the brokers' "
+				 "max.message.bytes of %lld",
+				 topic, size, (long long)slot->max_batch_bytes);
+			return OBX_BAD_DATA;
+		}
 	}
 	rd_kafka_headers_t *hdrs = rd_kafka_headers_new(nheaders);
 	for (size_t i = 0; i < nheaders; i++)
@@ -223,7 +482,7 @@ obx_err_t obx_producer_send(obx_producer_t *p, const char *topic,
 		    headers[i].value ? (ssize_t)headers[i].value_len : 0);
 
 	rd_kafka_resp_err_t err = rd_kafka_producev(
-	    p->rk, RD_KAFKA_V_RKT(rkt),
+	    p->rk, RD_KAFKA_V_RKT(slot->rkt),
 	    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
 	    RD_KAFKA_V_KEY(key, key_len),
 	    RD_KAFKA_V_VALUE((void *)value, value ? value_len : 0),
@@ -292,6 +551,29 @@ bool obx_producer_reachable(obx_producer_t *p, int timeout_ms)
 int obx_producer_event_fd(const obx_producer_t *p)
 {
 	return p->wake[0];
+}
+
+int obx_producer_topic_exists(obx_producer_t *p, const char *topic,
+			      int timeout_ms, int32_t *broker_id)
+{
+	const struct rd_kafka_metadata *md = NULL;
+	/* all topics: asking for one by name would auto-create it */
+	if (rd_kafka_metadata(p->rk, 1, NULL, &md, timeout_ms) || !md)
+		return -1;
+	int exists = 0;
+	for (int i = 0; i < md->topic_cnt; i++)
+		if (strcmp(md->topics[i].topic, topic) == 0 &&
+		    md->topics[i].err == RD_KAFKA_RESP_ERR_NO_ERROR)
+			exists = 1;
+	if (broker_id)
+		*broker_id = md->broker_cnt ? md->brokers[0].id : -1;
+	rd_kafka_metadata_destroy(md);
+	return exists;
+}
+
+const char *obx_producer_last_error(const obx_producer_t *p)
+{
+	return p->last_error;
 }
 
 obx_err_t obx_producer_status(obx_producer_t *p, char *errstr,

@@ -39,7 +39,12 @@ void obx_producer_destroy(obx_producer_t *p);
  * and headers.  Returns:
  *   OBX_OK        queued; a delivery report will follow
  *   OBX_RETRY     the local queue is full: poll, then call again
- *   OBX_BAD_DATA  librdkafka rejects this message (too large, bad topic)
+ *   OBX_BAD_DATA  this message can never be produced: librdkafka or the
+ *                 brokers reject it (larger than the topic's
+ *                 max.message.bytes on the brokers, a topic name they
+ *                 refuse); the first message to a new topic waits for the
+ *                 topic's metadata and configuration (about 10 ms, at most
+ *                 2.5 s)
  *   OBX_FATAL     the producer is unusable (fatal idempotence error)
  */
 obx_err_t obx_producer_send(obx_producer_t *p, const char *topic,
@@ -76,6 +81,34 @@ unsigned long obx_producer_error_count(const obx_producer_t *p);
  * call from any thread (readiness probes).
  */
 bool obx_producer_reachable(obx_producer_t *p, int timeout_ms);
+
+/*
+ * One configuration entry of a topic (broker == false) or of a broker (name
+ * is its node id), as the cluster reports it (DescribeConfigs), copied into
+ * value.  OBX_RETRY, with the reason in errstr, when the cluster did not
+ * answer in time or refused (e.g. no DESCRIBE_CONFIGS right).  Blocks up to
+ * timeout_ms; pipeline thread or a command, not librdkafka's threads.
+ */
+obx_err_t obx_producer_describe_config(obx_producer_t *p, bool broker,
+				       const char *name, const char *key,
+				       char *value, size_t value_size,
+				       int timeout_ms, char *errstr,
+				       size_t errstr_size);
+
+/*
+ * 1 when the topic exists, 0 when not, -1 when the brokers did not answer
+ * within timeout_ms.  Never creates it.  *broker_id (if not NULL) is set to
+ * one broker's node id, for obx_producer_describe_config().  Blocks.
+ */
+int obx_producer_topic_exists(obx_producer_t *p, const char *topic,
+			      int timeout_ms, int32_t *broker_id);
+
+/*
+ * The last error librdkafka reported (an empty string before any), e.g. why
+ * a broker refused authentication.  Updated by obx_producer_poll(); read it
+ * on the thread that polls.
+ */
+const char *obx_producer_last_error(const obx_producer_t *p);
 
 /*
  * OBX_OK while the producer is healthy; OBX_FATAL, with the reason in

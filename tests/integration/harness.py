@@ -1,6 +1,12 @@
-"""Test helpers: a throwaway PostgreSQL 15 with wal2json, the mock Kafka
-cluster process, the real outboxd binary, and an independent consumer
+"""Test helpers: a throwaway PostgreSQL 15 with wal2json, Kafka (a real
+Apache Kafka broker, or librdkafka's mock cluster where a test injects
+protocol error codes), the real outboxd binary, and an independent consumer
 (kafka-python + python3-avro) that checks what reached Kafka.
+
+Which Kafka a run uses is the fixture parameter OUTBOXD_TEST_KAFKA: `real`
+(default) or `mock`.  A test class lists the kinds it runs on in
+`kafka_kinds`; main() runs the classes that fit the run's kind, so one test
+body serves both where it makes sense.
 
 Everything is started fresh per test class and stopped at the end.  When run
 as root (CI), PostgreSQL runs as the `postgres` user, since it refuses root.
@@ -32,6 +38,8 @@ OUTBOXD = os.environ.get("OUTBOXD_BIN", "build/outboxd")
 MOCK_KAFKA = os.environ.get("MOCK_KAFKA_BIN", "build/tests/outboxd-mock-kafka")
 SCHEMA_FILE = os.environ.get("SCHEMA_FILE", "schemas/envelope.avsc")
 PG_BIN = os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin")
+
+KAFKA_KIND = os.environ.get("OUTBOXD_TEST_KAFKA", "real")
 
 SKIP = 77  # meson's "skipped", for a missing precondition when run by hand
 
@@ -204,9 +212,13 @@ class Postgres:
 # --------------------------------------------------------------------- Kafka
 
 class MockKafka:
-    """librdkafka's mock cluster in a process, driven over its stdin."""
+    """librdkafka's mock cluster in a process, driven over its stdin.  Same
+    interface as real_kafka.RealKafka, plus error injection."""
+
+    kind = "mock"
 
     def __init__(self, brokers=1):
+        self.nbrokers = brokers
         self.proc = subprocess.Popen([MOCK_KAFKA, "-b", str(brokers)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      text=True, bufsize=1)
@@ -219,9 +231,20 @@ class MockKafka:
         answer = self.proc.stdout.readline().strip()
         assert answer == "ok", "%s: %s" % (line, answer)
 
-    def all_brokers(self, state, brokers=1):
-        for b in range(1, brokers + 1):
-            self.command("%s %d" % (state, b))
+    def brokers_down(self):
+        for b in range(1, self.nbrokers + 1):
+            self.command("down %d" % b)
+
+    def brokers_up(self):
+        for b in range(1, self.nbrokers + 1):
+            self.command("up %d" % b)
+
+    def create_topic(self, name, partitions):
+        self.command("create %s %d" % (name, partitions))
+
+    def inject_produce_errors(self, count, code):
+        """The next `count` Produce requests (ApiKey 0) fail with `code`."""
+        self.command("errors 0 %d %d" % (count, code))
 
     def destroy(self):
         try:
@@ -426,16 +449,28 @@ class Outboxd:
         self.log.close()
 
 
+def start_kafka(**real_options):
+    """The run's Kafka: see KAFKA_KIND."""
+    if KAFKA_KIND == "mock":
+        return MockKafka()
+    import real_kafka
+    require(os.path.isdir(real_kafka.KAFKA_LIBS),
+            "Kafka jars in %s (scripts/kafka-jars.sh)" % real_kafka.KAFKA_LIBS)
+    return real_kafka.RealKafka(**real_options)
+
+
 class IntegrationTest(unittest.TestCase):
-    """Starts PostgreSQL and the mock cluster once per test class."""
+    """Starts PostgreSQL and Kafka once per test class."""
 
     pg_conf = ""
+    kafka_kinds = ("real",)  # where protocol error injection is not needed
+    kafka_options = {}  # for real_kafka.RealKafka: brokers, broker_conf, ...
 
     @classmethod
     def setUpClass(cls):
         cls.workdir = tempfile.mkdtemp(prefix="outboxd-it-")
         cls.pg = Postgres(extra_conf=cls.pg_conf)
-        cls.kafka = MockKafka()
+        cls.kafka = start_kafka(**cls.kafka_options)
         cls.envelopes = EnvelopeReader()
 
     @classmethod
@@ -547,4 +582,18 @@ def quote(text):
 
 
 def main():
-    unittest.main(verbosity=2)
+    """Runs the module's test classes that fit this run's Kafka kind; a
+    module with none for it is a registration mistake, not a pass."""
+    module = sys.modules["__main__"]
+    loader = unittest.defaultTestLoader
+    suite = unittest.TestSuite()
+    for name in dir(module):
+        cls = getattr(module, name)
+        if (isinstance(cls, type) and issubclass(cls, unittest.TestCase)
+                and cls.__module__ == "__main__"
+                and KAFKA_KIND in getattr(cls, "kafka_kinds", (KAFKA_KIND,))):
+            suite.addTests(loader.loadTestsFromTestCase(cls))
+    if suite.countTestCases() == 0:
+        sys.exit("no test in %s runs on Kafka kind %r" % (module.__file__, KAFKA_KIND))
+    result = unittest.TextTestRunner(verbosity=2).run(suite)
+    sys.exit(0 if result.wasSuccessful() else 1)

@@ -1,6 +1,7 @@
 """Rows that cannot become a record (SPEC section 5), under each
 errors.bad.event policy: a clear error naming the row and the LSN, and
-nothing lost silently."""
+nothing lost silently.  On a real broker whose message.max.bytes is 20000:
+a record over that limit, and topic names the brokers refuse."""
 import json
 
 from harness import IntegrationTest, main, wait_until, lsn_int
@@ -22,10 +23,14 @@ def headers(record):
 
 class BadRowTest(IntegrationTest):
 
+    kafka_options = {"broker_conf": {"message.max.bytes": 20000}}
+
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
         cls.pg.sql(LOOSE)
+        # "acct.x" would collide with it: Kafka treats '.' and '_' alike
+        cls.kafka.create_topic("outbox.event.acct_x", 1)
 
     def insert(self, agg, key, typ="T", payload="{}"):
         def lit(v):
@@ -39,21 +44,25 @@ class BadRowTest(IntegrationTest):
         return d
 
     def test_dlq_receives_each_kind_of_bad_row(self):
-        d = self.connector("dlq", errors_dlq_topic="dead.letters",
-                           kafka_message_max_bytes="20000")
+        # no client-side size limit: the broker's own message.max.bytes
+        d = self.connector("dlq", errors_dlq_topic="dead.letters")
         self.insert("acct", None)                      # NULL key
         self.insert(None, "k-2")                       # NULL route column
         self.insert("a" * 300, "k-3")                  # topic over 249 bytes
         self.insert("acct", "k-4", payload=json.dumps({"blob": "é" * 30000}))  # too large
+        self.insert("acct.x", "k-6")                   # collides with acct_x
         self.insert("acct", "k-5", payload='{"fine": true}')
-        dead = self.consumer.read(["dead.letters"], 4)
-        self.assertEqual(len(dead), 4)
+        dead = self.consumer.read(["dead.letters"], 5)
+        self.assertEqual(len(dead), 5)
         dead.sort(key=lambda r: lsn_int(json.loads(r.value)["lsn"]))  # commit order
         errors = [headers(r)["error"] for r in dead]
         self.assertIn('column "aggregateid" (table.field.event.key) is NULL', errors[0])
         self.assertIn('column "aggregatetype" (route.by.field) is NULL', errors[1])
         self.assertIn("not a valid Kafka topic name", errors[2])
         self.assertIn("too large", errors[3].lower())
+        self.assertIn("max.message.bytes of 20000", errors[3])
+        self.assertIn('the brokers refuse the topic "outbox.event.acct.x"', errors[4])
+        self.assertIn("collides", errors[4])
         docs = [json.loads(r.value) for r in dead]
         self.assertIsNone(dead[0].key, "no key when the key column is NULL")
         self.assertEqual(dead[1].key, b"k-2")

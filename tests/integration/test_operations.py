@@ -37,7 +37,8 @@ class OperationsTest(IntegrationTest):
         return r.returncode, lines, r.stdout + r.stderr
 
     def test_check_passes_on_a_good_setup(self):
-        self.kafka.command("create outbox.dlq 1")
+        # the dead letter topic does not exist: the brokers create it on
+        # first use (auto.create.topics.enable), so that is a PASS
         code, lines, out = self.check_lines(self.conf(slot_name="checked"))
         self.assertEqual(code, 0, out)
         self.assertTrue(all(l.startswith("PASS") for l in lines), out)
@@ -46,6 +47,11 @@ class OperationsTest(IntegrationTest):
                      "mapped columns", "output plugin", "kafka", "dead letter topic"):
             self.assertTrue(any(l.split(None, 1)[1].startswith(item) for l in lines),
                             "no line for %s in\n%s" % (item, out))
+        self.assertIn('"outbox.dlq" does not exist yet; the brokers create it on first use', out)
+        self.kafka.create_topic("outbox.dlq", 1)
+        code, lines, out = self.check_lines(self.conf(slot_name="checked"))
+        self.assertEqual(code, 0, out)
+        self.assertIn('dead letter topic    "outbox.dlq" exists', out)
 
     def assert_fails(self, path, item, text):
         code, lines, out = self.check_lines(path)
@@ -61,8 +67,6 @@ class OperationsTest(IntegrationTest):
                           "mapped column", 'has no column "kind" (table.field.event.type)')
         self.assert_fails(self.conf(kafka_bootstrap_servers="127.0.0.1:%d" % free_port()),
                           "kafka", "check kafka.bootstrap.servers")
-        self.assert_fails(self.conf(errors_dlq_topic="never.created"),
-                          "dead letter topic", "create it")
         self.assert_fails(self.conf(database_url="host=/nonexistent dbname=x"),
                           "server", "check database.url")
         self.pg.sql("DROP ROLE IF EXISTS plain; CREATE ROLE plain LOGIN")
@@ -192,14 +196,14 @@ class OperationsTest(IntegrationTest):
         # nothing to read: the time goes to waiting for the server
         wait_until(lambda: d.metrics()[server] > 0.5, 10, "waiting for the server to show")
         before = d.metrics()[kafka]
-        self.kafka.all_brokers("down")
+        self.kafka.brokers_down()
         try:
             self.insert_events([("w", "k-%d" % i, "E", "{}") for i in range(20)])
             # 5 in flight and no acks: held back by Kafka
             wait_until(lambda: d.metrics()[kafka] > before + 1, 30, "waiting for Kafka to show")
             self.assertEqual(d.metrics()["outboxd_inflight_events"], 5)
         finally:
-            self.kafka.all_brokers("up")
+            self.kafka.brokers_up()
         self.assertEqual(len(self.consumer.read(["outbox.event.w"], 20)), 20)
         self.assertEqual(d.stop(), 0)
 
@@ -216,12 +220,12 @@ class OperationsTest(IntegrationTest):
         finally:
             self.pg.start()
         wait_until(lambda: d.http("/readyz")[0] == 200, 60, "ready again")
-        self.kafka.all_brokers("down")
+        self.kafka.brokers_down()
         try:
             wait_until(lambda: d.http("/readyz")[0] == 503, 30, "not ready without Kafka")
             self.assertIn("kafka", d.http("/readyz")[1])
         finally:
-            self.kafka.all_brokers("up")
+            self.kafka.brokers_up()
         wait_until(lambda: d.http("/readyz")[0] == 200, 60, "ready after Kafka returns")
         self.assertEqual(d.http("/nope")[0], 404)
         self.assertEqual(d.stop(), 0)
@@ -258,6 +262,20 @@ class OperationsTest(IntegrationTest):
         wait_until(lambda: int(self.pg.sql("SELECT count(*) FROM heartbeat")[0][0]) >= 3,
                    30, "three heartbeats")
         self.assertEqual(d.stop(), 0)
+
+
+class CheckWithoutAutoCreateTest(IntegrationTest):
+    """Brokers that do not create topics on first use."""
+
+    kafka_options = {"broker_conf": {"auto.create.topics.enable": "false"}}
+    conf = OperationsTest.conf
+    check_lines = OperationsTest.check_lines
+    assert_fails = OperationsTest.assert_fails
+
+    def test_missing_dead_letter_topic_fails(self):
+        self.assert_fails(self.conf(errors_dlq_topic="never.created"), "dead letter topic",
+                          '"never.created" does not exist and the brokers will not create it '
+                          '(auto.create.topics.enable=false): create it')
 
 
 class TlsTest(IntegrationTest):

@@ -1,5 +1,5 @@
-"""PostgreSQL and Kafka faults: the connector recovers by itself, loses
-nothing, and never confirms an unacknowledged event."""
+"""PostgreSQL faults: the connector recovers by itself, loses nothing, and
+never confirms an unacknowledged event.  Kafka faults: test_kafka_faults."""
 import os
 import signal
 import time
@@ -113,63 +113,6 @@ class PostgresFaultTest(IntegrationTest):
             self.assertRegex(d.output(), r"replication slot \"invalid\" is lost")
         finally:
             self.pg.sql("SELECT pg_drop_replication_slot('invalid')")
-
-
-class KafkaFaultTest(IntegrationTest):
-
-    # librdkafka 2.0.2's mock cluster appends Produce batches without the
-    # idempotent producer's sequence checks (its handler checks the producer
-    # id and epoch only).  With several requests in flight, an injected
-    # error on an early batch lets a later batch land first: order breaks,
-    # and librdkafka's rule that a "possibly persisted" batch followed by an
-    # acknowledged one was stored turns into silent loss.  A real broker
-    # rejects the later batch (OUT_OF_ORDER_SEQUENCE_NUMBER) and neither
-    # happens.  One request in flight keeps the mock faithful, so these
-    # tests show outboxd's side: retries, no loss, order, confirmation.
-    def produce_through_errors(self, slot, errors):
-        d = self.outboxd(slot_name=slot,
-                         kafka_max_in_flight_requests_per_connection="1")
-        d.wait_streaming()
-        self.insert_events([(slot, "e-0", "Warm", '{"seq": -1}')])
-        self.consumer.read(["outbox.event." + slot], 1)
-        before = self.pg.current_lsn()
-        for code in errors:
-            self.kafka.command("errors 0 3 %d" % code)  # Produce is ApiKey 0
-        w = Workload(self.pg, slot, events=500).start()
-        w.wait()
-        end = self.pg.current_lsn()
-        self.assertGreater(end, before)
-        wait_until(lambda: self.pg.confirmed_lsn(slot) >= end, 90, "confirm after errors")
-        records = self.consumer.read(["outbox.event." + slot], 501, timeout=90)
-        check_delivery(self, self.envelopes,
-                       [r for r in records if dict(r.headers)["eventType"] != b"Warm"],
-                       slot, 500)
-        self.assertEqual(d.stop(), 0)
-
-    def test_injected_produce_errors_are_retried(self):
-        # NOT_LEADER_OR_FOLLOWER (6), NOT_ENOUGH_REPLICAS (19)
-        self.produce_through_errors("errs", [6, 19])
-
-    def test_request_timeouts_are_retried(self):
-        # REQUEST_TIMED_OUT (7): "possibly persisted", retried
-        self.produce_through_errors("timeouts", [7])
-
-    def test_local_queue_full_is_waited_out(self):
-        d = self.outboxd(slot_name="qfull", kafka_queue_buffering_max_messages="10",
-                         kafka_message_timeout_ms="600000")
-        d.wait_streaming()
-        self.kafka.all_brokers("down")
-        try:
-            w = Workload(self.pg, "qfull", events=300).start()
-            w.wait()
-            time.sleep(2)
-            self.assertIsNone(d.proc.poll())
-            self.assertLess(self.pg.confirmed_lsn("qfull"), self.pg.current_lsn())
-        finally:
-            self.kafka.all_brokers("up")
-        records = self.consumer.read(["outbox.event.qfull"], 300, timeout=90)
-        check_delivery(self, self.envelopes, records, "qfull", 300)
-        self.assertEqual(d.stop(), 0)
 
 
 if __name__ == "__main__":

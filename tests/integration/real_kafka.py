@@ -1,0 +1,369 @@
+"""Apache Kafka as a test fixture: real brokers (KRaft) run from the Maven
+Central jars that scripts/kafka-jars.sh puts in build-kafka/libs.
+
+    RealKafka()                 one combined broker+controller node
+    RealKafka(brokers=3)        a dedicated controller and three brokers,
+                                replication factor 3, min.insync.replicas=2
+    RealKafka(security=Tls(d))  adds TLS, mTLS and SASL_SSL (SCRAM-SHA-512)
+                                listeners; see bootstrap_for()
+
+Everything listens on loopback ports picked at start.  Brokers are stopped
+by PID (SIGKILL: the data goes away with the fixture) and restarted on the
+same ports and data.  A three-broker cluster keeps its controller out of
+the brokers, as production KRaft clusters do, so that killing brokers never
+takes the metadata quorum with it and the controller really shrinks the ISR
+(NOT_ENOUGH_REPLICAS, not just timeouts).
+
+Heaps are small (the machine has two cores); timeouts that decide how fast
+a dead broker is fenced are shortened so failover tests take seconds, not
+half a minute: broker.session.timeout.ms=4000, replica.lag.time.max.ms=6000.
+"""
+import base64
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+KAFKA_LIBS = os.environ.get("KAFKA_LIBS", os.path.join(ROOT, "build-kafka", "libs"))
+LOG4J_CONF = os.path.join(ROOT, "tests", "kafka", "log4j2.xml")
+JAVA = os.environ.get("JAVA", "java")
+
+# SCRAM users created at format time: the fixture's admin (a super user)
+# and an application user whose rights the ACL tests grant and take away.
+SCRAM_USERS = {"admin": "admin-secret", "app": "app-secret"}
+SUPER_USERS = "User:ANONYMOUS;User:admin"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def java(main_class, *args, heap="128m", **kw):
+    """Runs one of Kafka's command-line tools from the jars."""
+    return subprocess.run(
+        [JAVA, "-Xmx" + heap, "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+         "-Dlog4j2.configurationFile=" + LOG4J_CONF, "-cp", KAFKA_LIBS + "/*",
+         main_class] + list(args),
+        check=True, capture_output=True, text=True, **kw)
+
+
+def cluster_id():
+    """A random cluster id as Kafka's Uuid prints it (URL-safe base64)."""
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if text[0] not in "-_":
+            return text
+
+
+class Tls:
+    """A throwaway CA, a broker certificate for localhost and 127.0.0.1, and
+    a client certificate whose key is encrypted with `client_key_password`
+    (for mTLS).  Also a second CA that signed nothing, for refusal tests."""
+
+    client_key_password = "client-key-secret"
+
+    def __init__(self, directory):
+        self.dir = directory
+        os.makedirs(directory, exist_ok=True)
+        self.ca = self._path("ca.pem")
+        self.other_ca = self._path("other-ca.pem")
+        self._ca("ca", "outboxd test CA")
+        self._ca("other-ca", "an unrelated CA")
+        self._leaf("broker", "localhost", "subjectAltName=DNS:localhost,IP:127.0.0.1")
+        self._leaf("client", "outboxd", "extendedKeyUsage=clientAuth")
+        # the broker's PEM keystore: unencrypted PKCS#8 key, then the chain
+        self.broker_keystore = self._path("broker-keystore.pem")
+        with open(self.broker_keystore, "w") as out:
+            for name in ("broker.key", "broker.pem"):
+                with open(self._path(name)) as f:
+                    out.write(f.read())
+        self.client_cert = self._path("client.pem")
+        self.client_key = self._path("client-encrypted.key")
+        self._openssl("pkcs8", "-topk8", "-v2", "aes-256-cbc", "-in", self._path("client.key"),
+                      "-out", self.client_key, "-passout", "pass:" + self.client_key_password)
+
+    def _path(self, name):
+        return os.path.join(self.dir, name)
+
+    def _openssl(self, *args):
+        subprocess.run(["openssl"] + list(args), check=True, capture_output=True)
+
+    def _ca(self, name, cn):
+        self._openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                      "-subj", "/CN=" + cn, "-keyout", self._path(name + ".key"),
+                      "-out", self._path(name + ".pem"))
+
+    def _leaf(self, name, cn, extension):
+        ext = self._path(name + ".ext")
+        with open(ext, "w") as f:
+            f.write(extension + "\n")
+        self._openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=" + cn,
+                      "-keyout", self._path(name + ".key"), "-out", self._path(name + ".csr"))
+        self._openssl("x509", "-req", "-days", "2", "-in", self._path(name + ".csr"),
+                      "-CA", self._path("ca.pem"), "-CAkey", self._path("ca.key"),
+                      "-CAcreateserial", "-extfile", ext, "-out", self._path(name + ".pem"))
+
+
+class Node:
+    """One Kafka process: its ports, properties file and log."""
+
+    def __init__(self, root, node_id, roles):
+        self.id = node_id
+        self.roles = roles
+        self.dir = os.path.join(root, "node-%d" % node_id)
+        os.makedirs(self.dir)
+        self.properties = os.path.join(self.dir, "server.properties")
+        self.log_path = os.path.join(self.dir, "kafka.log")
+        self.ports = {}
+        self.proc = None
+
+    @property
+    def is_broker(self):
+        return "broker" in self.roles
+
+    def start(self, heap):
+        log = open(self.log_path, "a")
+        self.log_offset = log.tell()
+        self.proc = subprocess.Popen(
+            [JAVA, "-Xms64m", "-Xmx" + heap, "-XX:+UseSerialGC",
+             "-Dlog4j2.configurationFile=" + LOG4J_CONF, "-cp", KAFKA_LIBS + "/*",
+             "kafka.Kafka", self.properties],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()
+
+    def wait_started(self, timeout=90):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with open(self.log_path) as f:
+                f.seek(self.log_offset)
+                text = f.read()
+            if "Kafka Server started" in text:
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise AssertionError("Kafka node %d did not start:\n%s" % (self.id, text[-3000:]))
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    @property
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+
+class RealKafka:
+    """Apache Kafka brokers on loopback; see the module comment."""
+
+    kind = "real"
+
+    def __init__(self, brokers=1, security=None, broker_conf=None, heap="384m"):
+        self.root = tempfile.mkdtemp(prefix="outboxd-kafka-")
+        self.security = security
+        self.heap = heap
+        self.replication = min(brokers, 3)
+        if brokers == 1:
+            self.nodes = [Node(self.root, 1, "broker,controller")]
+        else:
+            self.nodes = [Node(self.root, 0, "controller")] + [
+                Node(self.root, i, "broker") for i in range(1, brokers + 1)]
+        self.listeners = ["PLAINTEXT"]
+        if security:
+            self.listeners += ["SSL", "MTLS", "SASL_SSL"]
+        for node in self.nodes:
+            if "controller" in node.roles:
+                node.ports["CONTROLLER"] = free_port()
+            if node.is_broker:
+                for listener in self.listeners:
+                    node.ports[listener] = free_port()
+        self.controllers = [n for n in self.nodes if "controller" in n.roles]
+        for node in self.nodes:
+            self._write_properties(node, broker_conf or {})
+        self._format()
+        for node in self.nodes:
+            node.start(self.heap)
+        for node in self.nodes:
+            node.wait_started()
+        self.bootstrap = self.bootstrap_for("PLAINTEXT")
+
+    # ------------------------------------------------------------ set-up
+
+    def _write_properties(self, node, extra):
+        voters = ",".join("%d@127.0.0.1:%d" % (c.id, c.ports["CONTROLLER"])
+                          for c in self.controllers)
+        rf = self.replication
+        conf = {
+            "process.roles": node.roles,
+            "node.id": node.id,
+            "controller.quorum.voters": voters,
+            "controller.listener.names": "CONTROLLER",
+            "listener.security.protocol.map":
+                "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SSL:SSL,MTLS:SSL,SASL_SSL:SASL_SSL",
+            "log.dirs": os.path.join(node.dir, "data"),
+            # auto-created topics get 4 partitions, as on the mock cluster
+            "num.partitions": 4,
+            "default.replication.factor": rf,
+            "min.insync.replicas": min(rf, 2),
+            "offsets.topic.replication.factor": rf,
+            "offsets.topic.num.partitions": 1,
+            "transaction.state.log.replication.factor": rf,
+            "transaction.state.log.min.isr": min(rf, 2),
+            "transaction.state.log.num.partitions": 1,
+            "share.coordinator.state.topic.replication.factor": rf,
+            "share.coordinator.state.topic.min.isr": min(rf, 2),
+            "group.initial.rebalance.delay.ms": 0,
+            "broker.session.timeout.ms": 4000,
+            "broker.heartbeat.interval.ms": 1000,
+            "replica.lag.time.max.ms": 6000,
+        }
+        listeners = ["CONTROLLER://127.0.0.1:%d" % node.ports["CONTROLLER"]
+                     for _ in [1] if "CONTROLLER" in node.ports]
+        if node.is_broker:
+            listeners += ["%s://127.0.0.1:%d" % (l, node.ports[l]) for l in self.listeners]
+            conf["inter.broker.listener.name"] = "PLAINTEXT"
+            # TLS listeners advertise the name in the broker's certificate
+            conf["advertised.listeners"] = ",".join(
+                "%s://%s:%d" % (l, "127.0.0.1" if l == "PLAINTEXT" else "localhost",
+                                node.ports[l]) for l in self.listeners)
+        conf["listeners"] = ",".join(listeners)
+        if self.security and node.is_broker:
+            tls = self.security
+            conf.update({
+                "ssl.keystore.type": "PEM",
+                "ssl.keystore.location": tls.broker_keystore,
+                "ssl.truststore.type": "PEM",
+                "ssl.truststore.location": tls.ca,
+                "listener.name.mtls.ssl.client.auth": "required",
+                "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+                "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config":
+                    'org.apache.kafka.common.security.scram.ScramLoginModule required '
+                    'username="admin" password="%s";' % SCRAM_USERS["admin"],
+                # ACLs are enforced: the PLAINTEXT listener (the fixture's
+                # own clients, ANONYMOUS) and admin may do anything
+                "authorizer.class.name":
+                    "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                "super.users": SUPER_USERS,
+            })
+        if self.security and not node.is_broker:
+            conf["authorizer.class.name"] = \
+                "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+            conf["super.users"] = SUPER_USERS
+        conf.update(extra)
+        with open(node.properties, "w") as f:
+            for k, v in conf.items():
+                f.write("%s=%s\n" % (k, v))
+
+    def _format(self):
+        cid = cluster_id()
+        args = []
+        if self.security:
+            for name, password in SCRAM_USERS.items():
+                args += ["--add-scram", "SCRAM-SHA-512=[name=%s,password=%s]" % (name, password)]
+        # formats run in parallel: each is a JVM start
+        procs = [subprocess.Popen(
+            [JAVA, "-Xmx128m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+             "-Dlog4j2.configurationFile=" + LOG4J_CONF, "-cp", KAFKA_LIBS + "/*",
+             "kafka.tools.StorageTool", "format", "-t", cid, "-c", n.properties] + args,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            for n in self.nodes]
+        for p in procs:
+            out = p.communicate()[0]
+            assert p.returncode == 0, "kafka-storage format failed:\n" + out
+
+    # ------------------------------------------------------------ access
+
+    @property
+    def brokers(self):
+        return [n for n in self.nodes if n.is_broker]
+
+    def broker(self, node_id):
+        return next(n for n in self.brokers if n.id == node_id)
+
+    def bootstrap_for(self, listener):
+        host = "127.0.0.1" if listener == "PLAINTEXT" else "localhost"
+        return ",".join("%s:%d" % (host, n.ports[listener]) for n in self.brokers)
+
+    def admin(self):
+        import warnings
+        warnings.simplefilter("ignore", ImportWarning)
+        from kafka.admin import KafkaAdminClient
+        return KafkaAdminClient(bootstrap_servers=self.bootstrap_for("PLAINTEXT"),
+                                api_version_auto_timeout_ms=10000)
+
+    def create_topic(self, name, partitions, config=None, replication=None):
+        from kafka.admin import NewTopic
+        admin = self.admin()
+        try:
+            admin.create_topics([NewTopic(name, partitions, replication or self.replication,
+                                          topic_configs=config or {})])
+        finally:
+            admin.close()
+
+    def delete_topic(self, name):
+        admin = self.admin()
+        try:
+            admin.delete_topics([name])
+        finally:
+            admin.close()
+
+    def leaders(self, topic):
+        """{partition: leader node id} as the cluster reports it now."""
+        from kafka import KafkaConsumer
+        c = KafkaConsumer(bootstrap_servers=self.bootstrap, api_version_auto_timeout_ms=10000)
+        try:
+            from kafka.structs import TopicPartition
+            c.topics()
+            cluster = c._client.cluster
+            return {p: cluster.leader_for_partition(TopicPartition(topic, p))
+                    for p in sorted(c.partitions_for_topic(topic) or [])}
+        finally:
+            c.close()
+
+    def acl(self, *args):
+        """kafka-acls against the PLAINTEXT listener (a super user)."""
+        return java("org.apache.kafka.tools.AclCommand",
+                    "--bootstrap-server", self.bootstrap_for("PLAINTEXT"), *args).stdout
+
+    def log(self, node_id=None):
+        nodes = self.nodes if node_id is None else [self.broker(node_id)]
+        out = []
+        for n in nodes:
+            with open(n.log_path) as f:
+                out.append(f.read())
+        return "\n".join(out)
+
+    # ------------------------------------------------------------ faults
+
+    def kill(self, node_id):
+        self.broker(node_id).kill()
+
+    def start(self, node_id):
+        node = self.broker(node_id)
+        node.start(self.heap)
+        node.wait_started()
+
+    def brokers_down(self):
+        for n in self.brokers:
+            n.kill()
+
+    def brokers_up(self):
+        for n in self.brokers:
+            if not n.running:
+                n.start(self.heap)
+        for n in self.brokers:
+            n.wait_started()
+
+    def destroy(self):
+        import shutil
+        for n in self.nodes:
+            n.kill()
+        shutil.rmtree(self.root, ignore_errors=True)
+
