@@ -1,22 +1,30 @@
 #!/usr/bin/env bash
 # Fetches Apache Kafka (broker, tools, an SLF4J binding: tests/kafka/pom.xml)
-# from Maven Central into Maven's local repository and copies the runtime
-# classpath to build-kafka/libs, for the tests and the bench.  Once the jars
-# are in ~/.m2 it works offline; a second run with the classpath in place
-# does nothing.
+# from Maven Central into Maven's local repository and copies each version's
+# runtime classpath into build-kafka/, for the tests and the bench:
+#   libs/        Kafka 4.3.0, every real-broker test
+#   libs-3.9.1/  Kafka 3.9.1, SASL/SCRAM (Debian 12's librdkafka 2.0.2 fails
+#                SCRAM against 4.x brokers; see docs/runbook.md)
+# Once the jars are in ~/.m2 it works offline; a folder whose pom has not
+# changed is left alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-libs=$PWD/build-kafka/libs
-stamp=$libs/.pom.sha256
-want=$(sha256sum tests/kafka/pom.xml | cut -d' ' -f1)
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
-  echo "kafka-jars: $(ls "$libs"/*.jar | wc -l) jars present"
-  exit 0
-fi
-rm -rf "$libs"
+pom=tests/kafka/pom.xml
 plugin=org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies
-args=(-B -q -f tests/kafka/pom.xml "$plugin" -DincludeScope=runtime -DoutputDirectory="$libs")
-# offline first: CI machines that ran before, and sessions, have ~/.m2
-mvn -o "${args[@]}" >/dev/null 2>&1 || mvn "${args[@]}"
-echo "$want" > "$stamp"
-echo "kafka-jars: $(ls "$libs"/*.jar | wc -l) jars in $libs"
+for entry in 4.3.0:libs 3.9.1:libs-3.9.1; do
+  version=${entry%%:*}
+  libs=$PWD/build-kafka/${entry#*:}
+  stamp=$libs/.pom.sha256
+  want="$(sha256sum "$pom" | cut -d' ' -f1) $version"
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    echo "kafka-jars: Kafka $version present ($(ls "$libs"/*.jar | wc -l) jars)"
+    continue
+  fi
+  rm -rf "$libs"
+  args=(-B -q -f "$pom" "$plugin" -Dkafka.version="$version" -DincludeScope=runtime
+        -DoutputDirectory="$libs")
+  # offline first: machines that fetched before have everything in ~/.m2
+  mvn -o "${args[@]}" >/dev/null 2>&1 || mvn "${args[@]}"
+  echo "$want" > "$stamp"
+  echo "kafka-jars: Kafka $version in $libs ($(ls "$libs"/*.jar | wc -l) jars)"
+done

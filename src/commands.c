@@ -572,10 +572,9 @@ static void check_kafka(check_t *c, const obx_config_t *conf)
 		result(c, false, "kafka config", "%s", err);
 		return;
 	}
-	if (!obx_producer_reachable(p, 10000)) {
-		obx_producer_poll(p, 0); /* serves the errors that say why */
+	if (!obx_producer_wait_reachable(p, 10000)) {
 		result(c, false, "kafka",
-		       "no broker answered within 10 s (%s): check "
+		       "no broker answered (%s): check "
 		       "kafka.bootstrap.servers, network and TLS/SASL settings",
 		       obx_producer_last_error(p)[0]
 			   ? obx_producer_last_error(p)

@@ -41,6 +41,7 @@ struct obx_producer {
 	bool compressed;      /* compression.type is not none */
 	atomic_ulong errors;  /* read from any thread */
 	char last_error[512]; /* written by error_cb, in obx_producer_poll() */
+	int last_error_code;  /* rd_kafka_resp_err_t of last_error */
 };
 
 static void delivery_report(rd_kafka_t *rk, const rd_kafka_message_t *msg,
@@ -62,6 +63,7 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 
 	atomic_fetch_add(&p->errors, 1);
 	snprintf(p->last_error, sizeof(p->last_error), "%s", reason);
+	p->last_error_code = err;
 	if (err == RD_KAFKA_RESP_ERR__FATAL) {
 		rd_kafka_fatal_error(rk, fatal_reason, sizeof(fatal_reason));
 		obx_error("kafka: fatal error: %s", fatal_reason);
@@ -82,6 +84,29 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *facility,
 			       : level <= 6 ? OBX_LOG_INFO
 					    : OBX_LOG_DEBUG;
 	obx_log(ours, "kafka: %s: %s", facility, buf);
+}
+
+/*
+ * librdkafka before 2.6.1 sends a SCRAM client proof with the client nonce
+ * twice; Kafka 4.0 and later check the nonce strictly and refuse it as
+ * invalid credentials (confluentinc/librdkafka#4895).  Debian 12 ships
+ * 2.0.2, so say so before the operator hunts for a wrong password.
+ */
+static void warn_scram_with_old_librdkafka(rd_kafka_conf_t *kconf)
+{
+	char mechanism[64] = "";
+	size_t size = sizeof(mechanism);
+	if (rd_kafka_version() >= 0x020601ff ||
+	    rd_kafka_conf_get(kconf, "sasl.mechanisms", mechanism, &size) !=
+		RD_KAFKA_CONF_OK ||
+	    strncmp(mechanism, "SCRAM", 5) != 0)
+		return;
+	obx_warn("kafka: librdkafka %s cannot authenticate with %s to Kafka "
+		 "4.0 or later brokers (they refuse its SCRAM proof as "
+		 "\"invalid credentials\"; fixed in librdkafka 2.6.1): against "
+		 "those, use kafka.sasl.mechanism=PLAIN over SASL_SSL or a "
+		 "newer librdkafka",
+		 rd_kafka_version_str(), mechanism);
 }
 
 obx_producer_t *obx_producer_new(const obx_config_t *conf,
@@ -108,6 +133,7 @@ obx_producer_t *obx_producer_new(const obx_config_t *conf,
 			return NULL;
 		}
 	}
+	warn_scram_with_old_librdkafka(kconf);
 	rd_kafka_conf_set_opaque(kconf, p);
 	rd_kafka_conf_set_dr_msg_cb(kconf, delivery_report);
 	rd_kafka_conf_set_error_cb(kconf, error_cb);
@@ -546,6 +572,20 @@ bool obx_producer_reachable(obx_producer_t *p, int timeout_ms)
 	if (md)
 		rd_kafka_metadata_destroy(md);
 	return err == RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
+bool obx_producer_wait_reachable(obx_producer_t *p, int timeout_ms)
+{
+	int64_t deadline = obx_now_us() + (int64_t)timeout_ms * 1000;
+	do {
+		if (obx_producer_reachable(p, 500))
+			return true;
+		obx_producer_poll(p, 0); /* serves the errors that say why */
+		if (p->last_error_code == RD_KAFKA_RESP_ERR__AUTHENTICATION ||
+		    p->last_error_code == RD_KAFKA_RESP_ERR__SSL)
+			return false; /* retrying will not change the answer */
+	} while (obx_now_us() < deadline);
+	return false;
 }
 
 int obx_producer_event_fd(const obx_producer_t *p)

@@ -83,6 +83,14 @@ unsigned long obx_producer_error_count(const obx_producer_t *p);
 bool obx_producer_reachable(obx_producer_t *p, int timeout_ms);
 
 /*
+ * Like obx_producer_reachable(), but gives up early when librdkafka reports
+ * an authentication or TLS failure (a wrong password, an untrusted
+ * certificate), whose reason obx_producer_last_error() then holds.  Serves
+ * the producer's callbacks: the polling thread only (e.g. `check`).
+ */
+bool obx_producer_wait_reachable(obx_producer_t *p, int timeout_ms);
+
+/*
  * One configuration entry of a topic (broker == false) or of a broker (name
  * is its node id), as the cluster reports it (DescribeConfigs), copied into
  * value.  OBX_RETRY, with the reason in errstr, when the cluster did not

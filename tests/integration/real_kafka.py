@@ -4,8 +4,10 @@ Central jars that scripts/kafka-jars.sh puts in build-kafka/libs.
     RealKafka()                 one combined broker+controller node
     RealKafka(brokers=3)        a dedicated controller and three brokers,
                                 replication factor 3, min.insync.replicas=2
-    RealKafka(security=Tls(d))  adds TLS, mTLS and SASL_SSL (SCRAM-SHA-512)
-                                listeners; see bootstrap_for()
+    RealKafka(security=Tls(d))  adds TLS, mTLS and SASL_SSL (SCRAM-SHA-512 and
+                                PLAIN) listeners and enforces ACLs; see
+                                bootstrap_for()
+    RealKafka(version=KAFKA_3_VERSION)  the 3.x broker (see KAFKA_3_VERSION)
 
 Everything listens on loopback ports picked at start.  Brokers are stopped
 by PID (SIGKILL: the data goes away with the fixture) and restarted on the
@@ -29,12 +31,24 @@ import uuid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 KAFKA_LIBS = os.environ.get("KAFKA_LIBS", os.path.join(ROOT, "build-kafka", "libs"))
+# A 3.x broker beside the 4.x default (scripts/kafka-jars.sh fetches both):
+# Debian 12's librdkafka 2.0.2 computes SCRAM proofs that Kafka 4.x rejects
+# (fixed in librdkafka 2.6.1), so SCRAM is tested where it can work.
+KAFKA_3_VERSION = "3.9.1"
+
+
+def libs_for(version):
+    """The classpath folder of a Kafka version; None is the default one."""
+    if version is None:
+        return KAFKA_LIBS
+    return os.path.join(os.path.dirname(KAFKA_LIBS), "libs-" + version)
 LOG4J_CONF = os.path.join(ROOT, "tests", "kafka", "log4j2.xml")
 JAVA = os.environ.get("JAVA", "java")
 
-# SCRAM users created at format time: the fixture's admin (a super user)
-# and an application user whose rights the ACL tests grant and take away.
-SCRAM_USERS = {"admin": "admin-secret", "app": "app-secret"}
+# SASL users (SCRAM credentials created at format time, PLAIN from the
+# listener's list): the fixture's admin (a super user) and an application
+# user that gets the ACLs the runbook lists.
+SASL_USERS = {"admin": "admin-secret", "app": "app-secret"}
 SUPER_USERS = "User:ANONYMOUS;User:admin"
 
 
@@ -62,7 +76,7 @@ def cluster_id():
 
 
 class Tls:
-    """A throwaway CA, a broker certificate for localhost and 127.0.0.1, and
+    """A throwaway CA, a broker certificate for the name localhost, and
     a client certificate whose key is encrypted with `client_key_password`
     (for mTLS).  Also a second CA that signed nothing, for refusal tests."""
 
@@ -75,7 +89,8 @@ class Tls:
         self.other_ca = self._path("other-ca.pem")
         self._ca("ca", "outboxd test CA")
         self._ca("other-ca", "an unrelated CA")
-        self._leaf("broker", "localhost", "subjectAltName=DNS:localhost,IP:127.0.0.1")
+        # localhost only: connecting to 127.0.0.1 must fail the hostname check
+        self._leaf("broker", "localhost", "subjectAltName=DNS:localhost")
         self._leaf("client", "outboxd", "extendedKeyUsage=clientAuth")
         # the broker's PEM keystore: unencrypted PKCS#8 key, then the chain
         self.broker_keystore = self._path("broker-keystore.pem")
@@ -113,8 +128,9 @@ class Tls:
 class Node:
     """One Kafka process: its ports, properties file and log."""
 
-    def __init__(self, root, node_id, roles):
+    def __init__(self, root, node_id, roles, libs):
         self.id = node_id
+        self.libs = libs
         self.roles = roles
         self.dir = os.path.join(root, "node-%d" % node_id)
         os.makedirs(self.dir)
@@ -132,7 +148,7 @@ class Node:
         self.log_offset = log.tell()
         self.proc = subprocess.Popen(
             [JAVA, "-Xms64m", "-Xmx" + heap, "-XX:+UseSerialGC",
-             "-Dlog4j2.configurationFile=" + LOG4J_CONF, "-cp", KAFKA_LIBS + "/*",
+             "-Dlog4j2.configurationFile=" + LOG4J_CONF, "-cp", self.libs + "/*",
              "kafka.Kafka", self.properties],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         log.close()
@@ -165,16 +181,18 @@ class RealKafka:
 
     kind = "real"
 
-    def __init__(self, brokers=1, security=None, broker_conf=None, heap="384m"):
+    def __init__(self, brokers=1, security=None, broker_conf=None, heap="384m",
+                 version=None):
         self.root = tempfile.mkdtemp(prefix="outboxd-kafka-")
+        self.libs = libs_for(version)
         self.security = security
         self.heap = heap
         self.replication = min(brokers, 3)
         if brokers == 1:
-            self.nodes = [Node(self.root, 1, "broker,controller")]
+            self.nodes = [Node(self.root, 1, "broker,controller", self.libs)]
         else:
-            self.nodes = [Node(self.root, 0, "controller")] + [
-                Node(self.root, i, "broker") for i in range(1, brokers + 1)]
+            self.nodes = [Node(self.root, 0, "controller", self.libs)] + [
+                Node(self.root, i, "broker", self.libs) for i in range(1, brokers + 1)]
         self.listeners = ["PLAINTEXT"]
         if security:
             self.listeners += ["SSL", "MTLS", "SASL_SSL"]
@@ -242,10 +260,16 @@ class RealKafka:
                 "ssl.truststore.type": "PEM",
                 "ssl.truststore.location": tls.ca,
                 "listener.name.mtls.ssl.client.auth": "required",
-                "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+                "sasl.enabled.mechanisms": "SCRAM-SHA-512,PLAIN",
                 "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config":
                     'org.apache.kafka.common.security.scram.ScramLoginModule required '
-                    'username="admin" password="%s";' % SCRAM_USERS["admin"],
+                    'username="admin" password="%s";' % SASL_USERS["admin"],
+                # PLAIN: the same users, checked against this list
+                "listener.name.sasl_ssl.plain.sasl.jaas.config":
+                    'org.apache.kafka.common.security.plain.PlainLoginModule required '
+                    'username="admin" password="%s" %s;' % (
+                        SASL_USERS["admin"],
+                        " ".join('user_%s="%s"' % kv for kv in SASL_USERS.items())),
                 # ACLs are enforced: the PLAINTEXT listener (the fixture's
                 # own clients, ANONYMOUS) and admin may do anything
                 "authorizer.class.name":
@@ -265,12 +289,12 @@ class RealKafka:
         cid = cluster_id()
         args = []
         if self.security:
-            for name, password in SCRAM_USERS.items():
-                args += ["--add-scram", "SCRAM-SHA-512=[name=%s,password=%s]" % (name, password)]
+            for name, password in SASL_USERS.items():
+                args += ["--add-scram", "SCRAM-SHA-512=[name=\"%s\",password=\"%s\"]" % (name, password)]
         # formats run in parallel: each is a JVM start
         procs = [subprocess.Popen(
             [JAVA, "-Xmx128m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
-             "-Dlog4j2.configurationFile=" + LOG4J_CONF, "-cp", KAFKA_LIBS + "/*",
+             "-Dlog4j2.configurationFile=" + LOG4J_CONF, "-cp", self.libs + "/*",
              "kafka.tools.StorageTool", "format", "-t", cid, "-c", n.properties] + args,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             for n in self.nodes]
