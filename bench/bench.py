@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """outboxd benchmark: measures, in one run on the same WAL, the server's
 decoding limit (pg_recvlogical -> /dev/null with outboxd's own wal2json
-options), two naive pipes, and outboxd itself; then live commit -> Kafka-ack
-latency at a fixed offered load, and optionally a soak.
+options), two naive pipes, and outboxd itself, each into librdkafka's mock
+cluster and into a real single-node Apache Kafka broker; then live commit ->
+Kafka-ack latency at a fixed offered load into each, and optionally a soak.
 
 The naive pipes (../shared/bench's naive peers, rebuilt here):
   keyed    pg_recvlogical | mawk (aggregateid as the key) | kcat -K, into one
@@ -20,6 +21,7 @@ Settings (environment):
   OUTBOXD_EXTRA  extra "key=value;key=value" settings for outboxd (tuning)
   BENCH_REPEAT   catch-up runs of each contender, interleaved; the table
                  shows medians                      (default 3)
+  BENCH_BROKERS  the Kafka brokers to run against  (default "mock real")
   VARIANTS       further outboxd catch-up runs on the same WAL, separated by
                  "|", each "key=value;key=value" on top of OUTBOXD_EXTRA,
                  e.g. VARIANTS="kafka.linger.ms=5|kafka.compression.type=lz4"
@@ -41,11 +43,12 @@ os.environ.setdefault("OUTBOXD_BIN", os.path.join(root, "build-bench", "outboxd"
 os.environ.setdefault("MOCK_KAFKA_BIN", os.path.join(root, "build-bench", "tests", "outboxd-mock-kafka"))
 
 import harness  # noqa: E402
+import real_kafka  # noqa: E402
 
 PG_BIN = harness.PG_BIN
 TYPES = ["order", "customer", "payment", "shipment", "invoice", "refund", "account", "cart"]
 BATCH = 10  # outbox rows per transaction
-PARTITIONS = 4  # per topic (the mock's default for auto-created ones)
+PARTITIONS = 4  # per topic (the default for auto-created ones on both brokers)
 
 # The keyed naive pipe's key extractor: wal2json's aggregateid value, a tab,
 # the line; lines without one (BEGIN, COMMIT) are not events and are dropped.
@@ -112,6 +115,15 @@ def thread_cpu(pid):
     return out
 
 
+def broker_cpu(kafka):
+    """CPU seconds of a Kafka broker's processes so far (0 without one)."""
+    if kafka is None:
+        return 0.0
+    if kafka.kind == "mock":
+        return cpu_seconds(kafka.proc.pid)
+    return sum(cpu_seconds(n.proc.pid) for n in kafka.nodes if n.running)
+
+
 class WalsenderWatch(threading.Thread):
     """Samples the CPU of the walsender serving one slot (it exits with its
     client, so the last sample is kept): shows whether the server's
@@ -150,7 +162,11 @@ class Bench:
     def __init__(self):
         self.pg = harness.Postgres(extra_conf="fsync = on\nsynchronous_commit = on\n"
                                               "max_wal_size = 4GB\n")
-        self.kafka = harness.MockKafka()
+        self.kafkas = []
+        for kind in os.environ.get("BENCH_BROKERS", "mock real").split():
+            # one request in flight is not needed here: nothing is injected
+            self.kafkas.append(harness.MockKafka() if kind == "mock" else
+                               real_kafka.RealKafka(heap="1g"))
         self.workdir = tempfile.mkdtemp(prefix="outboxd-bench-")
         self.script = os.path.join(self.workdir, "workload.sql")
         with open(self.script, "w") as f:
@@ -164,15 +180,16 @@ class Bench:
     def settings(text):
         return dict(kv.strip().split("=", 1) for kv in text.split(";") if "=" in kv)
 
-    def outboxd(self, overrides=None, **settings):
+    def outboxd(self, kafka, overrides=None, **settings):
         extra = dict(self.extra, **(overrides or {}))
         settings.update({k.replace(".", "_"): v for k, v in extra.items()})
         settings.setdefault("log_level", "info")
-        return harness.Outboxd(self.workdir, self.pg, self.kafka, stats_interval_ms="0",
+        return harness.Outboxd(self.workdir, self.pg, kafka, stats_interval_ms="0",
                                **settings)
 
     def close(self):
-        self.kafka.destroy()
+        for kafka in self.kafkas:
+            kafka.destroy()
         self.pg.destroy()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -196,9 +213,9 @@ class Bench:
                 "-E", "%X/%X" % (end >> 32, end & 0xFFFFFFFF), "-F", "0", "--no-loop",
                 "-f", "-"] + self.decoder_options()
 
-    def timed(self, label, n, slot, argv_shell):
+    def timed(self, label, n, slot, argv_shell, kafka=None):
         walsender = WalsenderWatch(self.pg, slot)
-        mock0 = cpu_seconds(self.kafka.proc.pid)
+        broker0 = broker_cpu(kafka)
         start = time.monotonic()
         r = subprocess.run(["/usr/bin/time", "-f", "%U %S %M", "bash", "-c", argv_shell],
                            capture_output=True, text=True)
@@ -207,7 +224,7 @@ class Bench:
             raise RuntimeError("%s failed: %s" % (label, r.stderr[-2000:]))
         user, sys_, rss_kb = r.stderr.strip().splitlines()[-1].split()
         self.rows.append((label, n, secs, float(user) + float(sys_), int(rss_kb) / 1024,
-                          walsender.stop(), cpu_seconds(self.kafka.proc.pid) - mock0))
+                          walsender.stop(), broker_cpu(kafka) - broker0))
         return secs
 
     def catch_up(self, n):
@@ -238,48 +255,49 @@ class Bench:
                                      argv + " > /dev/null")
             self.pg.sql("SELECT pg_drop_replication_slot('base')")
 
-            self.naive_pipe(n, end, r, keyed=True)
-            self.naive_pipe(n, end, r, keyed=False)
-
-            for i, variant in enumerate([""] + self.variants):
-                self.catch_up_outboxd(n, end, decode_secs, "%d_%d" % (r, i), variant)
+            for kafka in self.kafkas:
+                self.naive_pipe(kafka, n, end, r, keyed=True)
+                self.naive_pipe(kafka, n, end, r, keyed=False)
+                for i, variant in enumerate([""] + self.variants):
+                    self.catch_up_outboxd(kafka, n, end, decode_secs, "%d_%d" % (r, i),
+                                          variant)
         self.pg.sql("SELECT pg_drop_replication_slot('tmpl')")
 
-    def naive_pipe(self, n, end, r, keyed):
+    def naive_pipe(self, kafka, n, end, r, keyed):
         # topics exist in production: create them first, so that no run
-        # waits for the mock's auto-creation
+        # waits for auto-creation
         topic = "naive%s%d_%d" % ("keyed" if keyed else "", n, r)
-        self.kafka.command("create %s %d" % (topic, PARTITIONS * len(TYPES)))
+        kafka.create_topic(topic, PARTITIONS * len(TYPES))
         self.copy_slot("naive")
         argv = " ".join("'%s'" % a for a in self.recvlogical("naive", end))
-        kcat = "kcat -P -b %s -t %s -X acks=all" % (self.kafka.bootstrap, topic)
+        kcat = "kcat -P -b %s -t %s -X acks=all" % (kafka.bootstrap, topic)
         if keyed:
-            self.timed("naive pipe, keyed: pg_recvlogical | mawk | kcat", n, "naive",
-                       "%s | mawk '%s' | %s -K '\t' -X partitioner=murmur2_random" % (
-                           argv, KEY_AWK, kcat))
-            consumer = harness.Consumer(self.kafka.bootstrap)
+            self.timed("naive pipe, keyed [%s]: pg_recvlogical | mawk | kcat" % kafka.kind,
+                       n, "naive", "%s | mawk '%s' | %s -K '\t' -X partitioner=murmur2_random" % (
+                           argv, KEY_AWK, kcat), kafka)
+            consumer = harness.Consumer(kafka.bootstrap)
             in_kafka = consumer.high_watermarks(topic)
             consumer.close()
             if in_kafka != n:
                 raise RuntimeError("keyed naive pipe: %d events in Kafka, expected %d" % (
                     in_kafka, n))
         else:
-            self.timed("naive pipe, unkeyed: pg_recvlogical | kcat", n, "naive",
-                       "%s | %s" % (argv, kcat))
+            self.timed("naive pipe, unkeyed [%s]: pg_recvlogical | kcat" % kafka.kind, n,
+                       "naive", "%s | %s" % (argv, kcat), kafka)
         self.pg.sql("SELECT pg_drop_replication_slot('naive')")
 
-    def catch_up_outboxd(self, n, end, decode_secs, index, variant):
+    def catch_up_outboxd(self, kafka, n, end, decode_secs, index, variant):
         """Times outboxd from its start until all n events are acked and
         the slot confirmed past end, on a copy of the template slot."""
         self.copy_slot("obx")
         prefix = "bench%d_%s" % (n, index)
         topics = ["%s.%s" % (prefix, t) for t in TYPES]
         for t in topics:
-            self.kafka.command("create %s %d" % (t, PARTITIONS))
-        d = self.outboxd(self.settings(variant), slot_name="obx", slot_create="false",
+            kafka.create_topic(t, PARTITIONS)
+        d = self.outboxd(kafka, self.settings(variant), slot_name="obx", slot_create="false",
                          route_topic_replacement=prefix + ".${routedByValue}")
         walsender = WalsenderWatch(self.pg, "obx")
-        mock0 = cpu_seconds(self.kafka.proc.pid)
+        broker0 = broker_cpu(kafka)
         own0 = time.process_time()
         start = time.monotonic()
         phases = {}
@@ -310,16 +328,16 @@ class Bench:
         print("  walsender: cpu %.2f s, runnable but waiting for a CPU %.2f s; the bench's own "
               "watching: cpu %.2f s" % (walsender_cpu, walsender.runqueue,
                                         time.process_time() - own0))
-        mock_cpu = cpu_seconds(self.kafka.proc.pid) - mock0
-        consumer = harness.Consumer(self.kafka.bootstrap)
+        broker_cpu_s = broker_cpu(kafka) - broker0
+        consumer = harness.Consumer(kafka.bootstrap)
         in_kafka = sum(consumer.high_watermarks(t) for t in topics)
         consumer.close()
         d.stop()
         self.pg.sql("SELECT pg_drop_replication_slot('obx')")
         if in_kafka != n:
             raise RuntimeError("outboxd: %d events in Kafka, expected %d" % (in_kafka, n))
-        label = "outboxd " + (variant.strip() or "(acked + confirmed)")
-        self.rows.append((label, n, secs, cpu, rss, walsender_cpu, mock_cpu))
+        label = "outboxd [%s] %s" % (kafka.kind, variant.strip() or "(acked + confirmed)")
+        self.rows.append((label, n, secs, cpu, rss, walsender_cpu, broker_cpu_s))
         print("catch-up %d, %s: decode limit %.0f/s, outboxd %.0f/s (%.2fx), %.0f MiB; %s" % (
             n, label, n / decode_secs, n / secs, decode_secs / secs, rss,
             ", ".join("%s at %.2f s" % kv for kv in phases.items())), flush=True)
@@ -334,10 +352,11 @@ class Bench:
         return harness.lsn_int(self.pg.sql(
             "SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = 'tmpl'")[0][0])
 
-    def live(self, rate, seconds, label):
+    def live(self, kafka, rate, seconds, label):
         for t in TYPES:
-            self.kafka.command("create live_%s.%s %d" % (label, t, PARTITIONS))
-        d = self.outboxd(slot_name="live_%s" % label,
+            kafka.create_topic("live_%s.%s" % (label, t), PARTITIONS)
+        broker0 = broker_cpu(kafka)
+        d = self.outboxd(kafka, slot_name="live_%s" % label,
                          route_topic_replacement="live_%s.${routedByValue}" % label)
         d.wait_streaming()
         rss_samples = []
@@ -360,7 +379,7 @@ class Bench:
         cpu, rss = proc_stats(d.proc.pid)
         d.stop()
         self.pg.sql("SELECT pg_drop_replication_slot('live_%s')" % label)
-        return m, cpu, rss, rss_samples
+        return m, cpu, rss, rss_samples, kafka.kind, broker_cpu(kafka) - broker0
 
     @staticmethod
     def percentile(m, q, name="outboxd_commit_to_ack_seconds"):
@@ -392,16 +411,17 @@ def main():
     try:
         for n in sizes:
             b.catch_up(n)
-        live = b.live(rate, live_secs, "latency") if live_secs else None
+        live = [b.live(k, rate, live_secs, "latency_" + k.kind) for k in b.kafkas
+                if live_secs]
         soak = None
         if soak_secs:
-            soak = b.live(rate // 2, soak_secs, "soak")
+            soak = b.live(b.kafkas[0], rate // 2, soak_secs, "soak")
     finally:
         b.close()
 
     report_catch_up(b.rows, b.repeat)
-    if live:
-        report_live(live, rate, live_secs)
+    for one in live:
+        report_live(one, rate, live_secs)
     if soak:
         report_soak(soak, rate // 2, soak_secs)
 
@@ -409,36 +429,38 @@ def main():
 def report_catch_up(rows, repeat):
     """One line per contender and size: medians over the repeated runs."""
     groups = {}
-    for label, n, secs, cpu_s, rss_mb, wal_cpu, mock_cpu in rows:
-        groups.setdefault((n, label), []).append((secs, cpu_s, rss_mb, wal_cpu, mock_cpu))
+    for label, n, secs, cpu_s, rss_mb, wal_cpu, broker_cpu_s in rows:
+        groups.setdefault((n, label), []).append((secs, cpu_s, rss_mb, wal_cpu, broker_cpu_s))
     print("\n== catch-up: median of %d runs each (same WAL for every row of one size) ==" % repeat)
     print("%-52s %9s %8s %10s %7s %15s %8s %10s %9s %10s %9s" % (
         "run", "events", "secs", "events/s", "ratio", "range/s", "cpu s", "us/event",
-        "RSS MiB", "walsender", "mock cpu"))
+        "RSS MiB", "walsender", "broker cpu"))
     limits = {}
     for (n, label), runs in groups.items():
         med = [statistics.median(column) for column in zip(*runs)]
-        secs, cpu_s, _, wal_cpu, mock_cpu = med
+        secs, cpu_s, _, wal_cpu, broker_cpu_s = med
         rss_mb = max(r[2] for r in runs)
         rates = [n / r[0] for r in runs]
         if label.startswith("decode limit"):
             limits[n] = n / secs
         print("%-52s %9d %8.2f %10.0f %7.2f %7.0f-%-7.0f %8.2f %10.2f %9.1f %9.0f%% %8.2fs" % (
             label, n, secs, n / secs, (n / secs) / limits[n], min(rates), max(rates), cpu_s,
-            1e6 * cpu_s / n, rss_mb, 100 * wal_cpu / secs, mock_cpu))
+            1e6 * cpu_s / n, rss_mb, 100 * wal_cpu / secs, broker_cpu_s))
     print("(ratio: median rate over the decode limit's median rate; cpu s and us/event: the "
           "client's own CPU, all threads; RSS: the highest peak; walsender: its CPU as a share "
-          "of the run's wall time; mock cpu: the Kafka mock's CPU during the run)")
+          "of the run's wall time; broker cpu: the Kafka broker's CPU during the run, [mock] or "
+          "[real] as the label says)")
 
 
 def report_live(live, rate, live_secs):
-    m, cpu, rss, _ = live
+    m, cpu, rss, _, kind, broker_cpu_s = live
     events = m["outboxd_commit_to_ack_seconds_count"]
-    print("\n== live: %d events/s offered for %d s (latency after a warm-up) ==" % (rate, live_secs))
+    print("\n== live [%s]: %d events/s offered for %d s (latency after a warm-up) ==" % (
+        kind, rate, live_secs))
     print("events acked %d, commit->ack p50 %.2f ms, p99 %.2f ms, outboxd cpu %.2f s "
-          "(%.1f us/event), peak RSS %.1f MiB" % (
+          "(%.1f us/event), peak RSS %.1f MiB, broker cpu %.2f s" % (
               events, 1e3 * Bench.percentile(m, 0.5), 1e3 * Bench.percentile(m, 0.99),
-              cpu, 1e6 * cpu / max(events, 1), rss))
+              cpu, 1e6 * cpu / max(events, 1), rss, broker_cpu_s))
     print("outboxd's own share (its receipt of the transaction -> ack): p50 %.2f ms, p99 %.2f ms; "
           "the rest is the server (WAL flush, walsender decoding)" % (
               1e3 * Bench.percentile(m, 0.5, "outboxd_receive_to_ack_seconds"),
@@ -446,7 +468,7 @@ def report_live(live, rate, live_secs):
 
 
 def report_soak(soak, rate, soak_secs):
-    sm, scpu, srss, samples = soak
+    sm, scpu, srss, samples, _, _ = soak
     print("\n== soak: %d events/s for %d s ==" % (rate, soak_secs))
     print("RSS MiB over time: " + ", ".join("%.0fs=%.1f" % s for s in samples))
     print("first %.1f MiB, last %.1f MiB, peak %.1f MiB; p99 %.2f ms" % (

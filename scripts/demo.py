@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
-"""Runs outboxd against a throwaway PostgreSQL and a mock Kafka cluster with a
+"""Runs outboxd against a throwaway PostgreSQL and a local Kafka with a
 pgbench workload writing business rows and outbox rows in one transaction.
+Kafka is librdkafka's in-process mock cluster (starts at once), or with
+DEMO_KAFKA=real a real Apache Kafka 4.3 broker from the Maven Central jars.
 Shares its PostgreSQL and Kafka set-up with the integration tests."""
 import os
 import signal
@@ -36,8 +38,13 @@ COMMIT;
 def main():
     print("== starting a throwaway PostgreSQL 15 (wal_level=logical, wal2json)")
     pg = harness.Postgres()
-    print("== starting a local mock Kafka cluster")
-    kafka = harness.MockKafka()
+    if os.environ.get("DEMO_KAFKA") == "real":
+        import real_kafka
+        print("== starting a real Apache Kafka broker (KRaft, from build-kafka/libs)")
+        kafka = real_kafka.RealKafka()
+    else:
+        print("== starting a local mock Kafka cluster (DEMO_KAFKA=real for a real broker)")
+        kafka = harness.MockKafka()
     workdir = tempfile.mkdtemp(prefix="outboxd-demo-")
     conf = os.path.join(workdir, "outboxd.properties")
     with open(conf, "w") as f:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The demo: installs dependencies, builds outboxd, then runs it against a
-# throwaway PostgreSQL 15 and a local mock Kafka cluster under a demo
-# workload, printing live progress.  DURATION=seconds RATE=events/s.
+# throwaway PostgreSQL 15 and a local mock Kafka cluster (DEMO_KAFKA=real:
+# a real Apache Kafka broker) under a demo workload, printing live progress.
+# DURATION=seconds RATE=events/s.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

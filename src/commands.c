@@ -520,13 +520,38 @@ static void ignore_delivery(void *ctx, void *msg_opaque, const char *topic,
 	    (void)now_us;
 }
 
+/* The dead letter topic exists: may this principal write to it? */
+static void check_topic_write(check_t *c, const obx_config_t *conf,
+			      const char *item, const char *topic)
+{
+	char err[512];
+	switch (
+	    obx_producer_probe_write(conf, topic, 10000, err, sizeof(err))) {
+	case OBX_OK:
+		result(c, true, item,
+		       "\"%s\" exists and this principal may "
+		       "write to it",
+		       topic);
+		break;
+	case OBX_BAD_DATA:
+		result(c, false, item, "\"%s\": %s", topic, err);
+		break;
+	default:
+		warning(c, item,
+			"\"%s\" exists; could not verify that this principal "
+			"may write to it: %s",
+			topic, err);
+	}
+}
+
 /*
- * A topic outboxd writes to (the dead letter topic): PASS when it exists or
- * the brokers will create it on first use (auto.create.topics.enable), FAIL
- * when they say they will not, WARN when they do not say.
+ * A topic outboxd writes to (the dead letter topic): PASS when it exists and
+ * may be written, or the brokers will create it on first use
+ * (auto.create.topics.enable); FAIL when they say they will not, or refuse
+ * this principal; WARN when they do not say.
  */
-static void check_topic(check_t *c, obx_producer_t *p, const char *item,
-			const char *topic)
+static void check_topic(check_t *c, obx_producer_t *p, const obx_config_t *conf,
+			const char *item, const char *topic)
 {
 	char value[16] = "", broker[16], err[512];
 	int32_t broker_id = -1;
@@ -537,8 +562,31 @@ static void check_topic(check_t *c, obx_producer_t *p, const char *item,
 		       obx_producer_last_error(p));
 		return;
 	}
+	if (!exists) {
+		/* not listed: absent, or not visible to this principal */
+		switch (obx_producer_validate_topic(p, topic, 10000, err,
+						    sizeof(err))) {
+		case OBX_TOPIC_EXISTS:
+			exists = 1;
+			break;
+		case OBX_TOPIC_DENIED:
+			result(c, false, item,
+			       "\"%s\" is not visible to this principal and "
+			       "it may not create it (%s): create it and grant "
+			       "the Describe and Write ACLs on it",
+			       topic, err);
+			return;
+		case OBX_TOPIC_REFUSED:
+			result(c, false, item,
+			       "the brokers refuse the topic \"%s\": %s", topic,
+			       err);
+			return;
+		default:
+			break;
+		}
+	}
 	if (exists) {
-		result(c, true, item, "\"%s\" exists", topic);
+		check_topic_write(c, conf, item, topic);
 		return;
 	}
 	snprintf(broker, sizeof(broker), "%d", (int)broker_id);
@@ -582,7 +630,7 @@ static void check_kafka(check_t *c, const obx_config_t *conf)
 	} else {
 		result(c, true, "kafka", "the brokers answer");
 		if (conf->errors_bad_event == OBX_BAD_EVENT_DLQ)
-			check_topic(c, p, "dead letter topic",
+			check_topic(c, p, conf, "dead letter topic",
 				    conf->errors_dlq_topic);
 	}
 	obx_producer_destroy(p);

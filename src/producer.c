@@ -109,19 +109,13 @@ static void warn_scram_with_old_librdkafka(rd_kafka_conf_t *kconf)
 		 rd_kafka_version_str(), mechanism);
 }
 
-obx_producer_t *obx_producer_new(const obx_config_t *conf,
-				 obx_delivery_cb on_delivery, void *ctx,
-				 char *errstr, size_t errstr_size)
+/* librdkafka's configuration from the kafka.* keys; NULL, with the key and
+ * librdkafka's reason in errstr, when it refuses one. */
+static rd_kafka_conf_t *kafka_conf(const obx_config_t *conf, char *errstr,
+				   size_t errstr_size)
 {
-	obx_producer_t *p = calloc(1, sizeof(*p));
 	rd_kafka_conf_t *kconf = rd_kafka_conf_new();
 	char err[512];
-
-	if (!p)
-		abort();
-	p->on_delivery = on_delivery;
-	p->ctx = ctx;
-	p->wake[0] = p->wake[1] = -1;
 	for (size_t i = 0; i < conf->nkafka; i++) {
 		if (rd_kafka_conf_set(kconf, conf->kafka[i].key,
 				      conf->kafka[i].value, err,
@@ -129,10 +123,26 @@ obx_producer_t *obx_producer_new(const obx_config_t *conf,
 			obx_errf(errstr, errstr_size, "kafka.%s: %s",
 				 conf->kafka[i].key, err);
 			rd_kafka_conf_destroy(kconf);
-			free(p);
 			return NULL;
 		}
 	}
+	return kconf;
+}
+
+obx_producer_t *obx_producer_new(const obx_config_t *conf,
+				 obx_delivery_cb on_delivery, void *ctx,
+				 char *errstr, size_t errstr_size)
+{
+	rd_kafka_conf_t *kconf = kafka_conf(conf, errstr, errstr_size);
+	char err[512];
+	if (!kconf)
+		return NULL;
+	obx_producer_t *p = calloc(1, sizeof(*p));
+	if (!p)
+		abort();
+	p->on_delivery = on_delivery;
+	p->ctx = ctx;
+	p->wake[0] = p->wake[1] = -1;
 	warn_scram_with_old_librdkafka(kconf);
 	rd_kafka_conf_set_opaque(kconf, p);
 	rd_kafka_conf_set_dr_msg_cb(kconf, delivery_report);
@@ -305,20 +315,13 @@ static bool kafka_internal_topic(const char *topic)
 	return false;
 }
 
-/*
- * Whether the brokers would create a topic that does not exist yet: asks
- * them to validate its creation (CreateTopics, validate only).  A name they
- * refuse, e.g. one that collides with an existing topic's ('.' and '_' are
- * the same to Kafka's metrics), would otherwise be retried as a missing
- * topic until message.timeout.ms.  OBX_BAD_DATA with the brokers' reason;
- * OBX_OK when they accept it, when it exists by now, and when they do not
- * say (no CREATE right, no answer): then auto-creation decides.
- */
-static obx_err_t validate_new_topic(obx_producer_t *p, const char *topic,
-				    char *errstr, size_t errstr_size)
+obx_topic_verdict_t obx_producer_validate_topic(obx_producer_t *p,
+						const char *topic,
+						int timeout_ms, char *reason,
+						size_t reason_size)
 {
 	char err[256];
-	obx_err_t result = OBX_OK;
+	obx_topic_verdict_t verdict = OBX_TOPIC_UNKNOWN;
 	rd_kafka_NewTopic_t *nt =
 	    rd_kafka_NewTopic_new(topic, -1, -1, err, sizeof(err));
 	rd_kafka_AdminOptions_t *options =
@@ -327,31 +330,57 @@ static obx_err_t validate_new_topic(obx_producer_t *p, const char *topic,
 	if (!nt || !options || !queue ||
 	    rd_kafka_AdminOptions_set_validate_only(options, 1, err,
 						    sizeof(err)) ||
-	    rd_kafka_AdminOptions_set_request_timeout(
-		options, TOPIC_CONFIG_WAIT_MS, err, sizeof(err)))
+	    rd_kafka_AdminOptions_set_request_timeout(options, timeout_ms, err,
+						      sizeof(err)))
 		abort();
+	obx_errf(reason, reason_size, "no answer within %d ms", timeout_ms);
 	rd_kafka_CreateTopics(p->rk, &nt, 1, options, queue);
-	rd_kafka_event_t *event =
-	    rd_kafka_queue_poll(queue, TOPIC_CONFIG_WAIT_MS + 500);
+	rd_kafka_event_t *event = rd_kafka_queue_poll(queue, timeout_ms + 500);
 	const rd_kafka_CreateTopics_result_t *res =
 	    event ? rd_kafka_event_CreateTopics_result(event) : NULL;
 	size_t n = 0;
 	const rd_kafka_topic_result_t **topics =
 	    res ? rd_kafka_CreateTopics_result_topics(res, &n) : NULL;
-	if (n == 1 && rd_kafka_topic_result_error(topics[0]) ==
-			  RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION) {
+	if (n == 1) {
+		rd_kafka_resp_err_t e = rd_kafka_topic_result_error(topics[0]);
 		const char *why = rd_kafka_topic_result_error_string(topics[0]);
-		obx_errf(errstr, errstr_size,
-			 "the brokers refuse the topic \"%s\": %s", topic,
-			 why ? why : "invalid topic");
-		result = OBX_BAD_DATA;
+		obx_errf(reason, reason_size, "%s",
+			 why ? why : rd_kafka_err2str(e));
+		verdict =
+		    e == RD_KAFKA_RESP_ERR_NO_ERROR ? OBX_TOPIC_CREATABLE
+		    : e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS
+			? OBX_TOPIC_EXISTS
+		    : e == RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION ? OBX_TOPIC_REFUSED
+		    : e == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
+			    e == RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED
+			? OBX_TOPIC_DENIED
+			: OBX_TOPIC_UNKNOWN;
 	}
 	if (event)
 		rd_kafka_event_destroy(event);
 	rd_kafka_queue_destroy(queue);
 	rd_kafka_AdminOptions_destroy(options);
 	rd_kafka_NewTopic_destroy(nt);
-	return result;
+	return verdict;
+}
+
+/*
+ * A topic that does not exist yet, whose name the brokers refuse (e.g. one
+ * that collides with an existing topic's: '.' and '_' are the same to
+ * Kafka's metrics), would otherwise be retried as a missing topic until
+ * message.timeout.ms.  OBX_BAD_DATA with the brokers' reason; OBX_OK in
+ * every other case: then auto-creation decides.
+ */
+static obx_err_t validate_new_topic(obx_producer_t *p, const char *topic,
+				    char *errstr, size_t errstr_size)
+{
+	char why[512];
+	if (obx_producer_validate_topic(p, topic, TOPIC_CONFIG_WAIT_MS, why,
+					sizeof(why)) != OBX_TOPIC_REFUSED)
+		return OBX_OK;
+	obx_errf(errstr, errstr_size, "the brokers refuse the topic \"%s\": %s",
+		 topic, why);
+	return OBX_BAD_DATA;
 }
 
 /*
@@ -581,9 +610,13 @@ bool obx_producer_wait_reachable(obx_producer_t *p, int timeout_ms)
 		if (obx_producer_reachable(p, 500))
 			return true;
 		obx_producer_poll(p, 0); /* serves the errors that say why */
+		/* retrying will not change the answer; a TLS alert (e.g. an
+		 * mTLS listener refusing a client without certificate) comes
+		 * as a transport error that names OpenSSL's routines */
 		if (p->last_error_code == RD_KAFKA_RESP_ERR__AUTHENTICATION ||
-		    p->last_error_code == RD_KAFKA_RESP_ERR__SSL)
-			return false; /* retrying will not change the answer */
+		    p->last_error_code == RD_KAFKA_RESP_ERR__SSL ||
+		    strstr(p->last_error, "SSL routines"))
+			return false;
 	} while (obx_now_us() < deadline);
 	return false;
 }
@@ -591,6 +624,84 @@ bool obx_producer_wait_reachable(obx_producer_t *p, int timeout_ms)
 int obx_producer_event_fd(const obx_producer_t *p)
 {
 	return p->wake[0];
+}
+
+static void probe_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg,
+			   void *opaque)
+{
+	(void)rk;
+	*(rd_kafka_resp_err_t *)opaque = msg->err;
+}
+
+static void probe_error(rd_kafka_t *rk, int err, const char *reason,
+			void *opaque)
+{
+	/* the probe's delivery report says enough */
+	(void)rk, (void)err, (void)reason, (void)opaque;
+}
+
+obx_err_t obx_producer_probe_write(const obx_config_t *conf, const char *topic,
+				   int timeout_ms, char *errstr,
+				   size_t errstr_size)
+{
+	char timeout[32], err[512];
+	rd_kafka_conf_t *kconf = kafka_conf(conf, errstr, errstr_size);
+	if (!kconf)
+		return OBX_RETRY;
+	/* acks=2 is no valid setting for a broker: after the Write ACL check
+	 * it refuses the whole request (INVALID_REQUIRED_ACKS), so nothing is
+	 * ever written; one plain request, no producer id, no retry */
+	snprintf(timeout, sizeof(timeout), "%d", timeout_ms);
+	const char *overrides[][2] = {
+		{ "enable.idempotence", "false" },
+		{ "acks", "2" },
+		{ "retries", "0" },
+		{ "linger.ms", "0" },
+		{ "message.timeout.ms", timeout },
+		{ "log_level", "0" },
+	};
+	for (size_t i = 0; i < OBX_ARRAY_LEN(overrides); i++)
+		if (rd_kafka_conf_set(kconf, overrides[i][0], overrides[i][1],
+				      err, sizeof(err)) != RD_KAFKA_CONF_OK)
+			abort();
+	rd_kafka_resp_err_t answer = RD_KAFKA_RESP_ERR__TIMED_OUT;
+	rd_kafka_conf_set_opaque(kconf, &answer);
+	rd_kafka_conf_set_dr_msg_cb(kconf, probe_delivery);
+	rd_kafka_conf_set_error_cb(kconf, probe_error);
+	rd_kafka_t *rk =
+	    rd_kafka_new(RD_KAFKA_PRODUCER, kconf, err, sizeof(err));
+	if (!rk) {
+		rd_kafka_conf_destroy(kconf);
+		obx_errf(errstr, errstr_size, "%s", err);
+		return OBX_RETRY;
+	}
+	rd_kafka_resp_err_t e = rd_kafka_producev(
+	    rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_VALUE("probe", 5),
+	    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+	if (!e)
+		rd_kafka_flush(rk, timeout_ms + 1000);
+	rd_kafka_destroy(rk);
+	answer = e ? e : answer;
+
+	switch (answer) {
+	case RD_KAFKA_RESP_ERR_INVALID_REQUIRED_ACKS:
+		return OBX_OK;
+	case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+		obx_errf(errstr, errstr_size,
+			 "this principal may not write to it (%s): grant it "
+			 "the Write ACL on topic \"%s\"",
+			 rd_kafka_err2str(answer), topic);
+		return OBX_BAD_DATA;
+	case RD_KAFKA_RESP_ERR_NO_ERROR:
+		obx_errf(errstr, errstr_size,
+			 "the brokers accepted acks=2: a probe record was "
+			 "written to it");
+		return OBX_OK;
+	default:
+		obx_errf(errstr, errstr_size, "the probe failed: %s",
+			 rd_kafka_err2str(answer));
+		return OBX_RETRY;
+	}
 }
 
 int obx_producer_topic_exists(obx_producer_t *p, const char *topic,

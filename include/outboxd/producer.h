@@ -111,6 +111,39 @@ obx_err_t obx_producer_describe_config(obx_producer_t *p, bool broker,
 int obx_producer_topic_exists(obx_producer_t *p, const char *topic,
 			      int timeout_ms, int32_t *broker_id);
 
+/* What the brokers say to creating a topic (obx_producer_validate_topic). */
+typedef enum {
+	OBX_TOPIC_CREATABLE, /* they would create it */
+	OBX_TOPIC_EXISTS,
+	OBX_TOPIC_REFUSED, /* an invalid or colliding name */
+	OBX_TOPIC_DENIED,  /* this principal may not create it */
+	OBX_TOPIC_UNKNOWN  /* no answer, or another error */
+} obx_topic_verdict_t;
+
+/*
+ * Asks the brokers to validate the topic's creation (CreateTopics with
+ * validate_only: nothing is created); their reason goes to `reason`.
+ * Blocks up to timeout_ms; not on librdkafka's threads.
+ */
+obx_topic_verdict_t obx_producer_validate_topic(obx_producer_t *p,
+						const char *topic,
+						int timeout_ms, char *reason,
+						size_t reason_size);
+
+/*
+ * Whether this principal may write to an existing topic, without writing:
+ * a separate, non-idempotent producer with the same kafka.* settings sends
+ * one record with acks=2, which the brokers refuse either at the Write ACL
+ * check (TOPIC_AUTHORIZATION_FAILED) or, once that passed, as an invalid
+ * acks setting (INVALID_REQUIRED_ACKS), before anything is appended.
+ * OBX_OK: may write; OBX_BAD_DATA: denied, errstr names the missing ACL;
+ * OBX_RETRY: could not tell, errstr says why.  For `check`; blocks up to
+ * timeout_ms + 1 s.
+ */
+obx_err_t obx_producer_probe_write(const obx_config_t *conf, const char *topic,
+				   int timeout_ms, char *errstr,
+				   size_t errstr_size);
+
 /*
  * The last error librdkafka reported (an empty string before any), e.g. why
  * a broker refused authentication.  Updated by obx_producer_poll(); read it

@@ -581,6 +581,18 @@ def quote(text):
     return "'" + text.replace("'", "''") + "'"
 
 
+class TimedResult(unittest.TextTestResult):
+    """Prints how long each test took: the suite's time budget is tight."""
+
+    def startTest(self, test):
+        self._started = time.monotonic()
+        super().startTest(test)
+
+    def addSuccess(self, test):
+        self.stream.write("(%.1f s) " % (time.monotonic() - self._started))
+        super().addSuccess(test)
+
+
 def main():
     """Runs the module's test classes that fit this run's Kafka kind; a
     module with none for it is a registration mistake, not a pass."""
@@ -595,5 +607,5 @@ def main():
             suite.addTests(loader.loadTestsFromTestCase(cls))
     if suite.countTestCases() == 0:
         sys.exit("no test in %s runs on Kafka kind %r" % (module.__file__, KAFKA_KIND))
-    result = unittest.TextTestRunner(verbosity=2).run(suite)
+    result = unittest.TextTestRunner(verbosity=2, resultclass=TimedResult).run(suite)
     sys.exit(0 if result.wasSuccessful() else 1)

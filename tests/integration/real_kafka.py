@@ -52,6 +52,13 @@ SASL_USERS = {"admin": "admin-secret", "app": "app-secret"}
 SUPER_USERS = "User:ANONYMOUS;User:admin"
 
 
+def die_with_parent():
+    """Popen preexec_fn: the broker gets SIGKILL when the test process dies
+    (PR_SET_PDEATHSIG), so a killed or timed-out test leaves none behind."""
+    import ctypes
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -150,7 +157,8 @@ class Node:
             [JAVA, "-Xms64m", "-Xmx" + heap, "-XX:+UseSerialGC",
              "-Dlog4j2.configurationFile=" + LOG4J_CONF, "-cp", self.libs + "/*",
              "kafka.Kafka", self.properties],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            preexec_fn=die_with_parent)
         log.close()
 
     def wait_started(self, timeout=90):

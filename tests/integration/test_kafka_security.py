@@ -68,8 +68,16 @@ class KafkaSecurityTest(IntegrationTest):
                                 "sasl.username": "app", "sasl.password": password,
                                 "ssl.ca.location": self.tls.ca})
 
-    def check(self, d):
-        r = subprocess.run([OUTBOXD, "check", "-c", d.conf_path], capture_output=True,
+    def check(self, d=None, **settings):
+        """`outboxd check` with a running daemon's configuration, or with
+        `settings` on top of the test's database."""
+        path = d.conf_path if d else os.path.join(self.workdir, "check.properties")
+        if not d:
+            with open(path, "w") as f:
+                conf = {"database.url": self.pg.url, "http.listen": ""}
+                conf.update(settings)
+                f.write("".join("%s = %s\n" % kv for kv in conf.items()))
+        r = subprocess.run([OUTBOXD, "check", "-c", path], capture_output=True,
                            text=True, timeout=120, stdin=subprocess.DEVNULL)
         return r.returncode, r.stdout + r.stderr
 
@@ -146,6 +154,30 @@ class KafkaSecurityTest(IntegrationTest):
             "bootstrap.servers": self.kafka.bootstrap_for("MTLS"),
             "security.protocol": "SSL", "ssl.ca.location": self.tls.ca}),
             "bad certificate")
+
+    def test_check_names_a_missing_acl(self):
+        # visible (Describe) but not writable: the probe record is refused
+        # by the Write ACL check, before the brokers would look at its size
+        self.kafka.create_topic("denied.dlq", 1)
+        self.kafka.acl("--add", "--allow-principal", "User:app", "--operation", "Describe",
+                       "--topic", "denied.dlq")
+        code, out = self.check(**dict(self.sasl(), **{"errors.dlq.topic": "denied.dlq"}))
+        self.assertEqual(code, 1, out)
+        self.assertRegex(out, r'FAIL dead letter topic +"denied.dlq": this principal may not '
+                              r'write to it .*grant it the Write ACL on topic "denied.dlq"')
+        # neither visible nor creatable
+        self.kafka.create_topic("hidden.dlq", 1)
+        code, out = self.check(**dict(self.sasl(), **{"errors.dlq.topic": "hidden.dlq"}))
+        self.assertEqual(code, 1, out)
+        self.assertRegex(out, r'FAIL dead letter topic +"hidden.dlq" is not visible to this '
+                              r'principal and it may not create it')
+        # the same principal, a topic it may write to: nothing is written
+        self.kafka.create_topic("outbox.allowed.dlq", 1)
+        code, out = self.check(**dict(self.sasl(), **{"errors.dlq.topic": "outbox.allowed.dlq"}))
+        self.assertEqual(code, 0, out)
+        self.assertIn('"outbox.allowed.dlq" exists and this principal may write to it', out)
+        self.assertEqual(self.consumer.high_watermarks("outbox.allowed.dlq"), 0)
+        self.assert_no_secret(out)
 
     def test_scram_with_this_librdkafka_works_on_kafka_3_only(self):
         if self.kafka_version == KAFKA_3_VERSION:

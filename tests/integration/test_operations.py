@@ -51,7 +51,9 @@ class OperationsTest(IntegrationTest):
         self.kafka.create_topic("outbox.dlq", 1)
         code, lines, out = self.check_lines(self.conf(slot_name="checked"))
         self.assertEqual(code, 0, out)
-        self.assertIn('dead letter topic    "outbox.dlq" exists', out)
+        self.assertIn('dead letter topic    "outbox.dlq" exists and this principal may write to it',
+                      out)
+        self.assertEqual(self.consumer.high_watermarks("outbox.dlq"), 0, "the probe wrote nothing")
 
     def assert_fails(self, path, item, text):
         code, lines, out = self.check_lines(path)
