@@ -12,9 +12,17 @@
 #include "outboxd/log.h"
 
 /* How long the first event of a new topic waits for the topic's metadata,
- * and for its max.message.bytes. */
+ * and for the brokers' verdict on creating it. */
 #define TOPIC_METADATA_WAIT_MS 500
 #define TOPIC_CONFIG_WAIT_MS   2000
+/*
+ * A topic's max.message.bytes is asked for when the topic is first used,
+ * without waiting.  Only a record at least this large waits for the answer
+ * while it is due: smaller ones cannot exceed any limit a topic is given in
+ * practice, and must not pay a round trip (or, on a cluster that does not
+ * answer DescribeConfigs, the timeout).
+ */
+#define SIZE_CHECK_WAIT_FLOOR 16384
 
 /* An open-addressing map from topic name to librdkafka's topic handle. */
 typedef struct {
@@ -26,6 +34,7 @@ typedef struct {
 	 * when batches are compressed (the limit applies to the compressed
 	 * batch, whose size is not known here) */
 	int64_t max_batch_bytes;
+	rd_kafka_queue_t *config; /* its DescribeConfigs answer, while due */
 } topic_slot_t;
 
 struct obx_producer {
@@ -185,6 +194,8 @@ void obx_producer_destroy(obx_producer_t *p)
 		if (p->topics[i].name) {
 			if (p->topics[i].rkt)
 				rd_kafka_topic_destroy(p->topics[i].rkt);
+			if (p->topics[i].config)
+				rd_kafka_queue_destroy(p->topics[i].config);
 			free(p->topics[i].name);
 			free(p->topics[i].refused);
 		}
@@ -222,85 +233,110 @@ static void grow_topics(obx_producer_t *p)
 	p->topics_cap = cap;
 }
 
-obx_err_t obx_producer_describe_config(obx_producer_t *p, bool broker,
-				       const char *name, const char *key,
-				       char *value, size_t value_size,
-				       int timeout_ms, char *errstr,
-				       size_t errstr_size)
+/* Asks for one resource's configuration; the answer arrives on the queue
+ * returned (the caller destroys it). */
+static rd_kafka_queue_t *request_config(obx_producer_t *p, bool broker,
+					const char *name, int timeout_ms)
 {
 	char err[256];
-	obx_err_t result = OBX_RETRY;
 	rd_kafka_ConfigResource_t *resource = rd_kafka_ConfigResource_new(
 	    broker ? RD_KAFKA_RESOURCE_BROKER : RD_KAFKA_RESOURCE_TOPIC, name);
 	rd_kafka_AdminOptions_t *options =
 	    rd_kafka_AdminOptions_new(p->rk, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS);
 	rd_kafka_queue_t *queue = rd_kafka_queue_new(p->rk);
-	rd_kafka_event_t *event = NULL;
-
-	obx_errf(errstr, errstr_size, "no answer within %d ms", timeout_ms);
 	if (!resource || !options || !queue ||
 	    rd_kafka_AdminOptions_set_request_timeout(options, timeout_ms, err,
 						      sizeof(err)))
 		abort();
 	rd_kafka_DescribeConfigs(p->rk, &resource, 1, options, queue);
-	event = rd_kafka_queue_poll(queue, timeout_ms + 500);
+	rd_kafka_AdminOptions_destroy(options);
+	rd_kafka_ConfigResource_destroy(resource);
+	return queue;
+}
+
+/* The value of `key` in a DescribeConfigs answer (NULL: no answer yet). */
+static obx_err_t config_answer(rd_kafka_event_t *event, const char *key,
+			       char *value, size_t value_size, char *errstr,
+			       size_t errstr_size)
+{
 	const rd_kafka_DescribeConfigs_result_t *res =
 	    event ? rd_kafka_event_DescribeConfigs_result(event) : NULL;
 	size_t nresources = 0, nentries = 0;
 	const rd_kafka_ConfigResource_t **resources =
 	    res ? rd_kafka_DescribeConfigs_result_resources(res, &nresources)
 		: NULL;
-	if (event && rd_kafka_event_error(event)) {
+	if (!event) {
+		obx_errf(errstr, errstr_size, "no answer in time");
+		return OBX_RETRY;
+	}
+	if (rd_kafka_event_error(event)) {
 		obx_errf(errstr, errstr_size, "%s",
 			 rd_kafka_event_error_string(event));
-	} else if (nresources == 1 &&
-		   rd_kafka_ConfigResource_error(resources[0])) {
+		return OBX_RETRY;
+	}
+	if (nresources != 1) {
+		obx_errf(errstr, errstr_size, "an empty answer");
+		return OBX_RETRY;
+	}
+	if (rd_kafka_ConfigResource_error(resources[0])) {
 		obx_errf(errstr, errstr_size, "%s",
 			 rd_kafka_err2str(
 			     rd_kafka_ConfigResource_error(resources[0])));
-	} else if (nresources == 1) {
-		const rd_kafka_ConfigEntry_t **entries =
-		    rd_kafka_ConfigResource_configs(resources[0], &nentries);
-		obx_errf(errstr, errstr_size, "the cluster did not report %s",
-			 key);
-		for (size_t i = 0; i < nentries; i++) {
-			const char *v = rd_kafka_ConfigEntry_value(entries[i]);
-			if (strcmp(rd_kafka_ConfigEntry_name(entries[i]),
-				   key) == 0 &&
-			    v) {
-				snprintf(value, value_size, "%s", v);
-				result = OBX_OK;
-			}
+		return OBX_RETRY;
+	}
+	const rd_kafka_ConfigEntry_t **entries =
+	    rd_kafka_ConfigResource_configs(resources[0], &nentries);
+	for (size_t i = 0; i < nentries; i++) {
+		const char *v = rd_kafka_ConfigEntry_value(entries[i]);
+		if (v &&
+		    strcmp(rd_kafka_ConfigEntry_name(entries[i]), key) == 0) {
+			snprintf(value, value_size, "%s", v);
+			return OBX_OK;
 		}
 	}
+	obx_errf(errstr, errstr_size, "the cluster did not report %s", key);
+	return OBX_RETRY;
+}
+
+obx_err_t obx_producer_describe_config(obx_producer_t *p, bool broker,
+				       const char *name, const char *key,
+				       char *value, size_t value_size,
+				       int timeout_ms, char *errstr,
+				       size_t errstr_size)
+{
+	rd_kafka_queue_t *queue = request_config(p, broker, name, timeout_ms);
+	rd_kafka_event_t *event = rd_kafka_queue_poll(queue, timeout_ms + 500);
+	obx_err_t result =
+	    config_answer(event, key, value, value_size, errstr, errstr_size);
 	if (event)
 		rd_kafka_event_destroy(event);
 	rd_kafka_queue_destroy(queue);
-	rd_kafka_AdminOptions_destroy(options);
-	rd_kafka_ConfigResource_destroy(resource);
 	return result;
 }
 
 /*
- * The largest single-record batch the brokers accept for a topic: its
- * max.message.bytes, which applies to whole (compressed) batches.  0 when
- * unknown (no answer, no DescribeConfigs right) or when batches are
- * compressed: then the brokers' answer to the produce request decides.
+ * Takes in the answer to a topic's max.message.bytes request, waiting up
+ * to wait_ms for it.  Without an answer by then, or on an error (no
+ * DescribeConfigs right), the limit stays unknown: the brokers' answer to
+ * the produce request decides.
  */
-static int64_t topic_max_batch_bytes(obx_producer_t *p, const char *topic)
+static void collect_topic_limit(topic_slot_t *slot, int wait_ms)
 {
 	char value[32], err[256];
-	if (p->compressed ||
-	    obx_producer_describe_config(
-		p, false, topic, "max.message.bytes", value, sizeof(value),
-		TOPIC_CONFIG_WAIT_MS, err, sizeof(err)) != OBX_OK) {
-		if (!p->compressed)
-			obx_debug("kafka: max.message.bytes of topic \"%s\" "
-				  "unknown (%s)",
-				  topic, err);
-		return 0;
-	}
-	return strtoll(value, NULL, 10);
+	rd_kafka_event_t *event = rd_kafka_queue_poll(slot->config, wait_ms);
+	if (!event && wait_ms == 0)
+		return; /* still pending */
+	if (config_answer(event, "max.message.bytes", value, sizeof(value), err,
+			  sizeof(err)) == OBX_OK)
+		slot->max_batch_bytes = strtoll(value, NULL, 10);
+	else
+		obx_debug("kafka: max.message.bytes of topic \"%s\" unknown "
+			  "(%s)",
+			  slot->name, err);
+	if (event)
+		rd_kafka_event_destroy(event);
+	rd_kafka_queue_destroy(slot->config);
+	slot->config = NULL;
 }
 
 /* Topics the brokers keep for themselves: they refuse records for them. */
@@ -469,7 +505,10 @@ static obx_err_t topic_slot(obx_producer_t *p, const char *topic,
 		return refused;
 	}
 	slot->rkt = rkt;
-	slot->max_batch_bytes = topic_max_batch_bytes(p, topic);
+	/* asked now, waited for only by records that may be too large */
+	if (!p->compressed)
+		slot->config =
+		    request_config(p, false, topic, TOPIC_CONFIG_WAIT_MS);
 	*out = slot;
 	return OBX_OK;
 }
@@ -518,10 +557,16 @@ obx_err_t obx_producer_send(obx_producer_t *p, const char *topic,
 	obx_err_t refused = topic_slot(p, topic, &slot, errstr, errstr_size);
 	if (refused != OBX_OK)
 		return refused;
-	if (slot->max_batch_bytes > 0) {
+	if (slot->max_batch_bytes > 0 || slot->config) {
 		size_t size = single_record_batch_size(
 		    key_len, value, value_len, headers, nheaders);
-		if ((int64_t)size > slot->max_batch_bytes) {
+		if (slot->config)
+			collect_topic_limit(slot,
+					    size >= SIZE_CHECK_WAIT_FLOOR
+						? TOPIC_CONFIG_WAIT_MS + 500
+						: 0);
+		if (slot->max_batch_bytes > 0 &&
+		    (int64_t)size > slot->max_batch_bytes) {
 			obx_errf(errstr, errstr_size,
 				 "the record is too large for topic \"%s\": "
 				 "%zu bytes, over the brokers' "

@@ -42,9 +42,13 @@ void obx_producer_destroy(obx_producer_t *p);
  *   OBX_BAD_DATA  this message can never be produced: librdkafka or the
  *                 brokers reject it (larger than the topic's
  *                 max.message.bytes on the brokers, a topic name they
- *                 refuse); the first message to a new topic waits for the
- *                 topic's metadata and configuration (about 10 ms, at most
- *                 2.5 s)
+ *                 refuse).  A new topic's first message waits for its
+ *                 metadata (at most 0.5 s) and, when the topic does not
+ *                 exist yet, for the brokers' verdict on creating it (at
+ *                 most 2.5 s).  The topic's max.message.bytes is asked for
+ *                 then without waiting; until it arrives only messages of
+ *                 16 KiB and more wait for it (at most 2.5 s) and smaller
+ *                 ones are not checked
  *   OBX_FATAL     the producer is unusable (fatal idempotence error)
  */
 obx_err_t obx_producer_send(obx_producer_t *p, const char *topic,
