@@ -52,6 +52,15 @@ SASL_USERS = {"admin": "admin-secret", "app": "app-secret"}
 SUPER_USERS = "User:ANONYMOUS;User:admin"
 
 
+# "serial": the least CPU and memory, for tests; "kafka": the G1 settings of
+# Kafka's own start script (kafka-run-class.sh), for measurements
+GC_OPTIONS = {
+    "serial": ["-XX:+UseSerialGC"],
+    "kafka": ["-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+              "-XX:InitiatingHeapOccupancyPercent=35", "-XX:+ExplicitGCInvokesConcurrent"],
+}
+
+
 def die_with_parent():
     """Popen preexec_fn: the broker gets SIGKILL when the test process dies
     (PR_SET_PDEATHSIG), so a killed or timed-out test leaves none behind."""
@@ -150,12 +159,12 @@ class Node:
     def is_broker(self):
         return "broker" in self.roles
 
-    def start(self, heap):
+    def start(self, heap, gc):
         log = open(self.log_path, "a")
         self.log_offset = log.tell()
         self.proc = subprocess.Popen(
-            [JAVA, "-Xms64m", "-Xmx" + heap, "-XX:+UseSerialGC",
-             "-Dlog4j2.configurationFile=" + LOG4J_CONF, "-cp", self.libs + "/*",
+            [JAVA, "-Xms64m", "-Xmx" + heap] + GC_OPTIONS[gc] +
+            ["-Dlog4j2.configurationFile=" + LOG4J_CONF, "-cp", self.libs + "/*",
              "kafka.Kafka", self.properties],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             preexec_fn=die_with_parent)
@@ -190,8 +199,9 @@ class RealKafka:
     kind = "real"
 
     def __init__(self, brokers=1, security=None, broker_conf=None, heap="384m",
-                 version=None):
+                 version=None, gc="serial"):
         self.root = tempfile.mkdtemp(prefix="outboxd-kafka-")
+        self.gc = gc
         self.libs = libs_for(version)
         self.security = security
         self.heap = heap
@@ -215,7 +225,7 @@ class RealKafka:
             self._write_properties(node, broker_conf or {})
         self._format()
         for node in self.nodes:
-            node.start(self.heap)
+            node.start(self.heap, self.gc)
         for node in self.nodes:
             node.wait_started()
         self.bootstrap = self.bootstrap_for("PLAINTEXT")
@@ -346,18 +356,21 @@ class RealKafka:
         finally:
             admin.close()
 
-    def leaders(self, topic):
-        """{partition: leader node id} as the cluster reports it now."""
+    def partitions(self, topic):
+        """{partition: (leader node id, in-sync replica ids)} as the cluster
+        reports it now."""
         from kafka import KafkaConsumer
         c = KafkaConsumer(bootstrap_servers=self.bootstrap, api_version_auto_timeout_ms=10000)
         try:
-            from kafka.structs import TopicPartition
-            c.topics()
-            cluster = c._client.cluster
-            return {p: cluster.leader_for_partition(TopicPartition(topic, p))
-                    for p in sorted(c.partitions_for_topic(topic) or [])}
+            c.topics()  # a metadata request
+            meta = c._client.cluster._partitions.get(topic, {})
+            return {p: (m.leader, tuple(m.isr)) for p, m in sorted(meta.items())}
         finally:
             c.close()
+
+    def leaders(self, topic):
+        """{partition: leader node id}"""
+        return {p: leader for p, (leader, _) in self.partitions(topic).items()}
 
     def acl(self, *args):
         """kafka-acls against the PLAINTEXT listener (a super user)."""
@@ -379,7 +392,7 @@ class RealKafka:
 
     def start(self, node_id):
         node = self.broker(node_id)
-        node.start(self.heap)
+        node.start(self.heap, self.gc)
         node.wait_started()
 
     def brokers_down(self):
@@ -389,7 +402,7 @@ class RealKafka:
     def brokers_up(self):
         for n in self.brokers:
             if not n.running:
-                n.start(self.heap)
+                n.start(self.heap, self.gc)
         for n in self.brokers:
             n.wait_started()
 

@@ -45,7 +45,11 @@ class LeaderFailoverTest(IntegrationTest):
         for b in down:
             self.kafka.kill(b)
         try:
-            time.sleep(8)  # fenced after broker.session.timeout.ms (4 s)
+            # fenced after broker.session.timeout.ms (4 s): the ISR shrinks
+            # to the survivor, below min.insync.replicas=2
+            wait_until(lambda: all(len(isr) == 1 for _, isr in
+                                   self.kafka.partitions(TOPIC).values()),
+                       30, "the ISR of every partition to shrink to one replica")
             samples = []
             for _ in range(6):
                 samples.append(self.pg.confirmed_lsn("failover"))
