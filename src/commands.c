@@ -614,6 +614,10 @@ static void check_topic(check_t *c, obx_producer_t *p, const obx_config_t *conf,
 static void check_kafka(check_t *c, const obx_config_t *conf)
 {
 	char err[512];
+	if (obx_producer_check_durability(conf, err, sizeof(err)) != OBX_OK) {
+		result(c, false, "kafka config", "%s", err);
+		return;
+	}
 	obx_producer_t *p =
 	    obx_producer_new(conf, ignore_delivery, NULL, err, sizeof(err));
 	if (!p) {

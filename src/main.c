@@ -21,6 +21,7 @@
 #include "outboxd/log.h"
 #include "outboxd/metrics.h"
 #include "outboxd/pipeline.h"
+#include "outboxd/producer.h"
 
 #ifndef OUTBOXD_VERSION
 #define OUTBOXD_VERSION "unknown"
@@ -237,6 +238,11 @@ static int cmd_run(int argc, char **argv)
 	obx_info("outboxd %s starting: database %s, slot \"%s\", plugin %s",
 		 OUTBOXD_VERSION, url, conf->slot_name,
 		 obx_config_plugin(conf));
+	if (obx_producer_check_durability(conf, err, sizeof(err)) != OBX_OK) {
+		obx_error("%s", err);
+		obx_config_destroy(conf);
+		return EXIT_USAGE;
+	}
 	obx_metrics_t *metrics = obx_metrics_new();
 	obx_pipeline_t *p = obx_pipeline_new(conf, metrics, err, sizeof(err));
 	if (!p) {

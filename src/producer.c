@@ -138,6 +138,45 @@ static rd_kafka_conf_t *kafka_conf(const obx_config_t *conf, char *errstr,
 	return kconf;
 }
 
+obx_err_t obx_producer_check_durability(const obx_config_t *conf, char *errstr,
+					size_t errstr_size)
+{
+	/* read back through librdkafka: it resolves aliases (e.g.
+	 * request.required.acks) and spellings ("all", "true", "1") */
+	rd_kafka_conf_t *kconf = kafka_conf(conf, errstr, errstr_size);
+	if (!kconf)
+		return OBX_OK; /* the producer reports the bad key itself */
+	static const struct {
+		const char *key, *durable, *why;
+	} rules[] = {
+		{ "acks", "-1",
+		  "a record is acknowledged before every in-sync replica has "
+		  "it, so a broker failure can lose it after outboxd "
+		  "confirmed it: use all (the default)" },
+		{ "enable.idempotence", "true",
+		  "retries can then duplicate and reorder records within a "
+		  "partition: use true (the default)" },
+		{ "delivery.report.only.error", "false",
+		  "outboxd confirms an event only on its delivery report, so "
+		  "it would never confirm anything: use false (the default)" },
+	};
+	obx_err_t result = OBX_OK;
+	for (size_t i = 0; i < OBX_ARRAY_LEN(rules) && result == OBX_OK; i++) {
+		char value[64] = "";
+		size_t size = sizeof(value);
+		if (rd_kafka_conf_get(kconf, rules[i].key, value, &size) ==
+			RD_KAFKA_CONF_OK &&
+		    strcmp(value, rules[i].durable) != 0) {
+			obx_errf(errstr, errstr_size,
+				 "kafka.%s=%s is refused: %s", rules[i].key,
+				 value, rules[i].why);
+			result = OBX_CONFIG;
+		}
+	}
+	rd_kafka_conf_destroy(kconf);
+	return result;
+}
+
 obx_producer_t *obx_producer_new(const obx_config_t *conf,
 				 obx_delivery_cb on_delivery, void *ctx,
 				 char *errstr, size_t errstr_size)
@@ -254,7 +293,7 @@ static rd_kafka_queue_t *request_config(obx_producer_t *p, bool broker,
 	return queue;
 }
 
-/* The value of `key` in a DescribeConfigs answer (NULL: no answer yet). */
+/* The value of `key` in a DescribeConfigs answer (event NULL: none came). */
 static obx_err_t config_answer(rd_kafka_event_t *event, const char *key,
 			       char *value, size_t value_size, char *errstr,
 			       size_t errstr_size)

@@ -27,6 +27,14 @@ typedef struct obx_producer obx_producer_t;
 typedef void (*obx_delivery_cb)(void *ctx, void *msg_opaque, const char *topic,
 				bool ok, const char *error, int64_t now_us);
 
+/*
+ * OBX_CONFIG, with the setting and the reason in errstr, when the kafka.*
+ * settings break "acknowledged means durable": acks other than all,
+ * enable.idempotence=false, delivery.report.only.error=true.
+ */
+obx_err_t obx_producer_check_durability(const obx_config_t *conf, char *errstr,
+					size_t errstr_size);
+
 obx_producer_t *obx_producer_new(const obx_config_t *conf,
 				 obx_delivery_cb on_delivery, void *ctx,
 				 char *errstr, size_t errstr_size);

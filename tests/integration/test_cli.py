@@ -70,6 +70,21 @@ class CliTest(unittest.TestCase):
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("kafka.no.such.setting", r.stderr)
 
+    def test_settings_that_break_durability_are_refused(self):
+        for setting, reason in [("kafka.acks = 1", "kafka.acks=1 is refused"),
+                                ("kafka.enable.idempotence = false",
+                                 "kafka.enable.idempotence=false is refused"),
+                                ("kafka.delivery.report.only.error = true",
+                                 "kafka.delivery.report.only.error=true is refused")]:
+            path = self.config("database.url = dbname=x\nkafka.bootstrap.servers = k:1\n"
+                               + setting + "\n")
+            for command in ("run", "check"):
+                r = run(command, "-c", path)
+                self.assertNotEqual(r.returncode, 0, setting)
+                self.assertIn(reason, r.stdout + r.stderr, setting)
+                if command == "run":
+                    self.assertEqual(r.returncode, 2, setting)
+
     def test_password_never_logged_and_sigterm_while_retrying(self):
         secret = "s3cr3t-Pa55"
         port = free_port()  # nothing listens: the connector keeps retrying

@@ -61,6 +61,12 @@ class KafkaSecurityTest(IntegrationTest):
         conf.setdefault("kafka.broker.address.family", "v4")
         return conf
 
+    def tls_settings(self, listener="SSL", ca=None, host="localhost"):
+        """TLS without a client certificate to `listener`, by `host`."""
+        return self.settings(**{
+            "bootstrap.servers": self.kafka.bootstrap_for(listener).replace("localhost", host),
+            "security.protocol": "SSL", "ssl.ca.location": ca or self.tls.ca})
+
     def sasl(self, password=SASL_USERS["app"], mechanism=None):
         return self.settings(**{"bootstrap.servers": self.kafka.bootstrap_for("SASL_SSL"),
                                 "security.protocol": "SASL_SSL",
@@ -137,27 +143,20 @@ class KafkaSecurityTest(IntegrationTest):
                      "SASL authentication error: Authentication failed")
 
     def test_untrusted_broker_certificate(self):
-        self.refused("untrusted", self.settings(**{
-            "bootstrap.servers": self.kafka.bootstrap_for("SSL"),
-            "security.protocol": "SSL", "ssl.ca.location": self.tls.other_ca}),
-            "certificate verify failed")
+        self.refused("untrusted", self.tls_settings(ca=self.tls.other_ca),
+                     "certificate verify failed")
 
     def test_name_not_in_the_broker_certificate(self):
         # the certificate names localhost, not 127.0.0.1
-        self.refused("mismatch", self.settings(**{
-            "bootstrap.servers": self.kafka.bootstrap_for("SSL").replace("localhost", "127.0.0.1"),
-            "security.protocol": "SSL", "ssl.ca.location": self.tls.ca}),
-            "certificate verify failed")
+        self.refused("mismatch", self.tls_settings(host="127.0.0.1"),
+                     "certificate verify failed")
 
     def test_mtls_listener_refuses_a_client_without_certificate(self):
-        self.refused("nocert", self.settings(**{
-            "bootstrap.servers": self.kafka.bootstrap_for("MTLS"),
-            "security.protocol": "SSL", "ssl.ca.location": self.tls.ca}),
-            "bad certificate")
+        self.refused("nocert", self.tls_settings(listener="MTLS"), "bad certificate")
 
     def test_check_names_a_missing_acl(self):
-        # visible (Describe) but not writable: the probe record is refused
-        # by the Write ACL check, before the brokers would look at its size
+        # visible (Describe) but not writable: the probe request is refused
+        # at the Write ACL check
         self.kafka.create_topic("denied.dlq", 1)
         self.kafka.acl("--add", "--allow-principal", "User:app", "--operation", "Describe",
                        "--topic", "denied.dlq")
