@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +42,9 @@ struct obx_pipeline {
 	obx_decoder_t *decoder;
 	obx_envelope_t *envelope;
 	obx_producer_t *producer;
+	/* held by the HTTP thread while it probes the producer, and by the
+	 * pipeline while it replaces it */
+	pthread_mutex_t producer_lock;
 	obx_tracker_t *tracker;
 	obx_router_t *router;
 	char *router_db;
@@ -61,6 +65,10 @@ struct obx_pipeline {
 	/* a delivery that finally failed: stop, never confirm past it */
 	bool delivery_failed;
 	char delivery_error[512];
+	/* the producer hit a fatal error: the next run replaces it and the
+	 * tracker, and the slot resends everything after the confirmed LSN */
+	bool producer_failed;
+	bool discarding; /* the failed producer's reports are void */
 
 	bool connected_before; /* slot.create applies to the first start only */
 	int64_t last_heard_us; /* the server's last message */
@@ -79,6 +87,8 @@ static void on_delivery(void *ctx, void *msg_opaque, const char *topic, bool ok,
 {
 	obx_pipeline_t *p = ctx;
 
+	if (p->discarding)
+		return;
 	if (!ok) {
 		/* the txn keeps its pending count: nothing past it confirms */
 		if (!p->delivery_failed)
@@ -104,6 +114,7 @@ obx_pipeline_t *obx_pipeline_new(const obx_config_t *conf,
 		abort();
 	p->conf = conf;
 	p->metrics = metrics;
+	pthread_mutex_init(&p->producer_lock, NULL);
 	p->batch = obx_metrics_batch_new();
 	p->tracker = obx_tracker_new(OBX_LSN_INVALID);
 	if (!(p->decoder = obx_decoder_new(conf, errstr, errstr_size)) ||
@@ -128,12 +139,33 @@ void obx_pipeline_destroy(obx_pipeline_t *p)
 	obx_decoder_destroy(p->decoder);
 	obx_tracker_destroy(p->tracker);
 	obx_metrics_batch_destroy(p->batch);
+	pthread_mutex_destroy(&p->producer_lock);
 	free(p);
 }
 
+/*
+ * A fatal producer error (librdkafka's idempotent producer losing track of
+ * its sequence numbers, e.g. in a leader failover) ends that producer, not
+ * the connector: nothing it did not acknowledge was confirmed, so a new
+ * producer that starts again from the slot's confirmed LSN loses nothing
+ * and keeps each key's first deliveries in order (the old producer wrote
+ * no gaps); what it had written unacknowledged comes again as duplicates.
+ */
 static obx_err_t check_kafka(obx_pipeline_t *p, char *errstr,
 			     size_t errstr_size)
 {
+	if (p->producer_failed ||
+	    obx_producer_status(p->producer, errstr, errstr_size) != OBX_OK) {
+		if (!p->producer_failed)
+			obx_error(
+			    "%s; starting a new Kafka producer that resends "
+			    "everything after the confirmed LSN " OBX_LSN_FMT,
+			    errstr, OBX_LSN_ARGS(p->sent_flush));
+		p->producer_failed = true;
+		obx_errf(errstr, errstr_size,
+			 "the Kafka producer failed and is being replaced");
+		return OBX_RETRY;
+	}
 	if (p->delivery_failed) {
 		obx_errf(errstr, errstr_size,
 			 "a Kafka delivery failed: %s; stopping without "
@@ -141,7 +173,33 @@ static obx_err_t check_kafka(obx_pipeline_t *p, char *errstr,
 			 p->delivery_error, OBX_LSN_ARGS(p->sent_flush));
 		return OBX_FATAL;
 	}
-	return obx_producer_status(p->producer, errstr, errstr_size);
+	return OBX_OK;
+}
+
+/* See check_kafka(): called between connections, never with one open. */
+static obx_err_t replace_failed_producer(obx_pipeline_t *p, char *errstr,
+					 size_t errstr_size)
+{
+	obx_producer_t *fresh =
+	    obx_producer_new(p->conf, on_delivery, p, errstr, errstr_size);
+	if (!fresh)
+		return OBX_FATAL;
+	pthread_mutex_lock(&p->producer_lock);
+	obx_producer_t *failed = p->producer;
+	p->producer = fresh;
+	pthread_mutex_unlock(&p->producer_lock);
+	/* its queued messages are dropped; any report it still gives refers
+	 * to the old tracker, which lives until after it */
+	p->discarding = true;
+	obx_producer_destroy(failed);
+	p->discarding = false;
+	obx_tracker_destroy(p->tracker);
+	p->tracker = obx_tracker_new(OBX_LSN_INVALID);
+	p->txn = NULL;
+	p->delivery_failed = false;
+	p->producer_failed = false;
+	obx_info("a new Kafka producer is ready");
+	return OBX_OK;
 }
 
 static void log_progress(obx_pipeline_t *p, int64_t now)
@@ -558,7 +616,11 @@ static void publish_state(obx_pipeline_t *p)
 
 bool obx_pipeline_kafka_reachable(obx_pipeline_t *p, int timeout_ms)
 {
-	return obx_producer_reachable(p->producer, timeout_ms);
+	pthread_mutex_lock(&p->producer_lock);
+	bool reachable = !p->producer_failed &&
+			 obx_producer_reachable(p->producer, timeout_ms);
+	pthread_mutex_unlock(&p->producer_lock);
+	return reachable;
 }
 
 /*
@@ -634,6 +696,14 @@ static obx_err_t stop_cleanly(obx_pipeline_t *p, char *errstr,
 			break;
 		if (err != OBX_RETRY)
 			return err;
+		if (p->producer_failed) {
+			obx_errf(errstr, errstr_size,
+				 "the Kafka producer failed: %zu events stay "
+				 "unconfirmed and are sent again after a "
+				 "restart",
+				 obx_tracker_inflight(p->tracker));
+			return OBX_FATAL;
+		}
 		obx_info("stopping: %zu events still in flight",
 			 obx_tracker_inflight(p->tracker));
 	}
@@ -652,6 +722,9 @@ obx_err_t obx_pipeline_run(obx_pipeline_t *p, volatile sig_atomic_t *stop,
 	char options[8192];
 	obx_err_t err;
 
+	if (p->producer_failed &&
+	    (err = replace_failed_producer(p, errstr, errstr_size)) != OBX_OK)
+		return err;
 	p->repl = obx_repl_connect(p->conf,
 				   p->conf->slot_create && !p->connected_before,
 				   &err, errstr, errstr_size);

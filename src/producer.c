@@ -57,9 +57,16 @@ static void delivery_report(rd_kafka_t *rk, const rd_kafka_message_t *msg,
 			    void *opaque)
 {
 	obx_producer_t *p = opaque;
-	(void)rk;
+	char fatal_reason[512];
 	if (!p->poll_now_us)
 		p->poll_now_us = obx_wallclock_us();
+	/* the reports of messages a fatal error failed may be served before
+	 * the error itself: the producer is unusable from the first of them */
+	if (msg->err && !p->fatal &&
+	    rd_kafka_fatal_error(rk, fatal_reason, sizeof(fatal_reason))) {
+		obx_error("kafka: fatal error: %s", fatal_reason);
+		p->fatal = true;
+	}
 	p->on_delivery(
 	    p->ctx, msg->_private, rd_kafka_topic_name(msg->rkt), msg->err == 0,
 	    msg->err ? rd_kafka_err2str(msg->err) : NULL, p->poll_now_us);
@@ -75,7 +82,8 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 	p->last_error_code = err;
 	if (err == RD_KAFKA_RESP_ERR__FATAL) {
 		rd_kafka_fatal_error(rk, fatal_reason, sizeof(fatal_reason));
-		obx_error("kafka: fatal error: %s", fatal_reason);
+		if (!p->fatal) /* else a delivery report said it first */
+			obx_error("kafka: fatal error: %s", fatal_reason);
 		p->fatal = true;
 		return;
 	}

@@ -6,7 +6,9 @@
  *
  * A pipeline outlives connections: the producer, its in-flight events and
  * the tracker survive a reconnect to PostgreSQL, so acks that arrive after a
- * reconnect still count.  Single-threaded.
+ * reconnect still count.  A producer that failed fatally is replaced between
+ * connections, with a fresh tracker: the slot resends what it had not
+ * acknowledged.  Single-threaded, except obx_pipeline_kafka_reachable().
  */
 #ifndef OUTBOXD_PIPELINE_H
 #define OUTBOXD_PIPELINE_H
@@ -46,7 +48,8 @@ obx_err_t obx_pipeline_run(obx_pipeline_t *p, volatile sig_atomic_t *stop,
 obx_err_t obx_pipeline_drain(obx_pipeline_t *p, int timeout_ms, char *errstr,
 			     size_t errstr_size);
 
-/* Whether Kafka answers within timeout_ms; safe from any thread. */
+/* Whether Kafka answers within timeout_ms (false while the producer is being
+ * replaced); safe from any thread. */
 bool obx_pipeline_kafka_reachable(obx_pipeline_t *p, int timeout_ms);
 
 #endif

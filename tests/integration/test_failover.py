@@ -71,7 +71,9 @@ class LeaderFailoverTest(IntegrationTest):
         records = self.consumer.read([TOPIC], EVENTS, timeout=180)
         duplicates = check_delivery(self, self.envelopes, records, "failover", EVENTS)
         print("failover: %d events, %d leader kills, 2 brokers down once, %d records, "
-              "%d duplicates" % (EVENTS, len(kills), len(records), duplicates))
+              "%d duplicates, %d producers replaced after a fatal error" % (
+                  EVENTS, len(kills), len(records), duplicates,
+                  d.output().count("a new Kafka producer is ready")))
         self.assertIsNone(d.proc.poll(), "never exits:\n" + d.output()[-3000:])
         self.assertEqual(d.stop(), 0)
 

@@ -80,24 +80,32 @@ class KafkaFaultTest(IntegrationTest):
 
 
 class FatalKafkaErrorTest(IntegrationTest):
-    """An error a real broker returns only when something is already broken,
-    so it is injected."""
+    """An error a real broker returns only when librdkafka's idempotent
+    producer has lost track of its sequence numbers (seen on the real
+    three-broker cluster in a leader failover), so it is injected here."""
 
     kafka_kinds = ("mock",)
 
-    def test_fatal_idempotence_error_stops_without_confirming(self):
+    def test_fatal_idempotence_error_replaces_the_producer(self):
         d = self.outboxd(slot_name="fatal")
         d.wait_streaming()
         self.insert_events([("fatal", "f-0", "Warmup", '{}')])
         self.consumer.read(["outbox.event.fatal"], 1)
         before = self.pg.current_lsn()
-        # OUT_OF_ORDER_SEQUENCE_NUMBER (45): the idempotent producer cannot
-        # guarantee order any more
+        # OUT_OF_ORDER_SEQUENCE_NUMBER (45): fatal for the idempotent
+        # producer; the connector replaces it and resends from the slot
         self.kafka.inject_produce_errors(5, 45)
         self.insert_events([("fatal", "f-1", "Doomed", '{}')])
-        self.assertEqual(d.wait(60), 1, d.output())
-        self.assertIn("fatal", d.output())
-        self.assertLessEqual(self.pg.confirmed_lsn("fatal"), before)
+        d.wait_for_log("starting a new Kafka producer that resends everything after the "
+                       "confirmed LSN")
+        self.assertLessEqual(self.pg.confirmed_lsn("fatal"), before,
+                             "nothing past the failed event is confirmed")
+        records = self.consumer.read(["outbox.event.fatal"], 2, timeout=90)
+        self.assertIn(b"Doomed", [dict(r.headers)["eventType"] for r in records])
+        end = self.pg.current_lsn()
+        wait_until(lambda: self.pg.confirmed_lsn("fatal") >= end, 60, "confirmed after")
+        self.assertIsNone(d.proc.poll(), "never exits:\n" + d.output()[-3000:])
+        self.assertEqual(d.stop(), 0)
 
 
 if __name__ == "__main__":
