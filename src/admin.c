@@ -1,7 +1,9 @@
 /* admin.c - slot management and server facts over a normal connection. */
 #include "outboxd/admin.h"
 
+#include <ctype.h>
 #include <libpq-fe.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -196,4 +198,83 @@ obx_err_t obx_admin_slot_advance(obx_admin_t *a, const char *slot, obx_lsn_t to,
 	*moved_to = lsn_value(res, 0);
 	PQclear(res);
 	return OBX_OK;
+}
+
+/* The existing table whose name is nearest to schema.table (case counts
+ * for nothing), from a comma-separated list; "" when none is near. */
+static void nearest_table(const char *candidates, const char *wanted, char *out,
+			  size_t out_size)
+{
+	char *list = strdup(candidates), *save = NULL;
+	char *lower_wanted = strdup(wanted);
+	size_t best = SIZE_MAX;
+	if (!list || !lower_wanted)
+		abort();
+	for (char *c = lower_wanted; *c; c++)
+		*c = (char)tolower((unsigned char)*c);
+	out[0] = '\0';
+	for (char *name = strtok_r(list, ",", &save); name;
+	     name = strtok_r(NULL, ",", &save)) {
+		char lower[300];
+		snprintf(lower, sizeof(lower), "%s", name);
+		for (char *c = lower; *c; c++)
+			*c = (char)tolower((unsigned char)*c);
+		size_t d = obx_edit_distance(lower_wanted, lower);
+		if (d < best && d <= strlen(wanted) / 2) {
+			best = d;
+			snprintf(out, out_size, "%s", name);
+		}
+	}
+	free(list);
+	free(lower_wanted);
+}
+
+obx_err_t obx_admin_verify_tables(const obx_config_t *conf, char *errstr,
+				  size_t errstr_size)
+{
+	char v[16], candidates[65536], nearest[300], wanted[300];
+	obx_admin_t *a =
+	    obx_admin_connect(conf, "outboxd-verify", errstr, errstr_size);
+	if (!a)
+		return OBX_RETRY;
+	obx_err_t result = OBX_OK;
+	for (size_t i = 0; i < conf->ntables && result == OBX_OK; i++) {
+		const char *params[] = { conf->tables[i].schema,
+					 conf->tables[i].table };
+		result = obx_admin_query_value(
+		    a,
+		    "SELECT count(*) FROM pg_catalog.pg_class c JOIN "
+		    "pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+		    "WHERE n.nspname = $1 AND c.relname = $2 AND "
+		    "c.relkind IN ('r', 'p')",
+		    2, params, v, sizeof(v), errstr, errstr_size);
+		if (result != OBX_OK || atoi(v) > 0)
+			continue;
+		result = obx_admin_query_value(
+		    a,
+		    "SELECT string_agg(n.nspname || '.' || c.relname, ',') "
+		    "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace "
+		    "n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', "
+		    "'p') AND n.nspname NOT IN ('pg_catalog', "
+		    "'information_schema') AND n.nspname !~ '^pg_toast'",
+		    0, NULL, candidates, sizeof(candidates), errstr,
+		    errstr_size);
+		if (result != OBX_OK)
+			continue;
+		snprintf(wanted, sizeof(wanted), "%s.%s",
+			 conf->tables[i].schema, conf->tables[i].table);
+		nearest_table(candidates, wanted, nearest, sizeof(nearest));
+		obx_errf(errstr, errstr_size,
+			 "table %s of table.include.list does not exist "
+			 "(unquoted names are folded to lower case, as in "
+			 "SQL); %s%s",
+			 wanted,
+			 nearest[0] ? "the nearest existing table is "
+				    : "no existing table has a similar name",
+			 nearest);
+		result = OBX_CONFIG;
+	}
+	obx_admin_destroy(a);
+	/* a failed query is the connection's fault: try again */
+	return result == OBX_FATAL ? OBX_RETRY : result;
 }

@@ -62,7 +62,8 @@ static option_t options[] = {
 	  "pgoutput only: publication on the outbox tables" },
 	{ "table.include.list", STR(table_include_list), false, false,
 	  "comma-separated outbox tables, schema-qualified (a bare name means "
-	  "public.name)" },
+	  "public.name); names resolve as in SQL: unquoted ones fold to lower "
+	  "case, \"Quoted\" ones keep theirs; each must exist at start" },
 	{ "table.field.event.id", STR(field_event_id), false, false,
 	  "column with the event id (header `id`, envelope `id`)" },
 	{ "table.field.event.key", STR(field_event_key), false, false,
@@ -334,33 +335,6 @@ void obx_config_destroy(obx_config_t *conf)
 	free(conf);
 }
 
-static size_t edit_distance(const char *a, const char *b)
-{
-	size_t la = strlen(a), lb = strlen(b);
-	size_t *row = xcalloc(lb + 1, sizeof(*row));
-
-	for (size_t j = 0; j <= lb; j++)
-		row[j] = j;
-	for (size_t i = 1; i <= la; i++) {
-		size_t diag = row[0];
-		row[0] = i;
-		for (size_t j = 1; j <= lb; j++) {
-			size_t up = row[j];
-			size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
-			size_t best = diag + cost;
-			if (row[j] + 1 < best)
-				best = row[j] + 1;
-			if (row[j - 1] + 1 < best)
-				best = row[j - 1] + 1;
-			row[j] = best;
-			diag = up;
-		}
-	}
-	size_t d = row[lb];
-	free(row);
-	return d;
-}
-
 /* The key most similar to `key`, or NULL when none is close. */
 static const char *closest_key(const char *key)
 {
@@ -368,7 +342,7 @@ static const char *closest_key(const char *key)
 	size_t best_distance = SIZE_MAX;
 
 	for (size_t i = 0; i < OBX_ARRAY_LEN(options); i++) {
-		size_t d = edit_distance(key, options[i].name);
+		size_t d = obx_edit_distance(key, options[i].name);
 		if (d < best_distance) {
 			best_distance = d;
 			best = options[i].name;
@@ -528,6 +502,37 @@ static bool is_identifier(const char *s, size_t len)
 	return !isdigit((unsigned char)s[0]);
 }
 
+/*
+ * One identifier of table.include.list as PostgreSQL resolves it: "Quoted"
+ * keeps its case, unquoted folds A-Z to lower case, so public.Outbox names
+ * the table outbox, as it would in SQL (wal2json compares names exactly: a
+ * name left as typed would match nothing, silently).  Both hold identifier
+ * characters only (letters, digits, _ and $), so the name reaches wal2json
+ * without escapes.  Returns it allocated and advances *s; NULL if invalid.
+ */
+static char *read_identifier(const char **s)
+{
+	const char *p = *s;
+	bool quoted = *p == '"';
+	if (quoted)
+		p++;
+	const char *start = p;
+	while (*p && (isalnum((unsigned char)*p) || *p == '_' || *p == '$' ||
+		      (unsigned char)*p >= 0x80))
+		p++;
+	size_t len = (size_t)(p - start);
+	if ((quoted && *p++ != '"') || !is_identifier(start, len))
+		return NULL;
+	char *id = strndup(start, len);
+	if (!id)
+		abort();
+	for (char *c = id; !quoted && *c; c++)
+		if (*c >= 'A' && *c <= 'Z')
+			*c = (char)(*c - 'A' + 'a');
+	*s = p;
+	return id;
+}
+
 static obx_err_t parse_tables(obx_config_t *conf, char *errstr,
 			      size_t errstr_size)
 {
@@ -538,19 +543,22 @@ static obx_err_t parse_tables(obx_config_t *conf, char *errstr,
 
 	for (char *item = strtok_r(list, ",", &save); item;
 	     item = strtok_r(NULL, ",", &save)) {
-		char *name = trim(item);
-		char *dot = strchr(name, '.');
-		const char *schema = dot ? name : "public";
-		const char *table = dot ? dot + 1 : name;
-		size_t schema_len = dot ? (size_t)(dot - name) : 6;
-
-		if (!is_identifier(schema, schema_len) ||
-		    !is_identifier(table, strlen(table))) {
+		const char *name = trim(item), *cursor = name;
+		char *first = read_identifier(&cursor), *second = NULL;
+		bool dotted = first && *cursor == '.';
+		if (dotted) {
+			cursor++;
+			second = read_identifier(&cursor);
+		}
+		if (!first || (dotted && !second) || *cursor) {
 			obx_errf(errstr, errstr_size,
 				 "invalid table \"%s\" in table.include.list: "
-				 "expected schema.table with unquoted "
-				 "identifiers",
+				 "expected [schema.]table, each an identifier "
+				 "of letters, digits, _ and $ (double-quote "
+				 "one to keep its upper case)",
 				 name);
+			free(first);
+			free(second);
 			err = OBX_CONFIG;
 			break;
 		}
@@ -559,10 +567,8 @@ static obx_err_t parse_tables(obx_config_t *conf, char *errstr,
 		if (!conf->tables)
 			abort();
 		conf->tables[conf->ntables].schema =
-		    strndup(schema, schema_len);
-		if (!conf->tables[conf->ntables].schema)
-			abort();
-		conf->tables[conf->ntables].table = xstrdup(table);
+		    second ? first : xstrdup("public");
+		conf->tables[conf->ntables].table = second ? second : first;
 		conf->ntables++;
 	}
 	free(list);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "outboxd/admin.h"
 #include "outboxd/decoder.h"
 #include "outboxd/envelope.h"
 #include "outboxd/log.h"
@@ -71,6 +72,7 @@ struct obx_pipeline {
 	bool discarding; /* the failed producer's reports are void */
 
 	bool connected_before; /* slot.create applies to the first start only */
+	bool tables_verified;  /* table.include.list exists on the server */
 	int64_t last_heard_us; /* the server's last message */
 
 	/* for the progress line; everything else is in the metrics */
@@ -725,6 +727,14 @@ obx_err_t obx_pipeline_run(obx_pipeline_t *p, volatile sig_atomic_t *stop,
 	if (p->producer_failed &&
 	    (err = replace_failed_producer(p, errstr, errstr_size)) != OBX_OK)
 		return err;
+	/* before the slot is created or anything streamed: a misnamed table
+	 * matches nothing, and every event written meanwhile would be lost */
+	if (!p->tables_verified) {
+		if ((err = obx_admin_verify_tables(p->conf, errstr,
+						   errstr_size)) != OBX_OK)
+			return err;
+		p->tables_verified = true;
+	}
 	p->repl = obx_repl_connect(p->conf,
 				   p->conf->slot_create && !p->connected_before,
 				   &err, errstr, errstr_size);

@@ -44,6 +44,9 @@ int64_t obx_wallclock_us(void);
 /* A 64-bit hash of a string, for lookup tables of names. */
 uint64_t obx_hash_str(const char *s);
 
+/* Levenshtein distance: how many single-byte edits turn a into b. */
+size_t obx_edit_distance(const char *a, const char *b);
+
 /* printf into a fixed buffer, always NUL-terminated; for errstr arguments. */
 void obx_errf(char *errstr, size_t errstr_size, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -96,6 +96,22 @@ class PipelineTest(IntegrationTest):
         self.assertIn("stopped cleanly", out)
         self.assertEqual(self.pg.slot("pipeline")[1], "", "slot released (no active pid)")
 
+    def test_table_names_resolve_like_sql_and_a_missing_table_stops_the_start(self):
+        # unquoted names fold to lower case, as in SQL: public.Outbox is
+        # the table outbox (wal2json alone would compare "Outbox" exactly
+        # and match nothing)
+        d = self.outboxd(slot_name="folded", table_include_list="public.Outbox")
+        d.wait_streaming()
+        self.insert_events([("folded", "k-1", "Folded", '{"n": 1}')])
+        self.assertEqual(len(self.consumer.read(["outbox.event.folded"], 1)), 1)
+        self.assertEqual(d.stop(), 0)
+        # a quoted name keeps its case, and there is no table "Outbox"
+        d = self.outboxd(slot_name="quoted", table_include_list='public."Outbox"')
+        self.assertEqual(d.wait(60), 2, d.output())
+        self.assertIn("table public.Outbox of table.include.list does not exist", d.output())
+        self.assertIn("the nearest existing table is public.outbox", d.output())
+        self.assertIsNone(self.pg.slot("quoted"), "no slot pins WAL for it")
+
     def test_restart_resumes_where_kafka_acked(self):
         d = self.outboxd(slot_name="resume")
         d.wait_streaming()

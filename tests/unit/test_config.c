@@ -179,6 +179,56 @@ START_TEST(tables_and_additional_fields_are_parsed)
 }
 END_TEST
 
+/* A minimal valid configuration with this table.include.list. */
+static obx_config_t *config_with_tables(const char *list)
+{
+	obx_config_t *c = obx_config_new();
+	obx_config_set(c, "database.url", "dbname=x", "t", err, sizeof(err));
+	obx_config_set(c, "kafka.bootstrap.servers", "k:1", "t", err,
+		       sizeof(err));
+	obx_config_set(c, "table.include.list", list, "t", err, sizeof(err));
+	return c;
+}
+
+/* As PostgreSQL resolves them: unquoted names fold to lower case, quoted
+ * ones keep theirs; wal2json compares names exactly. */
+START_TEST(table_names_resolve_like_postgresql)
+{
+	const struct {
+		const char *list, *schema, *table;
+	} ok[] = {
+		{ "public.Outbox", "public", "outbox" },
+		{ "Billing.OUTBOX", "billing", "outbox" },
+		{ "public.\"Outbox\"", "public", "Outbox" },
+		{ "\"Billing\".events_$1", "Billing", "events_$1" },
+		{ "Outbox", "public", "outbox" },
+	};
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		obx_config_t *c = config_with_tables(ok[i].list);
+		ck_assert_msg(obx_config_validate(c, err, sizeof(err)) ==
+				  OBX_OK,
+			      "%s: %s", ok[i].list, err);
+		ck_assert_str_eq(c->tables[0].schema, ok[i].schema);
+		ck_assert_str_eq(c->tables[0].table, ok[i].table);
+		obx_config_destroy(c);
+	}
+	const char *bad[] = { "public.\"Out box\"",
+			      "public.\"Outbox",
+			      "public.",
+			      ".outbox",
+			      "a.b.c",
+			      "public.1outbox" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		obx_config_t *c = config_with_tables(bad[i]);
+		ck_assert_msg(obx_config_validate(c, err, sizeof(err)) ==
+				  OBX_CONFIG,
+			      "%s accepted", bad[i]);
+		ck_assert_ptr_nonnull(strstr(err, "table.include.list"));
+		obx_config_destroy(c);
+	}
+}
+END_TEST
+
 START_TEST(reference_lists_every_key)
 {
 	char *text = NULL;
@@ -211,6 +261,7 @@ Suite *config_suite(void)
 	tc = tcase_create("validate");
 	tcase_add_test(tc, validation_requires_url_and_bootstrap);
 	tcase_add_test(tc, tables_and_additional_fields_are_parsed);
+	tcase_add_test(tc, table_names_resolve_like_postgresql);
 	tcase_add_test(tc, reference_lists_every_key);
 	suite_add_tcase(s, tc);
 	return s;
