@@ -12,9 +12,13 @@
 #include "outboxd/log.h"
 
 /* How long the first event of a new topic waits for the topic's metadata,
- * and for the brokers' verdict on creating it. */
+ * and at most for the brokers' verdict on creating it or for its
+ * max.message.bytes: both usually come within milliseconds, but a loaded
+ * test machine most likely took more than 2 s once, and an answer that
+ * comes too late turns a refused topic into one retried until
+ * message.timeout.ms */
 #define TOPIC_METADATA_WAIT_MS 500
-#define TOPIC_CONFIG_WAIT_MS   2000
+#define TOPIC_CONFIG_WAIT_MS   10000
 /*
  * A topic's max.message.bytes is asked for when the topic is first used,
  * without waiting.  Only a record at least this large waits for the answer

@@ -53,7 +53,7 @@ class BadRowTest(IntegrationTest):
         self.insert("acct.x", "k-6")                   # collides with acct_x
         self.insert("acct", "k-5", payload='{"fine": true}')
         dead = self.consumer.read(["dead.letters"], 5)
-        self.assertEqual(len(dead), 5)
+        self.assertEqual(len(dead), 5, d.output()[-4000:])
         dead.sort(key=lambda r: lsn_int(json.loads(r.value)["lsn"]))  # commit order
         errors = [headers(r)["error"] for r in dead]
         self.assertIn('column "aggregateid" (table.field.event.key) is NULL', errors[0])
