@@ -200,6 +200,12 @@ obx_err_t obx_admin_slot_advance(obx_admin_t *a, const char *slot, obx_lsn_t to,
 	return OBX_OK;
 }
 
+static void lowercase(char *s)
+{
+	for (; *s; s++)
+		*s = (char)tolower((unsigned char)*s);
+}
+
 /* The existing table whose name is nearest to schema.table (case counts
  * for nothing), from a comma-separated list; "" when none is near. */
 static void nearest_table(const char *candidates, const char *wanted, char *out,
@@ -210,15 +216,13 @@ static void nearest_table(const char *candidates, const char *wanted, char *out,
 	size_t best = SIZE_MAX;
 	if (!list || !lower_wanted)
 		abort();
-	for (char *c = lower_wanted; *c; c++)
-		*c = (char)tolower((unsigned char)*c);
+	lowercase(lower_wanted);
 	out[0] = '\0';
 	for (char *name = strtok_r(list, ",", &save); name;
 	     name = strtok_r(NULL, ",", &save)) {
 		char lower[300];
 		snprintf(lower, sizeof(lower), "%s", name);
-		for (char *c = lower; *c; c++)
-			*c = (char)tolower((unsigned char)*c);
+		lowercase(lower);
 		size_t d = obx_edit_distance(lower_wanted, lower);
 		if (d < best && d <= strlen(wanted) / 2) {
 			best = d;

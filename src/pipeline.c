@@ -5,6 +5,7 @@
 #include <jansson.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,7 +69,7 @@ struct obx_pipeline {
 	char delivery_error[512];
 	/* the producer hit a fatal error: the next run replaces it and the
 	 * tracker, and the slot resends everything after the confirmed LSN */
-	bool producer_failed;
+	atomic_bool producer_failed; /* also read by the HTTP thread */
 	bool discarding; /* the failed producer's reports are void */
 
 	bool connected_before; /* slot.create applies to the first start only */

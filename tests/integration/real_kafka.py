@@ -74,13 +74,20 @@ def free_port():
         return s.getsockname()[1]
 
 
-def java(main_class, *args, heap="128m", **kw):
+def java_argv(main_class, *args, libs=KAFKA_LIBS, heap="128m", jvm=None):
+    """The command line of a JVM running main_class from Kafka's jars; by
+    default a short-lived tool (small heap, quick-start compiler)."""
+    if jvm is None:
+        jvm = ["-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"]
+    return ([JAVA, "-Xmx" + heap] + jvm +
+            ["-Dlog4j2.configurationFile=" + LOG4J_CONF, "-cp", libs + "/*", main_class] +
+            list(args))
+
+
+def java(main_class, *args, **kw):
     """Runs one of Kafka's command-line tools from the jars."""
-    return subprocess.run(
-        [JAVA, "-Xmx" + heap, "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
-         "-Dlog4j2.configurationFile=" + LOG4J_CONF, "-cp", KAFKA_LIBS + "/*",
-         main_class] + list(args),
-        check=True, capture_output=True, text=True, **kw)
+    return subprocess.run(java_argv(main_class, *args), check=True, capture_output=True,
+                          text=True, **kw)
 
 
 def cluster_id():
@@ -163,9 +170,8 @@ class Node:
         log = open(self.log_path, "a")
         self.log_offset = log.tell()
         self.proc = subprocess.Popen(
-            [JAVA, "-Xms64m", "-Xmx" + heap] + GC_OPTIONS[gc] +
-            ["-Dlog4j2.configurationFile=" + LOG4J_CONF, "-cp", self.libs + "/*",
-             "kafka.Kafka", self.properties],
+            java_argv("kafka.Kafka", self.properties, libs=self.libs, heap=heap,
+                      jvm=["-Xms64m"] + GC_OPTIONS[gc]),
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             preexec_fn=die_with_parent)
         log.close()
@@ -311,9 +317,8 @@ class RealKafka:
                 args += ["--add-scram", "SCRAM-SHA-512=[name=\"%s\",password=\"%s\"]" % (name, password)]
         # formats run in parallel: each is a JVM start
         procs = [subprocess.Popen(
-            [JAVA, "-Xmx128m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
-             "-Dlog4j2.configurationFile=" + LOG4J_CONF, "-cp", self.libs + "/*",
-             "kafka.tools.StorageTool", "format", "-t", cid, "-c", n.properties] + args,
+            java_argv("kafka.tools.StorageTool", "format", "-t", cid, "-c", n.properties,
+                      *args, libs=self.libs),
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             for n in self.nodes]
         for p in procs:
