@@ -44,8 +44,11 @@ class LargeTransactionTest(IntegrationTest):
         samples = 0
         highest = 0
         while True:
-            acked = self.consumer.high_watermarks("outbox.event.bulk")
+            # confirmed first: an ack that lands between the two reads must
+            # not look like a confirmation ahead of it (acks=all answers
+            # only once the high watermark covers the records)
             confirmed = self.pg.confirmed_lsn("large")
+            acked = self.consumer.high_watermarks("outbox.event.bulk")
             if acked >= ROWS:
                 break
             self.assertLess(confirmed, end,
