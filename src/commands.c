@@ -1,6 +1,7 @@
 /* commands.c - slot status/create/drop/reset and the preflight check. */
 #include "outboxd/commands.h"
 
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,8 +10,13 @@
 #include "outboxd/admin.h"
 #include "outboxd/log.h"
 #include "outboxd/producer.h"
+#include "outboxd/replication.h"
+#include "outboxd/state.h"
 
 enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
+
+/* How long a command waits to read or write the state topic. */
+#define STATE_WAIT_MS 15000
 
 static obx_admin_t *connect_or_report(const obx_config_t *conf)
 {
@@ -90,28 +96,6 @@ int obx_cmd_slot_status(const obx_config_t *conf)
 	return EXIT_OK;
 }
 
-int obx_cmd_slot_create(const obx_config_t *conf)
-{
-	char err[1024];
-	obx_lsn_t at;
-	obx_admin_t *a = connect_or_report(conf);
-
-	if (!a)
-		return EXIT_FAILED;
-	obx_err_t rc = obx_admin_slot_create(
-	    a, conf->slot_name, obx_config_plugin(conf), &at, err, sizeof(err));
-	obx_admin_destroy(a);
-	if (rc != OBX_OK) {
-		fprintf(stderr, "outboxd: could not create slot \"%s\": %s\n",
-			conf->slot_name, err);
-		return EXIT_FAILED;
-	}
-	printf("created replication slot \"%s\" (plugin %s) at " OBX_LSN_FMT
-	       "\n",
-	       conf->slot_name, obx_config_plugin(conf), OBX_LSN_ARGS(at));
-	return EXIT_OK;
-}
-
 /*
  * Without --yes: on a terminal, asks for the slot name; otherwise says what
  * would happen and changes nothing.
@@ -170,10 +154,139 @@ static obx_admin_t *open_inactive_slot(const obx_config_t *conf,
 	return a;
 }
 
+/* The connector as the server and the state topic know it. */
+typedef struct {
+	obx_repl_system_t system;
+	char database[128];
+	obx_state_view_t state;
+} identity_t;
+
+/* IDENTIFY_SYSTEM, then the state topic; false after saying why. */
+static bool load_identity(const obx_config_t *conf, identity_t *id)
+{
+	char err[1024];
+	obx_err_t e;
+	obx_repl_t *repl = obx_repl_connect(conf, &e, err, sizeof(err));
+	if (!repl) {
+		fprintf(stderr, "outboxd: %s\n", err);
+		return false;
+	}
+	id->system = *obx_repl_system(repl);
+	snprintf(id->database, sizeof(id->database), "%s",
+		 obx_repl_database(repl));
+	obx_repl_destroy(repl);
+	if (obx_state_read(conf, id->system.system_id, id->database,
+			   STATE_WAIT_MS, &id->state, err,
+			   sizeof(err)) != OBX_OK) {
+		fprintf(stderr,
+			"outboxd: %s; the slot is left as it is, since what "
+			"this connector streamed cannot be told without it\n",
+			err);
+		return false;
+	}
+	return true;
+}
+
+/* Records what a command did to the slot; false after saying why. */
+static bool record_state(const obx_config_t *conf, const identity_t *id,
+			 obx_slot_event_t event, obx_lsn_t lsn)
+{
+	char err[1024];
+	obx_state_record_t rec = { .system_id = id->system.system_id,
+				   .timeline = id->system.timeline,
+				   .lsn = lsn,
+				   .event = event,
+				   .written_us = obx_wallclock_us() };
+	snprintf(rec.database, sizeof(rec.database), "%s", id->database);
+	snprintf(rec.slot, sizeof(rec.slot), "%s", conf->slot_name);
+	if (obx_state_write(conf, &rec, STATE_WAIT_MS, err, sizeof(err)) ==
+	    OBX_OK)
+		return true;
+	fprintf(stderr, "outboxd: %s\n", err);
+	return false;
+}
+
+/* Says which gap creating the slot accepts; false when there is none. */
+static bool describe_gap(const obx_config_t *conf, const identity_t *id,
+			 bool slot_exists)
+{
+	const obx_state_record_t *r = id->state.found ? &id->state.mine
+				    : id->state.other_found ? &id->state.other
+							    : NULL;
+	if (!r || (id->state.found && slot_exists))
+		return false;
+	if (id->state.found)
+		printf("this connector streamed from slot \"%s\" up to "
+		       "LSN " OBX_LSN_FMT " (state topic \"%s\": %s); the "
+		       "slot is gone, so events committed after that and "
+		       "before the new slot exists will never be published\n",
+		       conf->slot_name, OBX_LSN_ARGS(r->lsn), conf->state_topic,
+		       obx_slot_event_name(r->event));
+	else
+		printf("this connector streamed database \"%s\" through slot "
+		       "\"%s\" from another PostgreSQL cluster (system "
+		       "identifier %" PRIu64 ", up to LSN " OBX_LSN_FMT
+		       "); this one is %" PRIu64 ": events that cluster had "
+		       "not streamed will never be published from here\n",
+		       r->database, r->slot, r->system_id,
+		       OBX_LSN_ARGS(r->lsn), id->system.system_id);
+	return true;
+}
+
+int obx_cmd_slot_create(const obx_config_t *conf,
+			const obx_slot_options_t *opts)
+{
+	char err[1024];
+	identity_t id;
+	obx_slot_info_t s;
+	obx_lsn_t at;
+
+	if (!load_identity(conf, &id))
+		return EXIT_FAILED;
+	obx_admin_t *a = connect_or_report(conf);
+	if (!a)
+		return EXIT_FAILED;
+	int rc = EXIT_FAILED;
+	if (!load_slot(a, conf->slot_name, &s))
+		goto out;
+	/* a first start needs no --yes: nothing is skipped */
+	if (describe_gap(conf, &id, s.exists) &&
+	    !confirmed(opts, conf->slot_name)) {
+		rc = EXIT_USAGE;
+		goto out;
+	}
+	if (s.exists && !id.state.found && id.state.other_found) {
+		/* the slot is there: accept it as this connector's start */
+		at = s.confirmed_flush;
+		printf("replication slot \"%s\" exists at " OBX_LSN_FMT
+		       ": recorded as this connector's start\n",
+		       conf->slot_name, OBX_LSN_ARGS(at));
+	} else if (obx_admin_slot_create(a, conf->slot_name,
+					 obx_config_plugin(conf), &at, err,
+					 sizeof(err)) != OBX_OK) {
+		fprintf(stderr, "outboxd: could not create slot \"%s\": %s\n",
+			conf->slot_name, err);
+		goto out;
+	} else {
+		printf("created replication slot \"%s\" (plugin %s) at "
+		       OBX_LSN_FMT "\n",
+		       conf->slot_name, obx_config_plugin(conf),
+		       OBX_LSN_ARGS(at));
+	}
+	if (record_state(conf, &id, OBX_SLOT_CREATED, at))
+		rc = EXIT_OK;
+out:
+	obx_admin_destroy(a);
+	return rc;
+}
+
 int obx_cmd_slot_drop(const obx_config_t *conf, const obx_slot_options_t *opts)
 {
 	obx_slot_info_t s;
 	char err[1024], gap[32];
+	identity_t id;
+	if (!load_identity(conf, &id))
+		return EXIT_FAILED;
 	obx_admin_t *a = open_inactive_slot(conf, &s, "drop");
 	int rc = EXIT_FAILED;
 
@@ -190,13 +303,20 @@ int obx_cmd_slot_drop(const obx_config_t *conf, const obx_slot_options_t *opts)
 		rc = EXIT_USAGE;
 		goto out;
 	}
+	/* recorded first: a run after a drop that the state does not know
+	 * of would still refuse, but say less about why */
+	if (!record_state(conf, &id, OBX_SLOT_DROPPED, s.confirmed_flush))
+		goto out;
 	if (obx_admin_slot_drop(a, conf->slot_name, err, sizeof(err)) !=
 	    OBX_OK) {
 		fprintf(stderr, "outboxd: could not drop slot \"%s\": %s\n",
 			conf->slot_name, err);
 		goto out;
 	}
-	printf("dropped replication slot \"%s\"\n", conf->slot_name);
+	printf("dropped replication slot \"%s\"; `outboxd run` will not "
+	       "create it again by itself (`outboxd slot create --yes` "
+	       "does)\n",
+	       conf->slot_name);
 	rc = EXIT_OK;
 out:
 	obx_admin_destroy(a);
@@ -207,6 +327,9 @@ int obx_cmd_slot_reset(const obx_config_t *conf, const obx_slot_options_t *opts)
 {
 	obx_slot_info_t s;
 	char err[1024], gap[32];
+	identity_t id;
+	if (!load_identity(conf, &id))
+		return EXIT_FAILED;
 	obx_admin_t *a = open_inactive_slot(conf, &s, "reset");
 	int rc = EXIT_FAILED;
 
@@ -278,7 +401,8 @@ int obx_cmd_slot_reset(const obx_config_t *conf, const obx_slot_options_t *opts)
 	}
 	printf("slot \"%s\" now starts at " OBX_LSN_FMT "\n", conf->slot_name,
 	       OBX_LSN_ARGS(now_at));
-	rc = EXIT_OK;
+	if (record_state(conf, &id, OBX_SLOT_RESET, now_at))
+		rc = EXIT_OK;
 out:
 	obx_admin_destroy(a);
 	return rc;

@@ -57,7 +57,13 @@ static option_t options[] = {
 	{ "slot.name", STR(slot_name), false, false,
 	  "logical replication slot (lower-case letters, digits, underscore)" },
 	{ "slot.create", BOOL(slot_create), false, false,
-	  "create the slot at start if it is missing" },
+	  "create the slot at start if it is missing and the state topic has "
+	  "no record of this connector (a first start); a slot lost after "
+	  "that is recreated only by `outboxd slot create --yes`" },
+	{ "state.topic", STR(state_topic), false, false,
+	  "compacted Kafka topic where the connector records what it has "
+	  "streamed (system identifier, timeline, confirmed LSN); created "
+	  "with the cluster's replication factor when missing" },
 	{ "publication.name", STR(publication_name), false, false,
 	  "pgoutput only: publication on the outbox tables" },
 	{ "table.include.list", STR(table_include_list), false, false,
@@ -133,6 +139,7 @@ static const struct {
 	{ "plugin.name", "wal2json" },
 	{ "slot.name", "outboxd" },
 	{ "slot.create", "true" },
+	{ "state.topic", "outboxd.state" },
 	{ "publication.name", "outboxd" },
 	{ "table.include.list", "public.outbox" },
 	{ "table.field.event.id", "id" },
@@ -670,13 +677,13 @@ obx_err_t obx_config_validate(obx_config_t *conf, char *errstr,
 		conf->field_event_id,	conf->field_event_key,
 		conf->field_event_type, conf->field_event_payload,
 		conf->route_by_field,	conf->route_topic_replacement,
-		conf->errors_dlq_topic
+		conf->errors_dlq_topic, conf->state_topic
 	};
 	const char *mapped_names[] = {
 		"table.field.event.id",	  "table.field.event.key",
 		"table.field.event.type", "table.field.event.payload",
 		"route.by.field",	  "route.topic.replacement",
-		"errors.dlq.topic"
+		"errors.dlq.topic",	  "state.topic"
 	};
 	for (size_t i = 0; i < OBX_ARRAY_LEN(mapped); i++) {
 		if (!mapped[i]) {

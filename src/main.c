@@ -54,7 +54,7 @@ static void usage(FILE *out)
 	    "until SIGTERM/SIGINT\n"
 	    "       outboxd check  [-c FILE]   preflight: PASS/FAIL per item\n"
 	    "       outboxd slot status [-c FILE]\n"
-	    "       outboxd slot create [-c FILE]\n"
+	    "       outboxd slot create [-c FILE] [--yes]\n"
 	    "       outboxd slot drop   [-c FILE] [--yes]\n"
 	    "       outboxd slot reset  [-c FILE] (--to-current | --to-lsn "
 	    "LSN) [--yes]\n"
@@ -314,7 +314,7 @@ static int cmd_slot(int argc, char **argv)
 	if (strcmp(action, "status") == 0) {
 		rc = obx_cmd_slot_status(conf);
 	} else if (strcmp(action, "create") == 0) {
-		rc = obx_cmd_slot_create(conf);
+		rc = obx_cmd_slot_create(conf, &opts);
 	} else if (strcmp(action, "drop") == 0) {
 		rc = obx_cmd_slot_drop(conf, &opts);
 	} else if (strcmp(action, "reset") == 0) {

@@ -52,6 +52,8 @@ struct obx_metrics {
 	unsigned long long bad[OBX_BAD_REASONS];
 	unsigned long long kafka_errors;
 	unsigned long long reconnects;
+	unsigned long long acked_wal_skipped;
+	unsigned long long resumes_after_acked;
 	bool streaming;
 	obx_lsn_t confirmed, wal_end;
 	size_t inflight;
@@ -209,6 +211,11 @@ void obx_metrics_set_kafka_errors(obx_metrics_t *m, unsigned long total)
 	LOCKED(m, m->kafka_errors = total);
 }
 
+void obx_metrics_resume_skipped(obx_metrics_t *m, uint64_t bytes)
+{
+	LOCKED(m, (m->acked_wal_skipped += bytes, m->resumes_after_acked++));
+}
+
 void obx_metrics_reconnect(obx_metrics_t *m)
 {
 	LOCKED(m, m->reconnects++);
@@ -360,6 +367,17 @@ void obx_metrics_write(obx_metrics_t *m, FILE *out)
 	help(out, "outboxd_reconnects_total", "counter",
 	     "Reconnections to PostgreSQL after a failure.");
 	fprintf(out, "outboxd_reconnects_total %llu\n", m->reconnects);
+	help(out, "outboxd_resume_skipped_wal_bytes_total", "counter",
+	     "WAL the server was told to skip at a (re)connect because Kafka "
+	     "had acknowledged it already (the slot's persisted position "
+	     "lagged, e.g. after a server restart).");
+	fprintf(out, "outboxd_resume_skipped_wal_bytes_total %llu\n",
+		m->acked_wal_skipped);
+	help(out, "outboxd_resumes_after_acknowledged_total", "counter",
+	     "Connects that resumed after the slot's position, at what Kafka "
+	     "had acknowledged.");
+	fprintf(out, "outboxd_resumes_after_acknowledged_total %llu\n",
+		m->resumes_after_acked);
 	help(out, "outboxd_streaming", "gauge",
 	     "1 while streaming from the replication slot.");
 	fprintf(out, "outboxd_streaming %d\n", m->streaming ? 1 : 0);

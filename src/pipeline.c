@@ -2,6 +2,7 @@
 #include "outboxd/pipeline.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <jansson.h>
 #include <poll.h>
 #include <pthread.h>
@@ -18,6 +19,8 @@
 #include "outboxd/producer.h"
 #include "outboxd/replication.h"
 #include "outboxd/router.h"
+#include "outboxd/startpoint.h"
+#include "outboxd/state.h"
 #include "outboxd/tracker.h"
 
 /* How many stream messages to handle before serving Kafka again. */
@@ -36,6 +39,9 @@
 #define CAUGHT_UP_AGE_US 1000000
 /* How long sending at once may wait for the acknowledgements. */
 #define SEND_NOW_WAIT_MS 1
+/* How long reading the state topic, or a state record that must be written
+ * before streaming, may take before the connection is retried. */
+#define STATE_WAIT_MS 15000
 
 struct obx_pipeline {
 	const obx_config_t *conf;
@@ -72,8 +78,22 @@ struct obx_pipeline {
 	atomic_bool producer_failed; /* also read by the HTTP thread */
 	bool discarding; /* the failed producer's reports are void */
 
-	bool connected_before; /* slot.create applies to the first start only */
+	/* what this process streamed from (startpoint.h) */
+	bool connected_before;
+	uint64_t last_system_id;
+	uint32_t last_timeline;
 	bool tables_verified;  /* table.include.list exists on the server */
+
+	/* the state topic (state.h): read once, then written as the
+	 * confirmed LSN moves; state records are produced with a NULL
+	 * opaque, events with their transaction */
+	bool state_loaded;
+	obx_state_view_t state;
+	unsigned state_inflight;
+	bool state_write_failed;
+	obx_lsn_t state_sent_lsn;  /* the newest record handed to Kafka */
+	obx_lsn_t state_acked_lsn; /* the newest one Kafka acknowledged */
+	int64_t last_state_us;
 	int64_t last_heard_us; /* the server's last message */
 
 	/* for the progress line; everything else is in the metrics */
@@ -92,6 +112,19 @@ static void on_delivery(void *ctx, void *msg_opaque, const char *topic, bool ok,
 
 	if (p->discarding)
 		return;
+	if (!msg_opaque) { /* a state record */
+		p->state_inflight--;
+		if (ok && !p->state_inflight)
+			p->state_acked_lsn = p->state_sent_lsn;
+		if (!ok) {
+			p->state_write_failed = true;
+			obx_warn("could not write to the state topic \"%s\": "
+				 "%s (written again with the next confirmed "
+				 "LSN)",
+				 topic, error);
+		}
+		return;
+	}
 	if (!ok) {
 		/* the txn keeps its pending count: nothing past it confirms */
 		if (!p->delivery_failed)
@@ -201,6 +234,7 @@ static obx_err_t replace_failed_producer(obx_pipeline_t *p, char *errstr,
 	p->txn = NULL;
 	p->delivery_failed = false;
 	p->producer_failed = false;
+	p->state_inflight = 0;
 	obx_info("a new Kafka producer is ready");
 	return OBX_OK;
 }
@@ -221,6 +255,61 @@ static void log_progress(obx_pipeline_t *p, int64_t now)
 		 OBX_LSN_ARGS(p->sent_flush), OBX_LSN_ARGS(p->server_wal_end));
 	p->last_progress_us = now;
 	p->last_progress_acked = p->acked;
+}
+
+/*
+ * Hands a state record for the current server to Kafka; with wait_ms, waits
+ * that long for its acknowledgement (OBX_RETRY without one).
+ */
+static obx_err_t write_state(obx_pipeline_t *p, obx_slot_event_t event,
+			     obx_lsn_t lsn, int wait_ms, char *errstr,
+			     size_t errstr_size)
+{
+	obx_state_record_t rec = { .system_id = p->last_system_id,
+				   .timeline = p->last_timeline,
+				   .lsn = lsn,
+				   .event = event,
+				   .written_us = obx_wallclock_us() };
+	char key[256];
+	snprintf(rec.database, sizeof(rec.database), "%s", p->router_db);
+	snprintf(rec.slot, sizeof(rec.slot), "%s", p->conf->slot_name);
+	obx_state_key(rec.system_id, rec.database, rec.slot, key, sizeof(key));
+	char *value = obx_state_encode(&rec);
+	obx_err_t err = obx_producer_send(
+	    p->producer, p->conf->state_topic, key, strlen(key), value,
+	    strlen(value), NULL, 0, NULL, errstr, errstr_size);
+	free(value);
+	if (err != OBX_OK)
+		return err == OBX_BAD_DATA ? OBX_FATAL : OBX_RETRY;
+	p->state_inflight++;
+	p->state_sent_lsn = lsn;
+	p->last_state_us = obx_now_us();
+	p->state_write_failed = false;
+	int64_t deadline = obx_now_us() + (int64_t)wait_ms * 1000;
+	while (wait_ms && p->state_inflight && obx_now_us() < deadline)
+		obx_producer_poll(p->producer, 100);
+	if (wait_ms && (p->state_inflight || p->state_write_failed)) {
+		obx_errf(errstr, errstr_size,
+			 "could not write to the state topic \"%s\" within %d "
+			 "ms",
+			 p->conf->state_topic, wait_ms);
+		return OBX_RETRY;
+	}
+	return OBX_OK;
+}
+
+/* Records a moved confirmed LSN, at most once per status.interval.ms. */
+static void maybe_write_state(obx_pipeline_t *p, int64_t now)
+{
+	char errstr[256];
+	if (p->sent_flush <= p->state_sent_lsn && !p->state_write_failed)
+		return;
+	if (p->state_inflight ||
+	    now - p->last_state_us < p->conf->status_interval_ms * 1000)
+		return;
+	if (write_state(p, OBX_SLOT_STREAMED, p->sent_flush, 0, errstr,
+			sizeof(errstr)) != OBX_OK)
+		obx_warn("%s", errstr);
 }
 
 /* Sends a status update when forced, due, or when the flush LSN moved. */
@@ -251,6 +340,7 @@ static obx_err_t maybe_send_status(obx_pipeline_t *p, bool force, char *errstr,
 		obx_debug("confirmed " OBX_LSN_FMT, OBX_LSN_ARGS(flush));
 	p->sent_flush = flush;
 	p->last_status_us = now;
+	maybe_write_state(p, now);
 	return OBX_OK;
 }
 
@@ -713,10 +803,119 @@ static obx_err_t stop_cleanly(obx_pipeline_t *p, char *errstr,
 	obx_err_t err = maybe_send_status(p, true, errstr, errstr_size);
 	if (err == OBX_OK && obx_repl_finish(p->repl) != OBX_OK)
 		obx_warn("%s", obx_repl_error(p->repl));
+	char why[512];
+	/* a record still in flight would be dropped with the producer */
+	if (err == OBX_OK && p->sent_flush > p->state_acked_lsn &&
+	    write_state(p, OBX_SLOT_STREAMED, p->sent_flush, 5000, why,
+			sizeof(why)) != OBX_OK)
+		obx_warn("%s: a restart may send events after " OBX_LSN_FMT
+			 " again",
+			 why, OBX_LSN_ARGS(p->state_acked_lsn));
 	if (err == OBX_OK)
 		obx_info("stopped cleanly; confirmed " OBX_LSN_FMT,
 			 OBX_LSN_ARGS(p->sent_flush));
 	return err;
+}
+
+/* Reads the state topic once per process; OBX_RETRY while Kafka cannot
+ * tell (never taken for a first start). */
+static obx_err_t load_state(obx_pipeline_t *p, char *errstr,
+			    size_t errstr_size)
+{
+	const obx_repl_system_t *sys = obx_repl_system(p->repl);
+	if (p->state_loaded)
+		return OBX_OK;
+	obx_err_t err =
+	    obx_state_read(p->conf, sys->system_id, p->router_db,
+			   STATE_WAIT_MS, &p->state, errstr, errstr_size);
+	if (err != OBX_OK)
+		return err;
+	p->state_loaded = true;
+	const obx_state_record_t *mine = &p->state.mine;
+	if (p->state.found)
+		obx_info("state topic \"%s\": slot \"%s\" %s up to " OBX_LSN_FMT
+			 " on timeline %u of system %" PRIu64,
+			 p->conf->state_topic, mine->slot,
+			 obx_slot_event_name(mine->event),
+			 OBX_LSN_ARGS(mine->lsn), mine->timeline,
+			 mine->system_id);
+	else
+		obx_info("state topic \"%s\": no record of slot \"%s\" on "
+			 "system %" PRIu64 " yet",
+			 p->conf->state_topic, p->conf->slot_name,
+			 sys->system_id);
+	return OBX_OK;
+}
+
+/*
+ * Decides where this connection starts (startpoint.h) and acts on it:
+ * creates a missing slot on a first start, forgets confirmations of another
+ * timeline, records the start in the state topic before anything streams.
+ * *start is the position to stream from (OBX_LSN_INVALID: the slot's), and
+ * *acked what is known to be acknowledged already (the slot's position, or
+ * the state topic's when that is later).
+ */
+static obx_err_t plan_start(obx_pipeline_t *p, obx_lsn_t *start,
+			    obx_lsn_t *acked, char *errstr, size_t errstr_size)
+{
+	const obx_repl_system_t *sys = obx_repl_system(p->repl);
+	obx_err_t err = load_state(p, errstr, errstr_size);
+	if (err != OBX_OK)
+		return err;
+	obx_lsn_t produced = obx_tracker_produced(p->tracker);
+	obx_start_facts_t facts = {
+		.system_id = sys->system_id,
+		.timeline = sys->timeline,
+		.wal_end = sys->wal_end,
+		.slot_exists = obx_repl_slot_exists(p->repl),
+		.slot_confirmed = obx_repl_slot_confirmed(p->repl),
+		.state = &p->state,
+		.connected_before = p->connected_before,
+		.last_system_id = p->last_system_id,
+		.last_timeline = p->last_timeline,
+		.produced = produced > p->sent_flush ? produced
+						     : p->sent_flush,
+	};
+	obx_start_plan_t plan;
+	obx_start_plan(p->conf, &facts, &plan);
+	if (plan.action == OBX_START_REFUSE) {
+		obx_errf(errstr, errstr_size, "%s", plan.why);
+		return OBX_BAD_DATA;
+	}
+	if (plan.action == OBX_START_CREATE_SLOT &&
+	    (err = obx_repl_create_slot(p->repl)) != OBX_OK) {
+		obx_errf(errstr, errstr_size, "%s", obx_repl_error(p->repl));
+		return err;
+	}
+	if (*plan.why)
+		obx_log(plan.forget_confirmed ? OBX_LOG_WARN : OBX_LOG_INFO,
+			"%s", plan.why);
+	obx_lsn_t slot_at = obx_repl_slot_confirmed(p->repl);
+	if (plan.forget_confirmed)
+		obx_tracker_forget(p->tracker, slot_at);
+	if (plan.resume_at > slot_at)
+		obx_metrics_resume_skipped(p->metrics, plan.resume_at - slot_at);
+	if (p->connected_before)
+		obx_metrics_reconnect(p->metrics);
+	p->last_system_id = sys->system_id;
+	p->last_timeline = sys->timeline;
+	if (plan.record) {
+		obx_slot_event_t event = plan.action == OBX_START_CREATE_SLOT
+					     ? OBX_SLOT_CREATED
+					     : OBX_SLOT_STREAMED;
+		if ((err = write_state(p, event, slot_at, STATE_WAIT_MS,
+				       errstr, errstr_size)) != OBX_OK)
+			return err;
+	}
+	/* within a process the resume point may lie past events still in
+	 * flight; from the state topic it is what Kafka acknowledged */
+	*acked = !p->connected_before && plan.resume_at > slot_at
+		     ? plan.resume_at
+		     : slot_at;
+	*start = plan.resume_at;
+	/* from here on, a missing slot is a lost one */
+	p->connected_before = true;
+	return OBX_OK;
 }
 
 obx_err_t obx_pipeline_run(obx_pipeline_t *p, volatile sig_atomic_t *stop,
@@ -736,15 +935,9 @@ obx_err_t obx_pipeline_run(obx_pipeline_t *p, volatile sig_atomic_t *stop,
 			return err;
 		p->tables_verified = true;
 	}
-	p->repl = obx_repl_connect(p->conf,
-				   p->conf->slot_create && !p->connected_before,
-				   &err, errstr, errstr_size);
+	p->repl = obx_repl_connect(p->conf, &err, errstr, errstr_size);
 	if (!p->repl)
 		return err;
-	if (p->connected_before) {
-		obx_metrics_reconnect(p->metrics);
-	}
-	p->connected_before = true;
 	const char *db = obx_repl_database(p->repl);
 	if (!p->router || strcmp(p->router_db, db) != 0) {
 		obx_router_destroy(p->router);
@@ -752,7 +945,13 @@ obx_err_t obx_pipeline_run(obx_pipeline_t *p, volatile sig_atomic_t *stop,
 		p->router_db = strdup(db);
 		p->router = obx_router_new(p->conf, db);
 	}
-	p->slot_floor = obx_repl_slot_confirmed(p->repl);
+	obx_lsn_t start = OBX_LSN_INVALID;
+	if ((err = plan_start(p, &start, &p->slot_floor, errstr,
+			      errstr_size)) != OBX_OK) {
+		obx_repl_destroy(p->repl);
+		p->repl = NULL;
+		return err;
+	}
 	obx_tracker_idle_position(p->tracker, p->slot_floor);
 	p->sent_flush = p->slot_floor;
 	p->server_wal_end = p->sent_flush;
@@ -764,7 +963,7 @@ obx_err_t obx_pipeline_run(obx_pipeline_t *p, volatile sig_atomic_t *stop,
 	if ((err = obx_decoder_start_options(p->decoder, options,
 					     sizeof(options))) != OBX_OK) {
 		obx_errf(errstr, errstr_size, "plugin options are too long");
-	} else if ((err = obx_repl_start(p->repl, options)) != OBX_OK) {
+	} else if ((err = obx_repl_start(p->repl, start, options)) != OBX_OK) {
 		obx_errf(errstr, errstr_size, "%s", obx_repl_error(p->repl));
 	} else {
 		obx_metrics_set_streaming(p->metrics, true);

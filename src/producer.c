@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "outboxd/kafka_client.h"
 #include "outboxd/log.h"
 
 /* How long the first event of a new topic waits for the topic's metadata,
@@ -95,67 +96,12 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 	obx_warn("kafka: %s", reason);
 }
 
-static void log_cb(const rd_kafka_t *rk, int level, const char *facility,
-		   const char *buf)
-{
-	(void)rk;
-	/* syslog levels: 0-3 error, 4 warning, 5-6 info, 7 debug */
-	obx_log_level_t ours = level <= 3   ? OBX_LOG_ERROR
-			       : level == 4 ? OBX_LOG_WARN
-			       : level <= 6 ? OBX_LOG_INFO
-					    : OBX_LOG_DEBUG;
-	obx_log(ours, "kafka: %s: %s", facility, buf);
-}
-
-/*
- * librdkafka before 2.6.1 sends a SCRAM client proof with the client nonce
- * twice; Kafka 4.0 and later check the nonce strictly and refuse it as
- * invalid credentials (confluentinc/librdkafka#4895).  Debian 12 ships
- * 2.0.2, so say so before the operator hunts for a wrong password.
- */
-static void warn_scram_with_old_librdkafka(rd_kafka_conf_t *kconf)
-{
-	char mechanism[64] = "";
-	size_t size = sizeof(mechanism);
-	if (rd_kafka_version() >= 0x020601ff ||
-	    rd_kafka_conf_get(kconf, "sasl.mechanisms", mechanism, &size) !=
-		RD_KAFKA_CONF_OK ||
-	    strncmp(mechanism, "SCRAM", 5) != 0)
-		return;
-	obx_warn("kafka: librdkafka %s cannot authenticate with %s to Kafka "
-		 "4.0 or later brokers (they refuse its SCRAM proof as "
-		 "\"invalid credentials\"; fixed in librdkafka 2.6.1): against "
-		 "those, use kafka.sasl.mechanism=PLAIN over SASL_SSL or a "
-		 "newer librdkafka",
-		 rd_kafka_version_str(), mechanism);
-}
-
-/* librdkafka's configuration from the kafka.* keys; NULL, with the key and
- * librdkafka's reason in errstr, when it refuses one. */
-static rd_kafka_conf_t *kafka_conf(const obx_config_t *conf, char *errstr,
-				   size_t errstr_size)
-{
-	rd_kafka_conf_t *kconf = rd_kafka_conf_new();
-	char err[512];
-	for (size_t i = 0; i < conf->nkafka; i++) {
-		if (rd_kafka_conf_set(kconf, conf->kafka[i].key,
-				      conf->kafka[i].value, err,
-				      sizeof(err)) != RD_KAFKA_CONF_OK) {
-			obx_errf(errstr, errstr_size, "kafka.%s: %s",
-				 conf->kafka[i].key, err);
-			rd_kafka_conf_destroy(kconf);
-			return NULL;
-		}
-	}
-	return kconf;
-}
-
 obx_err_t obx_producer_check_durability(const obx_config_t *conf, char *errstr,
 					size_t errstr_size)
 {
 	/* read back through librdkafka: it resolves aliases (e.g.
 	 * request.required.acks) and spellings ("all", "true", "1") */
-	rd_kafka_conf_t *kconf = kafka_conf(conf, errstr, errstr_size);
+	rd_kafka_conf_t *kconf = obx_kafka_conf_new(conf, errstr, errstr_size);
 	if (!kconf)
 		return OBX_OK; /* the producer reports the bad key itself */
 	static const struct {
@@ -174,11 +120,9 @@ obx_err_t obx_producer_check_durability(const obx_config_t *conf, char *errstr,
 	};
 	obx_err_t result = OBX_OK;
 	for (size_t i = 0; i < OBX_ARRAY_LEN(rules) && result == OBX_OK; i++) {
-		char value[64] = "";
-		size_t size = sizeof(value);
-		if (rd_kafka_conf_get(kconf, rules[i].key, value, &size) ==
-			RD_KAFKA_CONF_OK &&
-		    strcmp(value, rules[i].durable) != 0) {
+		char value[64];
+		obx_kafka_conf_value(kconf, rules[i].key, value, sizeof(value));
+		if (*value && strcmp(value, rules[i].durable) != 0) {
 			obx_errf(errstr, errstr_size,
 				 "kafka.%s=%s is refused: %s", rules[i].key,
 				 value, rules[i].why);
@@ -193,7 +137,7 @@ obx_producer_t *obx_producer_new(const obx_config_t *conf,
 				 obx_delivery_cb on_delivery, void *ctx,
 				 char *errstr, size_t errstr_size)
 {
-	rd_kafka_conf_t *kconf = kafka_conf(conf, errstr, errstr_size);
+	rd_kafka_conf_t *kconf = obx_kafka_conf_new(conf, errstr, errstr_size);
 	char err[512];
 	if (!kconf)
 		return NULL;
@@ -203,11 +147,10 @@ obx_producer_t *obx_producer_new(const obx_config_t *conf,
 	p->on_delivery = on_delivery;
 	p->ctx = ctx;
 	p->wake[0] = p->wake[1] = -1;
-	warn_scram_with_old_librdkafka(kconf);
+	obx_kafka_warn_scram(kconf);
 	rd_kafka_conf_set_opaque(kconf, p);
 	rd_kafka_conf_set_dr_msg_cb(kconf, delivery_report);
 	rd_kafka_conf_set_error_cb(kconf, error_cb);
-	rd_kafka_conf_set_log_cb(kconf, log_cb);
 
 	p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, kconf, err, sizeof(err));
 	if (!p->rk) {
@@ -229,11 +172,10 @@ obx_producer_t *obx_producer_new(const obx_config_t *conf,
 	p->main_queue = rd_kafka_queue_get_main(p->rk);
 	rd_kafka_queue_io_event_enable(p->main_queue, p->wake[1], "1", 1);
 
-	char codec[32] = "none";
-	size_t codec_size = sizeof(codec);
-	rd_kafka_conf_get(rd_kafka_conf(p->rk), "compression.type", codec,
-			  &codec_size);
-	p->compressed = strcmp(codec, "none") != 0;
+	char codec[32];
+	obx_kafka_conf_value(rd_kafka_conf(p->rk),
+			     "compression.type", codec, sizeof(codec));
+	p->compressed = *codec && strcmp(codec, "none") != 0;
 	return p;
 }
 
@@ -741,7 +683,7 @@ obx_err_t obx_producer_probe_write(const obx_config_t *conf, const char *topic,
 				   size_t errstr_size)
 {
 	char timeout[32], err[512];
-	rd_kafka_conf_t *kconf = kafka_conf(conf, errstr, errstr_size);
+	rd_kafka_conf_t *kconf = obx_kafka_conf_new(conf, errstr, errstr_size);
 	if (!kconf)
 		return OBX_RETRY;
 	/* acks=2 is no valid setting for a broker: after the Write ACL check

@@ -16,8 +16,9 @@ struct obx_repl {
 	PGconn *conn;
 	char *slot;
 	char *plugin;
-	bool create_slot;
+	obx_repl_system_t system;
 	char *database;
+	bool slot_exists;
 	obx_lsn_t slot_confirmed;
 	char *copybuf; /* PQfreemem'd at the start of each read */
 	char error[1024];
@@ -106,14 +107,26 @@ static obx_err_t identify_system(obx_repl_t *r)
 			    "could not identify system: the connection is not "
 			    "bound to a database (replication=database)");
 	}
+	const char *sysid = PQgetvalue(res, 0, 0);
+	const char *wal = PQgetvalue(res, 0, 2);
+	char *end;
+	r->system.system_id = strtoull(sysid, &end, 10);
+	r->system.timeline = (uint32_t)strtoul(PQgetvalue(res, 0, 1), NULL, 10);
+	if (*end || !*sysid || obx_lsn_parse(wal, strlen(wal),
+					     &r->system.wal_end) != 0) {
+		PQclear(res);
+		return fail(r, OBX_FATAL,
+			    "could not identify system: unexpected answer");
+	}
 	r->database = strdup(PQgetvalue(res, 0, 3));
 	PQclear(res);
 	return r->database ? OBX_OK : fail(r, OBX_FATAL, "out of memory");
 }
 
-/* Reads the slot's state; *exists is false when there is no such slot. */
-static obx_err_t read_slot(obx_repl_t *r, bool *exists)
+/* Reads the slot's state; r->slot_exists is false when there is none. */
+static obx_err_t read_slot(obx_repl_t *r)
 {
+	bool *exists = &r->slot_exists;
 	char sql[256];
 	PGresult *res = NULL;
 
@@ -158,47 +171,35 @@ static obx_err_t read_slot(obx_repl_t *r, bool *exists)
 	return err;
 }
 
-static obx_err_t ensure_slot(obx_repl_t *r)
+obx_err_t obx_repl_create_slot(obx_repl_t *r)
 {
-	bool exists = false;
 	char sql[256];
-	obx_err_t err = read_slot(r, &exists);
-
-	if (err != OBX_OK || exists)
-		return err;
-	if (!r->create_slot)
-		return fail(r, OBX_BAD_DATA,
-			    "replication slot \"%s\" does not exist (it was "
-			    "dropped, or slot.create is false): events written "
-			    "since it was dropped were never captured; create "
-			    "it again and reconcile the outbox table with what "
-			    "reached Kafka",
-			    r->slot);
 	snprintf(sql, sizeof(sql),
 		 "CREATE_REPLICATION_SLOT \"%s\" LOGICAL \"%s\" "
 		 "NOEXPORT_SNAPSHOT",
 		 r->slot, r->plugin);
 	PGresult *res = NULL;
-	err = run_command(r, sql, PGRES_TUPLES_OK, &res);
+	obx_err_t err = run_command(r, sql, PGRES_TUPLES_OK, &res);
 	if (err != OBX_OK) {
 		bool raced = strcmp(sqlstate(res), "42710") == 0;
 		PQclear(res);
 		if (raced) /* another process created it meanwhile */
-			return read_slot(r, &exists);
+			return read_slot(r);
 		return fail(r, err,
 			    "could not create replication slot \"%s\": %s",
 			    r->slot, r->error);
 	}
 	const char *lsn = PQgetvalue(res, 0, 1);
 	obx_lsn_parse(lsn, strlen(lsn), &r->slot_confirmed);
+	r->slot_exists = true;
 	obx_info("created replication slot \"%s\" (plugin %s) at " OBX_LSN_FMT,
 		 r->slot, r->plugin, OBX_LSN_ARGS(r->slot_confirmed));
 	PQclear(res);
 	return OBX_OK;
 }
 
-obx_repl_t *obx_repl_connect(const obx_config_t *conf, bool may_create_slot,
-			     obx_err_t *err, char *errstr, size_t errstr_size)
+obx_repl_t *obx_repl_connect(const obx_config_t *conf, obx_err_t *err,
+			     char *errstr, size_t errstr_size)
 {
 	obx_repl_t *r = calloc(1, sizeof(*r));
 	const char *keys[] = { "dbname", "replication",
@@ -210,7 +211,6 @@ obx_repl_t *obx_repl_connect(const obx_config_t *conf, bool may_create_slot,
 		abort();
 	r->slot = strdup(conf->slot_name);
 	r->plugin = strdup(obx_config_plugin(conf));
-	r->create_slot = may_create_slot;
 	/* expand_dbname: database.url may be a full conninfo or URI */
 	r->conn = PQconnectdbParams(keys, values, 1);
 	if (PQstatus(r->conn) != CONNECTION_OK) {
@@ -223,7 +223,7 @@ obx_repl_t *obx_repl_connect(const obx_config_t *conf, bool may_create_slot,
 	}
 	*err = identify_system(r);
 	if (*err == OBX_OK)
-		*err = ensure_slot(r);
+		*err = read_slot(r);
 	if (*err != OBX_OK) {
 		obx_errf(errstr, errstr_size, "%s", r->error);
 		obx_repl_destroy(r);
@@ -254,6 +254,16 @@ obx_lsn_t obx_repl_slot_confirmed(const obx_repl_t *r)
 	return r->slot_confirmed;
 }
 
+bool obx_repl_slot_exists(const obx_repl_t *r)
+{
+	return r->slot_exists;
+}
+
+const obx_repl_system_t *obx_repl_system(const obx_repl_t *r)
+{
+	return &r->system;
+}
+
 const char *obx_repl_error(const obx_repl_t *r)
 {
 	return r->error;
@@ -264,16 +274,20 @@ int obx_repl_socket(const obx_repl_t *r)
 	return PQsocket(r->conn);
 }
 
-obx_err_t obx_repl_start(obx_repl_t *r, const char *options)
+obx_err_t obx_repl_start(obx_repl_t *r, obx_lsn_t start, const char *options)
 {
 	size_t size = strlen(options) + 128;
 	char *sql = malloc(size);
 
 	if (!sql)
 		abort();
-	/* 0/0: the server starts at the slot's confirmed_flush_lsn */
-	snprintf(sql, size, "START_REPLICATION SLOT \"%s\" LOGICAL 0/0 %s",
-		 r->slot, options);
+	/* 0/0: the server starts at the slot's confirmed_flush_lsn; a later
+	 * start makes it skip every transaction that committed before */
+	if (start < r->slot_confirmed)
+		start = r->slot_confirmed;
+	snprintf(sql, size,
+		 "START_REPLICATION SLOT \"%s\" LOGICAL " OBX_LSN_FMT " %s",
+		 r->slot, OBX_LSN_ARGS(start), options);
 	obx_err_t err = run_command(r, sql, PGRES_COPY_BOTH, NULL);
 	free(sql);
 	if (err != OBX_OK)
@@ -284,7 +298,7 @@ obx_err_t obx_repl_start(obx_repl_t *r, const char *options)
 		return fail(r, OBX_RETRY, "could not set non-blocking mode: %s",
 			    PQerrorMessage(r->conn));
 	obx_info("streaming from replication slot \"%s\" at " OBX_LSN_FMT,
-		 r->slot, OBX_LSN_ARGS(r->slot_confirmed));
+		 r->slot, OBX_LSN_ARGS(start));
 	return OBX_OK;
 }
 

@@ -21,6 +21,7 @@ struct obx_tracker {
 	size_t ntxns;
 	size_t inflight;
 	obx_lsn_t confirmed;
+	obx_lsn_t produced; /* the newest closed transaction's commit end */
 };
 
 obx_tracker_t *obx_tracker_new(obx_lsn_t confirmed)
@@ -108,6 +109,8 @@ void obx_tracker_add_event(obx_tracker_t *t, obx_txn_t *txn)
 void obx_tracker_commit(obx_tracker_t *t, obx_txn_t *txn, obx_lsn_t commit_lsn)
 {
 	txn->commit_lsn = commit_lsn;
+	if (commit_lsn > t->produced)
+		t->produced = commit_lsn;
 	txn->closed = true;
 	if (t->open == txn)
 		t->open = NULL;
@@ -148,6 +151,19 @@ void obx_tracker_abandon_open(obx_tracker_t *t)
 	advance(t);
 }
 
+void obx_tracker_forget(obx_tracker_t *t, obx_lsn_t confirmed)
+{
+	for (obx_txn_t *txn = t->head; txn; txn = txn->next) {
+		txn->abandoned = true;
+		txn->closed = true;
+	}
+	t->open = NULL;
+	t->before_tail = NULL;
+	t->confirmed = confirmed;
+	t->produced = confirmed;
+	advance(t);
+}
+
 void obx_tracker_idle_position(obx_tracker_t *t, obx_lsn_t wal_end)
 {
 	if (!t->head && wal_end > t->confirmed)
@@ -157,6 +173,11 @@ void obx_tracker_idle_position(obx_tracker_t *t, obx_lsn_t wal_end)
 obx_lsn_t obx_tracker_confirmed(const obx_tracker_t *t)
 {
 	return t->confirmed;
+}
+
+obx_lsn_t obx_tracker_produced(const obx_tracker_t *t)
+{
+	return t->produced > t->confirmed ? t->produced : t->confirmed;
 }
 
 size_t obx_tracker_inflight(const obx_tracker_t *t)

@@ -20,7 +20,10 @@ typedef struct {
 } obx_slot_options_t;
 
 int obx_cmd_slot_status(const obx_config_t *conf);
-int obx_cmd_slot_create(const obx_config_t *conf);
+/* Creates the slot; when the state topic says that skips events (the slot
+ * was lost, or this is another server), only with --yes (opts->yes). */
+int obx_cmd_slot_create(const obx_config_t *conf,
+			const obx_slot_options_t *opts);
 int obx_cmd_slot_drop(const obx_config_t *conf, const obx_slot_options_t *opts);
 int obx_cmd_slot_reset(const obx_config_t *conf,
 		       const obx_slot_options_t *opts);

@@ -55,6 +55,7 @@ typedef struct obx_config {
 	int plugin_name; /* index in the plugin enum; 0 = wal2json */
 	char *slot_name;
 	bool slot_create;
+	char *state_topic;
 	char *publication_name;
 	char *table_include_list;
 	char *field_event_id;

@@ -5,15 +5,17 @@
  *
  * Errors (see common.h): OBX_RETRY for anything a reconnect can cure
  * (connection refused or lost, server restarting, slot active for another
- * PID); OBX_BAD_DATA for a lost slot (missing when slot.create=false, or
- * invalidated), which must stop the connector with exit code 3; OBX_FATAL for
- * the rest (no wal2json, no privilege, wal_level too low).  The text is
+ * PID); OBX_BAD_DATA for a lost slot (invalidated, or dropped while
+ * streaming), which must stop the connector with exit code 3; OBX_FATAL for
+ * the rest (no wal2json, no privilege, wal_level too low).  Whether a missing
+ * slot may be created is not decided here (startpoint.h).  The text is
  * available from obx_repl_error().  Single-threaded.
  */
 #ifndef OUTBOXD_REPLICATION_H
 #define OUTBOXD_REPLICATION_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "outboxd/common.h"
 #include "outboxd/config.h"
@@ -36,30 +38,44 @@ typedef struct {
 	size_t len;
 } obx_repl_msg_t;
 
+/* What IDENTIFY_SYSTEM says about the server. */
+typedef struct {
+	uint64_t system_id;
+	uint32_t timeline;
+	obx_lsn_t wal_end; /* its WAL flush position when we connected */
+} obx_repl_system_t;
+
 /*
- * Connects, identifies the system and, when `may_create_slot` is set (first
- * start with slot.create), creates a missing slot.  A slot that is missing
- * otherwise was dropped while we ran: events since then are gone, so that is
- * a lost slot (OBX_BAD_DATA), never silently recreated.  Returns NULL with
- * *err and errstr on failure.
+ * Connects, identifies the system and reads the slot (which may be
+ * missing).  Returns NULL with *err and errstr on failure.
  */
-obx_repl_t *obx_repl_connect(const obx_config_t *conf, bool may_create_slot,
-			     obx_err_t *err, char *errstr, size_t errstr_size);
+obx_repl_t *obx_repl_connect(const obx_config_t *conf, obx_err_t *err,
+			     char *errstr, size_t errstr_size);
+
+/* Creates the missing slot (a first start: see startpoint.h). */
+obx_err_t obx_repl_create_slot(obx_repl_t *repl);
 
 void obx_repl_destroy(obx_repl_t *repl);
 
 /* The database the connection is on (source.db). */
 const char *obx_repl_database(const obx_repl_t *repl);
 
-/* The slot's confirmed_flush_lsn when we connected. */
+/* The slot's confirmed_flush_lsn when we connected (or created it). */
 obx_lsn_t obx_repl_slot_confirmed(const obx_repl_t *repl);
 
+bool obx_repl_slot_exists(const obx_repl_t *repl);
+
+const obx_repl_system_t *obx_repl_system(const obx_repl_t *repl);
+
 /*
- * Starts streaming from the slot's confirmed position (never later: a later
- * start would skip transactions Kafka never acknowledged).  `options` is the
- * plugin's option list from obx_decoder_start_options().
+ * Starts streaming at `start`, or at the slot's confirmed position when that
+ * is later.  A start beyond the slot makes the server skip every transaction
+ * committed before it: only for positions Kafka acknowledged on this very
+ * server and timeline (startpoint.h).  `options` is the plugin's option list
+ * from obx_decoder_start_options().
  */
-obx_err_t obx_repl_start(obx_repl_t *repl, const char *options);
+obx_err_t obx_repl_start(obx_repl_t *repl, obx_lsn_t start,
+			 const char *options);
 
 /* Reads one message without blocking. */
 obx_err_t obx_repl_read(obx_repl_t *repl, obx_repl_msg_t *msg);

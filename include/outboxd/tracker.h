@@ -55,6 +55,15 @@ void obx_tracker_ack(obx_tracker_t *tracker, obx_txn_t *txn);
 void obx_tracker_abandon_open(obx_tracker_t *tracker);
 
 /*
+ * Everything known so far refers to another server's WAL (a failover to a
+ * new timeline): the confirmed LSN goes back to `confirmed` (the new
+ * server's slot position) and no transaction in the FIFO confirms anything
+ * any more; their in-flight events are still counted until their delivery
+ * reports arrive.
+ */
+void obx_tracker_forget(obx_tracker_t *tracker, obx_lsn_t confirmed);
+
+/*
  * The server reported its WAL end in a keepalive.  When nothing is open or in
  * flight, everything up to it may be confirmed, so a quiet outbox does not
  * pin WAL.
@@ -63,6 +72,14 @@ void obx_tracker_idle_position(obx_tracker_t *tracker, obx_lsn_t wal_end);
 
 /* The highest LSN that may be confirmed now. */
 obx_lsn_t obx_tracker_confirmed(const obx_tracker_t *tracker);
+
+/*
+ * Every transaction that committed before this LSN was handed to Kafka
+ * whole: acknowledged, or in flight and still tracked (a failed delivery
+ * stops the connector, so it is never confirmed).  A reconnect to the same
+ * server and timeline may resume here instead of at the confirmed LSN.
+ */
+obx_lsn_t obx_tracker_produced(const obx_tracker_t *tracker);
 
 /* Events handed to Kafka and not yet acknowledged. */
 size_t obx_tracker_inflight(const obx_tracker_t *tracker);

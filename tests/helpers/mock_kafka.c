@@ -15,7 +15,9 @@
  *
  * Stops at end of input (so it never outlives a test that dies), SIGINT or
  * SIGTERM.  Topics that are not created are auto-created on first use with
- * librdkafka's mock default of 4 partitions.
+ * librdkafka's mock default of 4 partitions.  outboxd's state topic
+ * (outboxd.state) exists from the start: the mock cluster does not answer
+ * CreateTopics, with which outboxd creates it compacted.
  */
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
@@ -94,6 +96,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	rd_kafka_mock_cluster_t *mc = rd_kafka_handle_mock_cluster(rk);
+	rd_kafka_mock_topic_create(mc, "outboxd.state", 1, 1);
 
 	printf("%s\n", rd_kafka_mock_cluster_bootstraps(mc));
 	fflush(stdout);

@@ -52,6 +52,15 @@ def require(condition, why):
         sys.exit(SKIP)
 
 
+def run_cli(*args, env=None, timeout=60):
+    """Runs an outboxd subcommand without the caller's OUTBOXD_* variables
+    and without a terminal on stdin (no confirmation prompt)."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("OUTBOXD_")}
+    full_env.update(env or {})
+    return subprocess.run([OUTBOXD] + list(args), capture_output=True, text=True,
+                          env=full_env, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
 def wait_until(predicate, timeout, what, interval=0.1):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -106,6 +115,10 @@ class Postgres:
             pw = pwd.getpwnam(self.user)
             os.chown(self.root, pw.pw_uid, pw.pw_gid)
         os.chmod(self.root, 0o755)
+        self.extra_conf = extra_conf
+        self._init_cluster()
+
+    def _init_cluster(self):
         self._run([PG_BIN + "/initdb", "-D", self.data, "-U", "postgres",
                    "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"])
         conf = [
@@ -122,10 +135,20 @@ class Postgres:
         if self._has_setting("output_plugin_libraries"):
             conf.append("output_plugin_libraries = 'pgoutput,wal2json'")
         with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
-            f.write("\n".join(conf) + "\n" + extra_conf + "\n")
+            f.write("\n".join(conf) + "\n" + self.extra_conf + "\n")
         self.start()
-        self.sql("CREATE DATABASE %s" % dbname, db="postgres")
+        self.sql("CREATE DATABASE %s" % self.dbname, db="postgres")
         self.sql(OUTBOX_DDL)
+
+    def replace_cluster(self):
+        """A new cluster (another system identifier) behind the same URL:
+        same socket directory, port and database, as after a restore."""
+        self.stop()
+        shutil.rmtree(self.data)
+        self._init_cluster()
+
+    def system_identifier(self):
+        return self.sql("SELECT system_identifier FROM pg_control_system()")[0][0]
 
     def _run(self, argv, **kw):
         if self.user:

@@ -8,14 +8,7 @@ import tempfile
 import time
 import unittest
 
-from harness import OUTBOXD, SCHEMA_FILE, free_port, wait_until
-
-
-def run(*args, env=None, timeout=30):
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("OUTBOXD_")}
-    full_env.update(env or {})
-    return subprocess.run([OUTBOXD] + list(args), capture_output=True, text=True,
-                          env=full_env, timeout=timeout)
+from harness import OUTBOXD, SCHEMA_FILE, free_port, run_cli as run, wait_until
 
 
 class CliTest(unittest.TestCase):

@@ -7,13 +7,8 @@ import pwd
 import subprocess
 import tempfile
 
-from harness import (OUTBOXD, IntegrationTest, Postgres, free_port, main, wait_until)
-
-
-def run_cli(*args, timeout=60):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OUTBOXD_")}
-    return subprocess.run([OUTBOXD] + list(args), capture_output=True, text=True,
-                          env=env, timeout=timeout, stdin=subprocess.DEVNULL)
+from harness import (OUTBOXD, IntegrationTest, Postgres, free_port, main, run_cli,
+                     wait_until)
 
 
 class OperationsTest(IntegrationTest):

@@ -22,13 +22,18 @@ class PostgresFaultTest(IntegrationTest):
     def test_server_restarted_twice_mid_workload(self):
         d = self.outboxd(slot_name="restarts")
         d.wait_streaming()
-        w = Workload(self.pg, "restarts", events=3000).start()
-        for _ in range(2):
-            wait_until(lambda: w.committed > 0, 30, "workload progress")
-            time.sleep(1)
+        events = 16000
+        w = Workload(self.pg, "restarts", events=events).start()
+        for part in (1, 2):
+            wait_until(lambda: w.committed > events * part // 3, 120, "workload progress")
             self.pg.restart()
-        self.stream_and_check(d, w, "outbox.event.restarts")
+        dups = self.stream_and_check(d, w, "outbox.event.restarts")
         self.assertGreaterEqual(d.output().count("reconnecting in"), 2)
+        # PostgreSQL 15 saves a slot's confirmed position lazily, so after
+        # a restart it resends acknowledged transactions: outboxd resumes
+        # after what it produced instead of producing them again
+        self.assertLessEqual(dups, events // 100, "duplicates after two server restarts")
+        self.assertGreater(d.metrics()["outboxd_resume_skipped_wal_bytes_total"], 0)
         end = self.pg.current_lsn()
         wait_until(lambda: self.pg.confirmed_lsn("restarts") >= end, 60, "confirm after restarts")
         self.assertEqual(d.stop(), 0)

@@ -12,7 +12,7 @@ static const struct {
 } suites[] = {
 	{ "config", config_suite },   { "decoder", decoder_suite },
 	{ "router", router_suite },   { "envelope", envelope_suite },
-	{ "tracker", tracker_suite },
+	{ "tracker", tracker_suite }, { "startpoint", startpoint_suite },
 };
 
 int main(int argc, char **argv)

@@ -15,5 +15,6 @@ Suite *decoder_suite(void);
 Suite *router_suite(void);
 Suite *envelope_suite(void);
 Suite *tracker_suite(void);
+Suite *startpoint_suite(void);
 
 #endif

@@ -137,6 +137,41 @@ START_TEST(empty_transactions_fold_into_a_waiting_one)
 }
 END_TEST
 
+START_TEST(forget_drops_confirmations_of_another_timeline)
+{
+	obx_tracker_t *t = obx_tracker_new(0);
+	obx_txn_t *acked = obx_tracker_begin(t, 0, 0);
+	obx_tracker_commit(t, acked, 500);
+	obx_txn_t *waiting = obx_tracker_begin(t, 0, 0);
+	obx_tracker_add_event(t, waiting);
+	obx_tracker_commit(t, waiting, 900);
+	obx_txn_t *open = obx_tracker_begin(t, 0, 0);
+	obx_tracker_add_event(t, open);
+	ck_assert_uint_eq(obx_tracker_confirmed(t), 500);
+	/* 900 was produced whole, not yet acknowledged; the open one not */
+	ck_assert_uint_eq(obx_tracker_produced(t), 900);
+
+	/* the new server's slot is at 300: nothing above it stays confirmed,
+	 * and the old transactions' late acks confirm nothing */
+	obx_tracker_forget(t, 300);
+	ck_assert_uint_eq(obx_tracker_confirmed(t), 300);
+	ck_assert_uint_eq(obx_tracker_produced(t), 300);
+	ck_assert_uint_eq(obx_tracker_inflight(t), 2);
+	obx_tracker_ack(t, waiting);
+	obx_tracker_ack(t, open);
+	ck_assert_uint_eq(obx_tracker_confirmed(t), 300);
+	ck_assert_uint_eq(obx_tracker_pending_txns(t), 0);
+
+	/* what the new server streams confirms as usual */
+	obx_txn_t *fresh = obx_tracker_begin(t, 0, 0);
+	obx_tracker_add_event(t, fresh);
+	obx_tracker_commit(t, fresh, 400);
+	obx_tracker_ack(t, fresh);
+	ck_assert_uint_eq(obx_tracker_confirmed(t), 400);
+	obx_tracker_destroy(t);
+}
+END_TEST
+
 Suite *tracker_suite(void)
 {
 	Suite *s = suite_create("tracker");
@@ -146,6 +181,7 @@ Suite *tracker_suite(void)
 	tcase_add_test(tc, open_transaction_blocks_confirmation);
 	tcase_add_test(tc, idle_keepalive_confirms_wal_end);
 	tcase_add_test(tc, empty_transactions_fold_into_a_waiting_one);
+	tcase_add_test(tc, forget_drops_confirmations_of_another_timeline);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -1,0 +1,35 @@
+/*
+ * kafka_client.h - librdkafka's configuration from the kafka.* keys, shared
+ * by every Kafka client outboxd creates (the producer, the `check` probe, the
+ * state topic's reader), so all of them reach the brokers the same way (TLS,
+ * SASL, timeouts) and log through outboxd's log.
+ *
+ * Ownership: the returned configuration belongs to the caller until
+ * rd_kafka_new() takes it.  Thread-safe (no shared state).
+ */
+#ifndef OUTBOXD_KAFKA_CLIENT_H
+#define OUTBOXD_KAFKA_CLIENT_H
+
+#include <librdkafka/rdkafka.h>
+
+#include "outboxd/config.h"
+
+/*
+ * A new configuration holding every kafka.* key, with outboxd's log
+ * callback; NULL, with the key and librdkafka's reason in errstr, when
+ * librdkafka refuses one.
+ */
+rd_kafka_conf_t *obx_kafka_conf_new(const obx_config_t *conf, char *errstr,
+				    size_t errstr_size);
+
+/* Warns when SASL/SCRAM is set and the linked librdkafka cannot
+ * authenticate with it to Kafka 4 brokers; once per process start, from the
+ * producer. */
+void obx_kafka_warn_scram(rd_kafka_conf_t *kconf);
+
+/* The value of one librdkafka setting in `kconf` (its default when unset),
+ * or "" when librdkafka has no such key. */
+void obx_kafka_conf_value(const rd_kafka_conf_t *kconf, const char *key, char *value,
+			  size_t value_size);
+
+#endif

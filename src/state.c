@@ -1,0 +1,383 @@
+/* state.c - the connector's record in the compacted state topic. */
+#include "outboxd/state.h"
+
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "outboxd/kafka_client.h"
+#include "outboxd/log.h"
+#include "outboxd/producer.h"
+
+#define STATE_RECORD_VERSION 1
+
+static const char *const event_names[] = {
+	[OBX_SLOT_STREAMED] = "streamed",
+	[OBX_SLOT_CREATED] = "created",
+	[OBX_SLOT_DROPPED] = "dropped",
+	[OBX_SLOT_RESET] = "reset",
+};
+
+const char *obx_slot_event_name(obx_slot_event_t event)
+{
+	return event_names[event];
+}
+
+void obx_state_key(uint64_t system_id, const char *database, const char *slot,
+		   char *key, size_t key_size)
+{
+	snprintf(key, key_size, "%" PRIu64 "/%s/%s", system_id, database,
+		 slot);
+}
+
+char *obx_state_encode(const obx_state_record_t *rec)
+{
+	char sysid[32], lsn[32], when[40];
+	time_t secs = (time_t)(rec->written_us / 1000000);
+	struct tm tm;
+
+	snprintf(sysid, sizeof(sysid), "%" PRIu64, rec->system_id);
+	snprintf(lsn, sizeof(lsn), OBX_LSN_FMT, OBX_LSN_ARGS(rec->lsn));
+	gmtime_r(&secs, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	/* the system identifier is a string: JSON readers lose 64-bit
+	 * integers to doubles */
+	json_t *doc = json_pack(
+	    "{s:i, s:s, s:s, s:s, s:I, s:s, s:s, s:s, s:I, s:s}", "version",
+	    STATE_RECORD_VERSION, "system_identifier", sysid, "database",
+	    rec->database, "slot", rec->slot, "timeline",
+	    (json_int_t)rec->timeline, "lsn", lsn, "event",
+	    obx_slot_event_name(rec->event), "written_at", when,
+	    "written_at_us", (json_int_t)rec->written_us, "writer",
+	    "outboxd " OUTBOXD_VERSION);
+	char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+	json_decref(doc);
+	if (!text)
+		abort(); /* out of memory */
+	return text;
+}
+
+int obx_state_decode(const char *value, size_t len, obx_state_record_t *rec)
+{
+	json_t *doc = json_loadb(value, len, 0, NULL);
+	const char *sysid = NULL, *db = NULL, *slot = NULL, *lsn = NULL,
+		   *event = NULL;
+	json_int_t version = 0, timeline = 0, written = 0;
+	int rc = -1;
+
+	memset(rec, 0, sizeof(*rec));
+	if (!doc || json_unpack(doc, "{s:I, s:s, s:s, s:s, s:I, s:s, s:s, s?I}",
+				"version", &version, "system_identifier",
+				&sysid, "database", &db, "slot", &slot,
+				"timeline", &timeline, "lsn", &lsn, "event",
+				&event, "written_at_us", &written) != 0)
+		goto out;
+	char *end;
+	rec->system_id = strtoull(sysid, &end, 10);
+	if (version != STATE_RECORD_VERSION || *end || !*sysid ||
+	    timeline < 0 || timeline > UINT32_MAX ||
+	    obx_lsn_parse(lsn, strlen(lsn), &rec->lsn) != 0 ||
+	    strlen(db) >= sizeof(rec->database) ||
+	    strlen(slot) >= sizeof(rec->slot))
+		goto out;
+	rec->event = (obx_slot_event_t)-1;
+	for (size_t i = 0; i < OBX_ARRAY_LEN(event_names); i++)
+		if (strcmp(event, event_names[i]) == 0)
+			rec->event = (obx_slot_event_t)i;
+	if ((int)rec->event < 0)
+		goto out;
+	strcpy(rec->database, db);
+	strcpy(rec->slot, slot);
+	rec->timeline = (uint32_t)timeline;
+	rec->written_us = written;
+	rc = 0;
+out:
+	json_decref(doc);
+	return rc;
+}
+
+/* Partitions of `topic`: >0 when it exists, 0 when not, -1 on no answer. */
+static int topic_partitions(rd_kafka_t *rk, const char *topic, int timeout_ms)
+{
+	const struct rd_kafka_metadata *md = NULL;
+	/* all topics: asking for one by name may auto-create it, not
+	 * compacted */
+	if (rd_kafka_metadata(rk, 1, NULL, &md, timeout_ms) || !md)
+		return -1;
+	int n = 0;
+	for (int i = 0; i < md->topic_cnt; i++)
+		if (strcmp(md->topics[i].topic, topic) == 0 &&
+		    md->topics[i].err == RD_KAFKA_RESP_ERR_NO_ERROR)
+			n = md->topics[i].partition_cnt;
+	rd_kafka_metadata_destroy(md);
+	return n;
+}
+
+/* CreateTopics for the state topic; OBX_OK when it exists afterwards. */
+static obx_err_t create_topic(rd_kafka_t *rk, const char *topic,
+			      int timeout_ms, char *errstr,
+			      size_t errstr_size)
+{
+	char err[256];
+	/* -1: the cluster's default.replication.factor (KIP-464) */
+	rd_kafka_NewTopic_t *nt =
+	    rd_kafka_NewTopic_new(topic, 1, -1, err, sizeof(err));
+	rd_kafka_AdminOptions_t *options =
+	    rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+	rd_kafka_queue_t *queue = rd_kafka_queue_new(rk);
+	if (!nt || !options || !queue ||
+	    rd_kafka_NewTopic_set_config(nt, "cleanup.policy", "compact") ||
+	    rd_kafka_AdminOptions_set_request_timeout(options, timeout_ms, err,
+						      sizeof(err)))
+		abort();
+	rd_kafka_CreateTopics(rk, &nt, 1, options, queue);
+	rd_kafka_event_t *event = rd_kafka_queue_poll(queue, timeout_ms + 500);
+	const rd_kafka_CreateTopics_result_t *res =
+	    event ? rd_kafka_event_CreateTopics_result(event) : NULL;
+	size_t n = 0;
+	const rd_kafka_topic_result_t **topics =
+	    res ? rd_kafka_CreateTopics_result_topics(res, &n) : NULL;
+	obx_err_t result = OBX_RETRY;
+	obx_errf(errstr, errstr_size,
+		 "could not create the state topic \"%s\": no answer within "
+		 "%d ms",
+		 topic, timeout_ms);
+	if (n == 1) {
+		rd_kafka_resp_err_t e = rd_kafka_topic_result_error(topics[0]);
+		const char *why = rd_kafka_topic_result_error_string(topics[0]);
+		if (e == RD_KAFKA_RESP_ERR_NO_ERROR ||
+		    e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+			result = OBX_OK;
+			if (!e)
+				obx_info("created the state topic \"%s\" "
+					 "(compacted)",
+					 topic);
+		} else {
+			bool denied =
+			    e == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
+			    e == RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED;
+			result = denied ? OBX_FATAL : OBX_RETRY;
+			obx_errf(errstr, errstr_size,
+				 "could not create the state topic \"%s\": %s%s",
+				 topic, why ? why : rd_kafka_err2str(e),
+				 denied ? " (grant this principal Create on "
+					  "it, or create it compacted)"
+					: "");
+		}
+	}
+	if (event)
+		rd_kafka_event_destroy(event);
+	rd_kafka_queue_destroy(queue);
+	rd_kafka_AdminOptions_destroy(options);
+	rd_kafka_NewTopic_destroy(nt);
+	return result;
+}
+
+/* Folds one record of the topic into the view (later ones win). */
+static void apply_record(const rd_kafka_message_t *msg, const char *my_key,
+			 const char *database, const char *slot,
+			 uint64_t system_id, obx_state_view_t *view)
+{
+	obx_state_record_t rec;
+	if (!msg->payload) {
+		/* a tombstone deletes its key */
+		if (msg->key && msg->key_len == strlen(my_key) &&
+		    memcmp(msg->key, my_key, msg->key_len) == 0)
+			view->found = false;
+		return;
+	}
+	if (obx_state_decode(msg->payload, msg->len, &rec) != 0) {
+		obx_warn("state topic: ignoring a record at offset %" PRId64
+			 " that is not an outboxd state record",
+			 msg->offset);
+		return;
+	}
+	if (strcmp(rec.database, database) != 0 || strcmp(rec.slot, slot) != 0)
+		return;
+	if (rec.system_id == system_id) {
+		view->found = true;
+		view->mine = rec;
+	} else if (!view->other_found ||
+		   rec.written_us >= view->other.written_us) {
+		view->other_found = true;
+		view->other = rec;
+	}
+}
+
+/* Reads every partition from its start to its end (partition EOF). */
+static obx_err_t read_to_end(rd_kafka_t *rk, const char *topic,
+			     int partitions, int64_t deadline_us,
+			     uint64_t system_id, const char *database,
+			     const char *slot, obx_state_view_t *view,
+			     char *errstr, size_t errstr_size)
+{
+	char my_key[256];
+	obx_state_key(system_id, database, slot, my_key, sizeof(my_key));
+	rd_kafka_topic_partition_list_t *parts =
+	    rd_kafka_topic_partition_list_new(partitions);
+	for (int i = 0; i < partitions; i++)
+		rd_kafka_topic_partition_list_add(parts, topic, i)->offset =
+		    RD_KAFKA_OFFSET_BEGINNING;
+	rd_kafka_resp_err_t assigned = rd_kafka_assign(rk, parts);
+	rd_kafka_topic_partition_list_destroy(parts);
+	if (assigned) {
+		obx_errf(errstr, errstr_size,
+			 "could not read the state topic \"%s\": %s", topic,
+			 rd_kafka_err2str(assigned));
+		return OBX_FATAL;
+	}
+
+	bool *at_end = calloc((size_t)partitions, sizeof(*at_end));
+	int ended = 0;
+	obx_err_t result = OBX_RETRY;
+	obx_errf(errstr, errstr_size,
+		 "could not read the state topic \"%s\" in time", topic);
+	if (!at_end)
+		abort();
+	while (ended < partitions && obx_now_us() < deadline_us) {
+		rd_kafka_message_t *msg = rd_kafka_consumer_poll(rk, 200);
+		if (!msg)
+			continue;
+		if (msg->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+			if (msg->partition >= 0 && msg->partition < partitions &&
+			    !at_end[msg->partition]) {
+				at_end[msg->partition] = true;
+				ended++;
+			}
+		} else if (msg->err) {
+			obx_errf(errstr, errstr_size,
+				 "could not read the state topic \"%s\": %s",
+				 topic, rd_kafka_message_errstr(msg));
+			if (msg->err ==
+			    RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED) {
+				rd_kafka_message_destroy(msg);
+				free(at_end);
+				return OBX_FATAL;
+			}
+		} else {
+			apply_record(msg, my_key, database, slot, system_id,
+				     view);
+		}
+		rd_kafka_message_destroy(msg);
+	}
+	if (ended == partitions)
+		result = OBX_OK;
+	free(at_end);
+	return result;
+}
+
+obx_err_t obx_state_read(const obx_config_t *conf, uint64_t system_id,
+			 const char *database, int timeout_ms,
+			 obx_state_view_t *view, char *errstr,
+			 size_t errstr_size)
+{
+	const char *topic = conf->state_topic;
+	int64_t deadline = obx_now_us() + (int64_t)timeout_ms * 1000;
+	char err[512];
+
+	memset(view, 0, sizeof(*view));
+	rd_kafka_conf_t *kconf = obx_kafka_conf_new(conf, errstr, errstr_size);
+	if (!kconf)
+		return OBX_CONFIG;
+	/* librdkafka's assign() needs a group id, but with assign() the
+	 * group is never joined and nothing is committed */
+	if (rd_kafka_conf_set(kconf, "group.id", "outboxd-state-reader", err,
+			      sizeof(err)) ||
+	    rd_kafka_conf_set(kconf, "enable.partition.eof", "true", err,
+			      sizeof(err)) ||
+	    rd_kafka_conf_set(kconf, "enable.auto.commit", "false", err,
+			      sizeof(err)))
+		abort();
+	rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, kconf, err,
+				      sizeof(err));
+	if (!rk) {
+		rd_kafka_conf_destroy(kconf);
+		obx_errf(errstr, errstr_size,
+			 "could not create the state topic's reader: %s", err);
+		return OBX_CONFIG;
+	}
+	obx_err_t result = OBX_RETRY;
+	int partitions = topic_partitions(rk, topic, timeout_ms);
+	if (partitions < 0) {
+		obx_errf(errstr, errstr_size,
+			 "could not read the state topic \"%s\": Kafka did not "
+			 "answer within %d ms",
+			 topic, timeout_ms);
+		goto out;
+	}
+	if (partitions == 0) {
+		result = create_topic(rk, topic, timeout_ms, errstr,
+				      errstr_size);
+		if (result != OBX_OK)
+			goto out;
+		/* the new topic's metadata reaches the brokers shortly */
+		result = OBX_RETRY;
+		while (partitions <= 0 && obx_now_us() < deadline)
+			partitions = topic_partitions(rk, topic, 1000);
+		if (partitions <= 0) {
+			obx_errf(errstr, errstr_size,
+				 "the new state topic \"%s\" has no "
+				 "partitions yet",
+				 topic);
+			goto out;
+		}
+	}
+	result = read_to_end(rk, topic, partitions, deadline, system_id,
+			     database, conf->slot_name, view, errstr,
+			     errstr_size);
+out:
+	rd_kafka_consumer_close(rk);
+	rd_kafka_destroy(rk);
+	return result;
+}
+
+typedef struct {
+	bool answered;
+	bool ok;
+	char error[256];
+} write_result_t;
+
+static void on_state_delivery(void *ctx, void *msg_opaque, const char *topic,
+			      bool ok, const char *error, int64_t now_us)
+{
+	write_result_t *r = ctx;
+	(void)msg_opaque, (void)topic, (void)now_us;
+	r->answered = true;
+	r->ok = ok;
+	snprintf(r->error, sizeof(r->error), "%s", ok ? "" : error);
+}
+
+obx_err_t obx_state_write(const obx_config_t *conf,
+			  const obx_state_record_t *rec, int timeout_ms,
+			  char *errstr, size_t errstr_size)
+{
+	write_result_t result = { 0 };
+	char key[256];
+	obx_producer_t *p = obx_producer_new(conf, on_state_delivery, &result,
+					     errstr, errstr_size);
+	if (!p)
+		return OBX_CONFIG;
+	obx_state_key(rec->system_id, rec->database, rec->slot, key,
+		      sizeof(key));
+	char *value = obx_state_encode(rec);
+	obx_err_t err =
+	    obx_producer_send(p, conf->state_topic, key, strlen(key), value,
+			      strlen(value), NULL, 0, NULL, errstr, errstr_size);
+	free(value);
+	int64_t deadline = obx_now_us() + (int64_t)timeout_ms * 1000;
+	while (err == OBX_OK && !result.answered && obx_now_us() < deadline)
+		obx_producer_poll(p, 100);
+	if (err == OBX_OK && !result.ok) {
+		err = OBX_RETRY;
+		obx_errf(errstr, errstr_size,
+			 "could not write to the state topic \"%s\": %s",
+			 conf->state_topic,
+			 result.answered ? result.error
+					 : "no acknowledgement in time");
+	}
+	obx_producer_destroy(p);
+	return err;
+}

@@ -1,0 +1,106 @@
+"""The state topic: a restart never takes a lost slot or another server for a
+first start (SPEC section 7), and the operator accepts a gap explicitly."""
+import json
+import re
+
+from harness import IntegrationTest, lsn_int, main, run_cli
+
+
+class StateTopicTest(IntegrationTest):
+
+    def stream_one(self, slot, topic, event_type):
+        d = self.outboxd(slot_name=slot)
+        d.wait_streaming()
+        self.insert_events([(topic, "k-1", event_type, '{"n": 1}')])
+        return d
+
+    def types(self, topic, count):
+        records = self.consumer.read(["outbox.event." + topic], count)
+        return [self.envelopes.decode(r.value)["type"] for r in records]
+
+    def state_records(self):
+        """The state topic as an independent client reads it."""
+        records = self.consumer.read(["outboxd.state"], 1, timeout=10)
+        return [(r.key.decode(), json.loads(r.value)) for r in records]
+
+    def test_slot_dropped_while_stopped_stays_lost_across_restarts(self):
+        d = self.stream_one("gone", "gone", "Before")
+        self.assertEqual(self.types("gone", 1), ["Before"])
+        self.assertEqual(d.stop(), 0)
+        confirmed = lsn_int(self.pg.slot("gone")[0])
+        self.pg.sql("SELECT pg_drop_replication_slot('gone')")
+        # written while no slot exists: these events are the gap
+        self.insert_events([("gone", "k-1", "Lost", '{"n": 2}')])
+
+        # the restart right after an exit 3 (Kubernetes) refuses as well
+        for attempt in range(2):
+            d = self.outboxd(slot_name="gone")
+            self.assertEqual(d.wait(60), 3, d.output()[-3000:])
+            out = d.output()
+            self.assertIn('replication slot "gone" does not exist', out)
+            self.assertIn("outboxd slot create --yes", out)
+            m = re.search(r"streamed from it up to LSN ([0-9A-F]+/[0-9A-F]+)", out)
+            self.assertIsNotNone(m, out[-2000:])
+            self.assertEqual(lsn_int(m.group(1)), confirmed, "names the last confirmed LSN")
+            self.assertIsNone(self.pg.slot("gone"), "not recreated (attempt %d)" % attempt)
+
+        # without --yes: says what would be skipped, changes nothing
+        r = run_cli("slot", "create", "-c", d.conf_path)
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        self.assertIn("will never be published", r.stdout)
+        self.assertIn("nothing changed", r.stdout)
+        self.assertIsNone(self.pg.slot("gone"))
+
+        r = run_cli("slot", "create", "--yes", "-c", d.conf_path)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIsNotNone(self.pg.slot("gone"))
+        key, created = [kv for kv in self.state_records() if kv[0].endswith("/shop/gone")][-1]
+        self.assertEqual(created["event"], "created")
+        self.assertEqual(key, "%s/shop/gone" % self.pg.system_identifier())
+
+        d = self.stream_one("gone", "gone", "After")
+        self.assertEqual(self.types("gone", 2), ["Before", "After"],
+                         "streams again from the new slot; the gap stays a gap")
+        self.assertEqual(d.stop(), 0)
+
+    def test_slot_drop_by_the_cli_is_recorded(self):
+        d = self.stream_one("dropped", "dropped", "Before")
+        self.assertEqual(self.types("dropped", 1), ["Before"])
+        self.assertEqual(d.stop(), 0)
+        r = run_cli("slot", "drop", "--yes", "-c", d.conf_path)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        states = [v for k, v in self.state_records() if k.endswith("/shop/dropped")]
+        self.assertEqual(states[-1]["event"], "dropped")
+        d = self.outboxd(slot_name="dropped")
+        self.assertEqual(d.wait(60), 3, d.output()[-3000:])
+        self.assertIn("by `outboxd slot drop`", d.output())
+        self.assertIsNone(self.pg.slot("dropped"))
+
+    def test_zz_another_cluster_behind_the_same_url_is_refused(self):
+        # zz: runs last in this class, since it replaces the cluster
+        d = self.stream_one("moved", "moved", "OnFirst")
+        self.assertEqual(self.types("moved", 1), ["OnFirst"])
+        self.assertEqual(d.stop(), 0)
+        first = self.pg.system_identifier()
+        self.pg.replace_cluster()
+        second = self.pg.system_identifier()
+        self.assertNotEqual(first, second)
+
+        d = self.outboxd(slot_name="moved")
+        self.assertEqual(d.wait(60), 3, d.output()[-3000:])
+        self.assertIn("system identifier %s" % first, d.output())
+        self.assertIn("reaches system identifier %s" % second, d.output())
+        self.assertIsNone(self.pg.slot("moved"), "no slot created on the other cluster")
+
+        r = run_cli("slot", "create", "-c", d.conf_path)
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        self.assertIn("another PostgreSQL cluster", r.stdout)
+        r = run_cli("slot", "create", "--yes", "-c", d.conf_path)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        d = self.stream_one("moved", "moved", "OnSecond")
+        self.assertEqual(self.types("moved", 2), ["OnFirst", "OnSecond"])
+        self.assertEqual(d.stop(), 0)
+
+
+if __name__ == "__main__":
+    main()
