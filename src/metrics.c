@@ -368,15 +368,15 @@ void obx_metrics_write(obx_metrics_t *m, FILE *out)
 	     "Reconnections to PostgreSQL after a failure.");
 	fprintf(out, "outboxd_reconnects_total %llu\n", m->reconnects);
 	help(out, "outboxd_resume_skipped_wal_bytes_total", "counter",
-	     "WAL the server was told to skip at a (re)connect because Kafka "
-	     "had acknowledged it already (the slot's persisted position "
+	     "WAL the server was told to skip at a (re)connect because its "
+	     "events were already produced (the slot's persisted position "
 	     "lagged, e.g. after a server restart).");
 	fprintf(out, "outboxd_resume_skipped_wal_bytes_total %llu\n",
 		m->acked_wal_skipped);
-	help(out, "outboxd_resumes_after_acknowledged_total", "counter",
-	     "Connects that resumed after the slot's position, at what Kafka "
-	     "had acknowledged.");
-	fprintf(out, "outboxd_resumes_after_acknowledged_total %llu\n",
+	help(out, "outboxd_resumes_ahead_of_slot_total", "counter",
+	     "Connects that resumed ahead of the slot's confirmed position, "
+	     "after what was already produced.");
+	fprintf(out, "outboxd_resumes_ahead_of_slot_total %llu\n",
 		m->resumes_after_acked);
 	help(out, "outboxd_streaming", "gauge",
 	     "1 while streaming from the replication slot.");
