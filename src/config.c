@@ -115,6 +115,11 @@ static option_t options[] = {
 	  false, false,
 	  "reconnect when the server sent nothing for this long (a stalled "
 	  "network); must exceed status.interval.ms" },
+	{ "shutdown.timeout.ms", INT(shutdown_timeout_ms, 0, 86400000), false,
+	  false,
+	  "on SIGTERM, wait this long for Kafka to acknowledge the events in "
+	  "flight (also while disconnected); exit 1 if it does not, with "
+	  "nothing confirmed past them; keep it below the pod's grace period" },
 	{ "heartbeat.action.query", STR(heartbeat_action_query), false, false,
 	  "SQL run every heartbeat.interval.ms on a normal connection" },
 	{ "heartbeat.interval.ms", INT(heartbeat_interval_ms, 0, 86400000),
@@ -140,6 +145,7 @@ static const struct {
 	{ "slot.name", "outboxd" },
 	{ "slot.create", "true" },
 	{ "state.topic", "outboxd.state" },
+	{ "shutdown.timeout.ms", "90000" },
 	{ "publication.name", "outboxd" },
 	{ "table.include.list", "public.outbox" },
 	{ "table.field.event.id", "id" },

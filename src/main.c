@@ -281,9 +281,14 @@ static int cmd_run(int argc, char **argv)
 		if (obx_now_us() - started > BACKOFF_RESET_US)
 			backoff = BACKOFF_FIRST_MS;
 		long delay = jittered(backoff);
-		obx_warn("%s; reconnecting in %ld ms", err, delay);
-		if (!backoff_wait(p, metrics, delay)) {
-			rc = OBX_OK; /* stopped while disconnected */
+		if (stop_requested)
+			obx_warn("%s", err);
+		else
+			obx_warn("%s; reconnecting in %ld ms", err, delay);
+		if (stop_requested || !backoff_wait(p, metrics, delay)) {
+			/* stopped while disconnected: drain first */
+			rc = obx_pipeline_stop_disconnected(p, err,
+							    sizeof(err));
 			break;
 		}
 		backoff =

@@ -55,6 +55,8 @@ struct obx_metrics {
 	unsigned long long acked_wal_skipped;
 	unsigned long long resumes_after_acked;
 	bool streaming;
+	bool topic_missing;
+	unsigned long long topic_missing_retries;
 	obx_lsn_t confirmed, wal_end;
 	size_t inflight;
 	double retained; /* < 0: unknown */
@@ -221,6 +223,12 @@ void obx_metrics_reconnect(obx_metrics_t *m)
 	LOCKED(m, m->reconnects++);
 }
 
+void obx_metrics_topic_missing(obx_metrics_t *m, bool missing)
+{
+	LOCKED(m, (m->topic_missing_retries += missing ? 1 : 0,
+		   m->topic_missing = missing));
+}
+
 void obx_metrics_set_streaming(obx_metrics_t *m, bool streaming)
 {
 	LOCKED(m, m->streaming = streaming);
@@ -378,6 +386,15 @@ void obx_metrics_write(obx_metrics_t *m, FILE *out)
 	     "after what was already produced.");
 	fprintf(out, "outboxd_resumes_ahead_of_slot_total %llu\n",
 		m->resumes_after_acked);
+	help(out, "outboxd_kafka_topic_missing", "gauge",
+	     "1 while an event waits for a topic that does not exist and "
+	     "that the brokers do not create (deleted, auto-creation off).");
+	fprintf(out, "outboxd_kafka_topic_missing %d\n",
+		m->topic_missing ? 1 : 0);
+	help(out, "outboxd_kafka_topic_missing_retries_total", "counter",
+	     "Attempts to produce to a topic that did not exist.");
+	fprintf(out, "outboxd_kafka_topic_missing_retries_total %llu\n",
+		m->topic_missing_retries);
 	help(out, "outboxd_streaming", "gauge",
 	     "1 while streaming from the replication slot.");
 	fprintf(out, "outboxd_streaming %d\n", m->streaming ? 1 : 0);

@@ -70,6 +70,12 @@ struct obx_pipeline {
 	obx_lsn_t sent_flush;
 	int64_t last_status_us;
 
+	volatile sig_atomic_t *stop; /* of the current run */
+	/* an event waits for a topic the brokers do not have; read by the
+	 * HTTP thread (/readyz) */
+	atomic_bool topic_missing;
+	int missing_backoff_ms;
+
 	/* a delivery that finally failed: stop, never confirm past it */
 	bool delivery_failed;
 	char delivery_error[512];
@@ -351,9 +357,45 @@ static void count_wait(obx_pipeline_t *p, obx_wait_reason_t why, int64_t start)
 			       (double)(obx_now_us() - start) / 1e6);
 }
 
+/* Backoff while an event waits for a missing topic. */
+#define MISSING_TOPIC_BACKOFF_MAX_MS 5000
+
 /*
- * Hands one message to Kafka, waiting while librdkafka's queue is full
- * (serving delivery reports and keeping the server's timeout at bay).
+ * The event's topic does not exist and the brokers do not create it
+ * (errstr says which): hold it, and everything after it, unconfirmed, and
+ * try again after a backoff (*wait_ms) until the topic exists.  A stop
+ * request ends the wait with OBX_RETRY: nothing was confirmed past it.
+ */
+static obx_err_t wait_for_topic(obx_pipeline_t *p, char *errstr,
+				size_t errstr_size, int *wait_ms)
+{
+	if (!p->topic_missing) {
+		obx_warn("%s: holding its event and everything after it "
+			 "unconfirmed (confirmed LSN stays " OBX_LSN_FMT
+			 ") and retrying until it exists; create the topic",
+			 errstr, OBX_LSN_ARGS(p->sent_flush));
+		p->topic_missing = true;
+		p->missing_backoff_ms = 100;
+	}
+	obx_metrics_topic_missing(p->metrics, true);
+	if (*p->stop) {
+		size_t n = strlen(errstr);
+		obx_errf(errstr + n, errstr_size - n,
+			 "; stopping with its event unconfirmed");
+		return OBX_RETRY;
+	}
+	*wait_ms = p->missing_backoff_ms;
+	p->missing_backoff_ms =
+	    p->missing_backoff_ms * 2 > MISSING_TOPIC_BACKOFF_MAX_MS
+		? MISSING_TOPIC_BACKOFF_MAX_MS
+		: p->missing_backoff_ms * 2;
+	return OBX_OK;
+}
+
+/*
+ * Hands one message to Kafka, waiting while librdkafka's queue is full or
+ * its topic is missing (serving delivery reports and keeping the server's
+ * timeout at bay).
  */
 static obx_err_t produce(obx_pipeline_t *p, const char *topic, const void *key,
 			 size_t key_len, const void *value, size_t value_len,
@@ -369,12 +411,23 @@ static obx_err_t produce(obx_pipeline_t *p, const char *topic, const void *key,
 			obx_metrics_batch_topic(p->batch, topic,
 						OBX_METRIC_PRODUCED);
 			p->produced++;
+			if (p->topic_missing) {
+				obx_info("topic \"%s\" exists: producing "
+					 "again",
+					 topic);
+				p->topic_missing = false;
+				obx_metrics_topic_missing(p->metrics, false);
+			}
 			return OBX_OK;
 		}
 		if (err != OBX_RETRY)
 			return err;
+		int wait_ms = 100;
+		if (*errstr && (err = wait_for_topic(p, errstr, errstr_size,
+						     &wait_ms)) != OBX_OK)
+			return err;
 		int64_t start = obx_now_us();
-		obx_producer_poll(p->producer, 100);
+		obx_producer_poll(p->producer, wait_ms);
 		count_wait(p, OBX_WAIT_KAFKA, start);
 		if ((err = check_kafka(p, errstr, errstr_size)) != OBX_OK ||
 		    (err = maybe_send_status(p, false, errstr, errstr_size)) !=
@@ -710,7 +763,7 @@ static void publish_state(obx_pipeline_t *p)
 bool obx_pipeline_kafka_reachable(obx_pipeline_t *p, int timeout_ms)
 {
 	pthread_mutex_lock(&p->producer_lock);
-	bool reachable = !p->producer_failed &&
+	bool reachable = !p->producer_failed && !p->topic_missing &&
 			 obx_producer_reachable(p->producer, timeout_ms);
 	pthread_mutex_unlock(&p->producer_lock);
 	return reachable;
@@ -773,48 +826,101 @@ static obx_err_t stream(obx_pipeline_t *p, volatile sig_atomic_t *stop,
 	return OBX_OK;
 }
 
-/* A clean stop: drain Kafka, confirm what it acked, end the copy. */
-static obx_err_t stop_cleanly(obx_pipeline_t *p, char *errstr,
-			      size_t errstr_size)
+/*
+ * Waits up to shutdown.timeout.ms for Kafka to acknowledge every event in
+ * flight; OBX_FATAL, saying how many stay unconfirmed, when it does not.
+ */
+static obx_err_t drain_for_stop(obx_pipeline_t *p, char *errstr,
+				size_t errstr_size)
 {
 	obx_info("stopping: waiting for Kafka to acknowledge %zu events",
 		 obx_tracker_inflight(p->tracker));
 	/* the open transaction was not read to its end: never confirm it */
 	obx_tracker_abandon_open(p->tracker);
 	p->txn = NULL;
+	int64_t deadline =
+	    obx_now_us() + (int64_t)p->conf->shutdown_timeout_ms * 1000;
 	for (;;) {
 		obx_err_t err =
 		    obx_pipeline_drain(p, 1000, errstr, errstr_size);
 		if (err == OBX_OK)
-			break;
+			return OBX_OK;
 		if (err != OBX_RETRY)
 			return err;
-		if (p->producer_failed) {
+		if (p->producer_failed || obx_now_us() >= deadline) {
 			obx_errf(errstr, errstr_size,
-				 "the Kafka producer failed: %zu events stay "
-				 "unconfirmed and are sent again after a "
-				 "restart",
-				 obx_tracker_inflight(p->tracker));
+				 "%s: %zu events stay unconfirmed (confirmed "
+				 "LSN " OBX_LSN_FMT
+				 ") and are sent again after a restart",
+				 p->producer_failed
+				     ? "the Kafka producer failed"
+				     : "Kafka did not acknowledge everything "
+				       "within shutdown.timeout.ms",
+				 obx_tracker_inflight(p->tracker),
+				 OBX_LSN_ARGS(p->sent_flush));
 			return OBX_FATAL;
 		}
 		obx_info("stopping: %zu events still in flight",
 			 obx_tracker_inflight(p->tracker));
 	}
-	obx_err_t err = maybe_send_status(p, true, errstr, errstr_size);
-	if (err == OBX_OK && obx_repl_finish(p->repl) != OBX_OK)
-		obx_warn("%s", obx_repl_error(p->repl));
+}
+
+/* Records what Kafka acknowledged in the state topic before exiting. */
+static void record_final_state(obx_pipeline_t *p, obx_lsn_t acked)
+{
 	char why[512];
 	/* a record still in flight would be dropped with the producer */
-	if (err == OBX_OK && p->sent_flush > p->state_acked_lsn &&
-	    write_state(p, OBX_SLOT_STREAMED, p->sent_flush, 5000, why,
+	if (p->connected_before && acked > p->state_acked_lsn &&
+	    write_state(p, OBX_SLOT_STREAMED, acked, 5000, why,
 			sizeof(why)) != OBX_OK)
 		obx_warn("%s: a restart may send events after " OBX_LSN_FMT
 			 " again",
 			 why, OBX_LSN_ARGS(p->state_acked_lsn));
+}
+
+/* A clean stop: drain Kafka, confirm what it acked, end the copy. */
+static obx_err_t stop_cleanly(obx_pipeline_t *p, char *errstr,
+			      size_t errstr_size)
+{
+	obx_err_t drained = drain_for_stop(p, errstr, errstr_size);
+	char why[512];
+	/* what was acknowledged is confirmed even when not everything was */
+	obx_err_t err = maybe_send_status(p, true, why, sizeof(why));
+	if (err == OBX_OK && obx_repl_finish(p->repl) != OBX_OK)
+		obx_warn("%s", obx_repl_error(p->repl));
 	if (err == OBX_OK)
-		obx_info("stopped cleanly; confirmed " OBX_LSN_FMT,
+		record_final_state(p, p->sent_flush);
+	if (drained != OBX_OK)
+		return drained;
+	if (err != OBX_OK) {
+		obx_errf(errstr, errstr_size, "%s", why);
+		return err;
+	}
+	obx_info("stopped cleanly; confirmed " OBX_LSN_FMT,
+		 OBX_LSN_ARGS(p->sent_flush));
+	return OBX_OK;
+}
+
+obx_err_t obx_pipeline_stop_disconnected(obx_pipeline_t *p, char *errstr,
+					 size_t errstr_size)
+{
+	if (p->producer_failed) {
+		obx_errf(errstr, errstr_size,
+			 "stopped while the Kafka producer was being "
+			 "replaced: events after " OBX_LSN_FMT
+			 " are sent again after a restart",
 			 OBX_LSN_ARGS(p->sent_flush));
-	return err;
+		return OBX_FATAL;
+	}
+	obx_err_t err = drain_for_stop(p, errstr, errstr_size);
+	if (err != OBX_OK)
+		return err;
+	record_final_state(p, obx_tracker_confirmed(p->tracker));
+	obx_info("stopped while disconnected; Kafka acknowledged everything "
+		 "up to " OBX_LSN_FMT " (confirmed to the server at the next "
+		 "start)",
+		 OBX_LSN_ARGS(obx_tracker_confirmed(p->tracker)));
+	return OBX_OK;
 }
 
 /* Reads the state topic once per process; OBX_RETRY while Kafka cannot
@@ -924,6 +1030,7 @@ obx_err_t obx_pipeline_run(obx_pipeline_t *p, volatile sig_atomic_t *stop,
 	char options[8192];
 	obx_err_t err;
 
+	p->stop = stop;
 	if (p->producer_failed &&
 	    (err = replace_failed_producer(p, errstr, errstr_size)) != OBX_OK)
 		return err;

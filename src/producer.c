@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "outboxd/kafka_client.h"
@@ -19,6 +20,9 @@
  * comes too late turns a refused topic into one retried until
  * message.timeout.ms */
 #define TOPIC_METADATA_WAIT_MS 500
+/* How long a topic missing from the brokers' metadata is asked for again
+ * before it counts as missing: an auto-created topic shows up by then. */
+#define MISSING_TOPIC_WAIT_US 1500000
 #define TOPIC_CONFIG_WAIT_MS   10000
 /*
  * A topic's max.message.bytes is asked for when the topic is first used,
@@ -52,11 +56,23 @@ struct obx_producer {
 	void *ctx;
 	int64_t poll_now_us; /* 0 until the current poll's first report */
 	bool fatal;
+	/* why the producer failed when librdkafka does not say (a topic that
+	 * vanished under queued messages); else rd_kafka_fatal_error() */
+	char failure[512];
 	bool compressed;      /* compression.type is not none */
 	atomic_ulong errors;  /* read from any thread */
 	char last_error[512]; /* written by error_cb, in obx_producer_poll() */
 	int last_error_code;  /* rd_kafka_resp_err_t of last_error */
 };
+
+/* The brokers do not know the topic (deleted, or never created with
+ * auto-creation off): an infrastructure fault, never the record's. */
+static bool topic_missing(rd_kafka_resp_err_t err)
+{
+	return err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
+	       err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+	       err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION;
+}
 
 static void delivery_report(rd_kafka_t *rk, const rd_kafka_message_t *msg,
 			    void *opaque)
@@ -70,6 +86,16 @@ static void delivery_report(rd_kafka_t *rk, const rd_kafka_message_t *msg,
 	if (msg->err && !p->fatal &&
 	    rd_kafka_fatal_error(rk, fatal_reason, sizeof(fatal_reason))) {
 		obx_error("kafka: fatal error: %s", fatal_reason);
+		p->fatal = true;
+	}
+	/* the topic was deleted under queued messages: not the records'
+	 * fault, and they are gone from this producer; the slot still has
+	 * them, so the producer is replaced and they are read again */
+	if (topic_missing(msg->err) && !p->fatal) {
+		snprintf(p->failure, sizeof(p->failure),
+			 "topic \"%s\" disappeared under queued events (%s)",
+			 rd_kafka_topic_name(msg->rkt),
+			 rd_kafka_err2str(msg->err));
 		p->fatal = true;
 	}
 	p->on_delivery(
@@ -412,33 +438,79 @@ static obx_err_t validate_new_topic(obx_producer_t *p, const char *topic,
 	return OBX_BAD_DATA;
 }
 
+/* What the brokers say of a topic. */
+typedef enum {
+	TOPIC_EXISTS,
+	TOPIC_MISSING,	  /* they answered: no such topic (yet) */
+	TOPIC_REFUSED,	  /* they refuse its name; reason in errstr */
+	TOPIC_NO_ANSWER,  /* unreachable or slow: nothing is known */
+} topic_answer_t;
+
+static topic_answer_t ask_topic(obx_producer_t *p, rd_kafka_topic_t *rkt,
+				const char *topic, char *errstr,
+				size_t errstr_size)
+{
+	const struct rd_kafka_metadata *md = NULL;
+	/* a timeout or an error is not fatal: librdkafka retries by itself */
+	rd_kafka_resp_err_t err =
+	    rd_kafka_metadata(p->rk, 0, rkt, &md, TOPIC_METADATA_WAIT_MS);
+	if (err || !md || md->topic_cnt != 1) {
+		if (md)
+			rd_kafka_metadata_destroy(md);
+		return TOPIC_NO_ANSWER;
+	}
+	rd_kafka_resp_err_t state = md->topics[0].err;
+	bool exists = md->topics[0].partition_cnt > 0;
+	rd_kafka_metadata_destroy(md);
+	if (state == RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION) {
+		obx_errf(errstr, errstr_size,
+			 "the brokers refuse the topic \"%s\": %s", topic,
+			 rd_kafka_err2str(state));
+		return TOPIC_REFUSED;
+	}
+	if (exists)
+		return TOPIC_EXISTS;
+	/* an auto-created topic is announced without partitions first */
+	return state == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART
+		       ? TOPIC_MISSING
+		       : TOPIC_NO_ANSWER;
+}
+
 /*
  * Fetches a new topic's metadata (librdkafka would otherwise wait for its
- * next periodic scan) and checks that the brokers accept the topic.
+ * next periodic scan) and checks that the brokers accept the topic.  A
+ * topic the brokers say does not exist is asked for again for about a
+ * second (that first request made them create it, when they auto-create
+ * topics); still missing, it is OBX_RETRY with the reason: an
+ * infrastructure fault to wait out, never the record's.  Brokers that do
+ * not answer leave it to librdkafka, which waits for them.
  */
 static obx_err_t fetch_topic_state(obx_producer_t *p, rd_kafka_topic_t *rkt,
 				   const char *topic, char *errstr,
 				   size_t errstr_size)
 {
-	const struct rd_kafka_metadata *md = NULL;
-	/* a timeout or an error is not fatal: librdkafka retries by itself */
-	(void)rd_kafka_metadata(p->rk, 0, rkt, &md, TOPIC_METADATA_WAIT_MS);
-	rd_kafka_resp_err_t state =
-	    md && md->topic_cnt == 1 ? md->topics[0].err : 0;
-	bool exists =
-	    md && md->topic_cnt == 1 && md->topics[0].partition_cnt > 0;
-	if (md)
-		rd_kafka_metadata_destroy(md);
-	obx_err_t refused = OBX_OK;
-	if (state == RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION) {
-		obx_errf(errstr, errstr_size,
-			 "the brokers refuse the topic \"%s\": %s", topic,
-			 rd_kafka_err2str(state));
-		refused = OBX_BAD_DATA;
-	} else if (!exists) {
-		refused = validate_new_topic(p, topic, errstr, errstr_size);
+	topic_answer_t answer = ask_topic(p, rkt, topic, errstr, errstr_size);
+	if (answer == TOPIC_REFUSED)
+		return OBX_BAD_DATA;
+	if (answer != TOPIC_MISSING)
+		return OBX_OK;
+	obx_err_t refused = validate_new_topic(p, topic, errstr, errstr_size);
+	if (refused != OBX_OK)
+		return refused;
+	int64_t deadline = obx_now_us() + MISSING_TOPIC_WAIT_US;
+	while (answer == TOPIC_MISSING && obx_now_us() < deadline) {
+		struct timespec nap = { 0, 100 * 1000000L };
+		nanosleep(&nap, NULL);
+		answer = ask_topic(p, rkt, topic, errstr, errstr_size);
 	}
-	return refused;
+	if (answer == TOPIC_REFUSED)
+		return OBX_BAD_DATA;
+	if (answer != TOPIC_MISSING)
+		return OBX_OK;
+	obx_errf(errstr, errstr_size,
+		 "topic \"%s\" does not exist and the brokers do not create it",
+		 topic);
+	return OBX_RETRY;
 }
 
 /*
@@ -481,6 +553,11 @@ static obx_err_t topic_slot(obx_producer_t *p, const char *topic,
 		refused = OBX_BAD_DATA;
 	} else {
 		refused = fetch_topic_state(p, rkt, topic, errstr, errstr_size);
+	}
+	if (refused == OBX_RETRY) {
+		/* missing: asked again on the next call, not remembered */
+		rd_kafka_topic_destroy(rkt);
+		return refused;
 	}
 	if ((p->ntopics + 1) * 2 > p->topics_cap)
 		grow_topics(p);
@@ -585,13 +662,27 @@ obx_err_t obx_producer_send(obx_producer_t *p, const char *topic,
 		return OBX_OK; /* librdkafka owns hdrs now */
 	rd_kafka_headers_destroy(hdrs);
 
+	if (topic_missing(err)) {
+		/* ask again now: librdkafka's own refresh of a topic it
+		 * knows as missing comes only every few minutes */
+		const struct rd_kafka_metadata *md = NULL;
+		(void)rd_kafka_metadata(p->rk, 0, slot->rkt, &md,
+					TOPIC_METADATA_WAIT_MS);
+		if (md)
+			rd_kafka_metadata_destroy(md);
+		obx_errf(errstr, errstr_size,
+			 "topic \"%s\" does not exist and the brokers do not "
+			 "create it (%s)",
+			 topic, rd_kafka_err2str(err));
+		return OBX_RETRY;
+	}
 	switch (err) {
 	case RD_KAFKA_RESP_ERR__QUEUE_FULL:
+		*errstr = '\0';
 		return OBX_RETRY;
 	case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
 	case RD_KAFKA_RESP_ERR__INVALID_ARG:
 	case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
-	case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
 		obx_errf(errstr, errstr_size,
 			 "kafka rejected the message for "
 			 "topic \"%s\": %s",
@@ -771,7 +862,10 @@ obx_err_t obx_producer_status(obx_producer_t *p, char *errstr,
 	char reason[512];
 	if (!p->fatal)
 		return OBX_OK;
-	rd_kafka_fatal_error(p->rk, reason, sizeof(reason));
+	if (*p->failure)
+		snprintf(reason, sizeof(reason), "%s", p->failure);
+	else
+		rd_kafka_fatal_error(p->rk, reason, sizeof(reason));
 	obx_errf(errstr, errstr_size, "kafka producer failed: %s", reason);
 	return OBX_FATAL;
 }

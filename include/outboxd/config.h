@@ -72,6 +72,7 @@ typedef struct obx_config {
 	char *errors_dlq_topic;
 	long max_inflight_events;
 	long status_interval_ms;
+	long shutdown_timeout_ms;
 	long replication_timeout_ms;
 	char *heartbeat_action_query;
 	long heartbeat_interval_ms;

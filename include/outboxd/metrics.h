@@ -69,6 +69,9 @@ void obx_metrics_resume_skipped(obx_metrics_t *m, uint64_t bytes);
 
 /* The pipeline's state, set as it changes. */
 void obx_metrics_set_streaming(obx_metrics_t *m, bool streaming);
+/* An event waits for a missing topic (true, once per attempt), or no more
+ * (false). */
+void obx_metrics_topic_missing(obx_metrics_t *m, bool missing);
 void obx_metrics_set_positions(obx_metrics_t *m, obx_lsn_t confirmed,
 			       obx_lsn_t server_wal_end, size_t inflight);
 

@@ -42,6 +42,16 @@ obx_err_t obx_pipeline_run(obx_pipeline_t *p, volatile sig_atomic_t *stop,
 			   char *errstr, size_t errstr_size);
 
 /*
+ * A stop requested between connections: waits up to shutdown.timeout.ms
+ * for Kafka to acknowledge what is in flight and records it in the state
+ * topic (the server is told at the next start).  OBX_OK when everything
+ * drained; OBX_FATAL, with how many events stay unconfirmed in errstr,
+ * otherwise.
+ */
+obx_err_t obx_pipeline_stop_disconnected(obx_pipeline_t *p, char *errstr,
+					 size_t errstr_size);
+
+/*
  * Waits until Kafka acknowledged every produced event or failed one, or
  * timeout_ms passed; used between connections and at exit.
  */
@@ -49,7 +59,7 @@ obx_err_t obx_pipeline_drain(obx_pipeline_t *p, int timeout_ms, char *errstr,
 			     size_t errstr_size);
 
 /* Whether Kafka answers within timeout_ms (false while the producer is being
- * replaced); safe from any thread. */
+ * replaced or an event waits for a missing topic); safe from any thread. */
 bool obx_pipeline_kafka_reachable(obx_pipeline_t *p, int timeout_ms);
 
 #endif

@@ -46,14 +46,19 @@ void obx_producer_destroy(obx_producer_t *p);
  * Produces one message; value == NULL sends a tombstone.  Copies key, value
  * and headers.  Returns:
  *   OBX_OK        queued; a delivery report will follow
- *   OBX_RETRY     the local queue is full: poll, then call again
+ *   OBX_RETRY     not queued now: poll, then call again.  errstr is empty
+ *                 when the local queue is full, and says so when the topic
+ *                 does not exist and the brokers do not create it (deleted,
+ *                 auto-creation off): an infrastructure fault, never the
+ *                 record's (each call asks the brokers again, waiting up
+ *                 to 0.5 s)
  *   OBX_BAD_DATA  this message can never be produced: librdkafka or the
  *                 brokers reject it (larger than the topic's
  *                 max.message.bytes on the brokers, a topic name they
  *                 refuse).  A new topic's first message waits for its
  *                 metadata (at most 0.5 s) and, when the topic does not
  *                 exist yet, for the brokers' verdict on creating it (at
- *                 most 10.5 s).  The topic's max.message.bytes is asked for
+ *                 most 10.5 s) and for auto-creation (about 1.5 s).  The topic's max.message.bytes is asked for
  *                 then without waiting; until it arrives only messages of
  *                 16 KiB and more wait for it (at most 10.5 s) and smaller
  *                 ones are not checked
@@ -165,7 +170,9 @@ const char *obx_producer_last_error(const obx_producer_t *p);
 
 /*
  * OBX_OK while the producer is healthy; OBX_FATAL, with the reason in
- * errstr, after a fatal error (e.g. an idempotence sequence gap).
+ * errstr, after a fatal error (e.g. an idempotence sequence gap) or once a
+ * topic vanished under queued messages (their delivery reports fail): the
+ * caller replaces the producer and reads those events again.
  */
 obx_err_t obx_producer_status(obx_producer_t *p, char *errstr,
 			      size_t errstr_size);

@@ -354,6 +354,13 @@ class RealKafka:
         finally:
             admin.close()
 
+    def topics(self):
+        admin = self.admin()
+        try:
+            return set(admin.list_topics())
+        finally:
+            admin.close()
+
     def delete_topic(self, name):
         admin = self.admin()
         try:

@@ -3,6 +3,8 @@ errors.bad.event policy: a clear error naming the row and the LSN, and
 nothing lost silently.  On a real broker whose message.max.bytes is 20000:
 a record over that limit, and topic names the brokers refuse."""
 import json
+import re
+import time
 
 from harness import IntegrationTest, main, wait_until, lsn_int
 
@@ -113,6 +115,51 @@ class BadRowTest(IntegrationTest):
         end = self.pg.current_lsn()
         wait_until(lambda: self.pg.confirmed_lsn("skippol") >= end, 30, "confirm past the row")
         self.assertEqual(d.stop(), 0)
+
+
+class MissingTopicTest(IntegrationTest):
+    """A topic that does not exist (deleted; the brokers do not auto-create)
+    is an infrastructure fault, never a bad row: its events wait, whatever
+    errors.bad.event says, and nothing after them is confirmed."""
+
+    kafka_options = {"broker_conf": {"auto.create.topics.enable": "false"}}
+
+    def test_deleted_topic_holds_its_events_until_it_exists_again(self):
+        self.kafka.create_topic("outbox.dlq", 1)
+        for policy in ("skip", "dlq"):
+            with self.subTest(policy=policy):
+                aggregate = "vanish" + policy
+                topic = "outbox.event." + aggregate
+                self.kafka.create_topic(topic, 1)
+                d = self.outboxd(slot_name=aggregate, errors_bad_event=policy)
+                d.wait_streaming()
+                self.insert_events([(aggregate, "k-1", "Before", '{"n": 0}')])
+                self.assertEqual(len(self.consumer.read([topic], 1)), 1)
+
+                self.kafka.delete_topic(topic)
+                wait_until(lambda: topic not in self.kafka.topics(), 30, "deletion")
+                held_at = self.pg.current_lsn()
+                for i in range(1, 4):
+                    self.insert_events([(aggregate, "k-1", "Held", '{"n": %d}' % i)])
+                d.wait_for_log(r'topic "%s" does not exist and the brokers do not create '
+                               r'it: holding its event' % re.escape(topic), timeout=90)
+                wait_until(lambda: d.http("/readyz")[0] == 503, 30, "/readyz to say so")
+                self.assertEqual(d.metrics()["outboxd_kafka_topic_missing"], 1)
+                time.sleep(2)  # several status intervals
+                self.assertLessEqual(self.pg.confirmed_lsn(aggregate), held_at,
+                                     "nothing confirmed past the held events")
+                self.assertEqual(self.consumer.high_watermarks("outbox.dlq"), 0,
+                                 "not routed to the dead letter topic")
+                self.assertNotIn("skipping bad outbox row", d.output())
+
+                self.kafka.create_topic(topic, 1)
+                records = self.consumer.read([topic], 3, timeout=90)
+                held = {self.envelopes.decode(r.value)["payload"] for r in records}
+                self.assertEqual(held, {'{"n": %d}' % i for i in range(1, 4)},
+                                 "every held event arrives once the topic exists")
+                wait_until(lambda: d.http("/readyz")[0] == 200, 30, "ready again")
+                self.assertEqual(d.metrics()["outboxd_kafka_topic_missing"], 0)
+                self.assertEqual(d.stop(), 0)
 
 
 if __name__ == "__main__":

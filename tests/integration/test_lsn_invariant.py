@@ -1,6 +1,7 @@
 """The one invariant (SPEC section 1): the slot's confirmed_flush_lsn never
 passes an event Kafka has not acknowledged.  Acks are held back by taking the
 brokers down; the LSN must stand still, then move once they return."""
+import signal
 import time
 
 from harness import IntegrationTest, main, wait_until
@@ -65,6 +66,50 @@ class LsnInvariantTest(IntegrationTest):
             self.kafka.brokers_up()
         self.assertEqual(len(self.consumer.read(["outbox.event.pressure"], 100, timeout=90)), 100)
         self.assertEqual(d.stop(), 0)
+
+    def test_sigterm_while_disconnected_waits_for_kafka(self):
+        """Events in flight (brokers down), then PostgreSQL goes away too: a
+        stop between connections waits for the acks, bounded by
+        shutdown.timeout.ms, and exits 0 only when everything drained."""
+        for brokers_return, timeout_ms, code in ((False, 5000, 1), (True, 60000, 0)):
+            with self.subTest(brokers_return=brokers_return):
+                slot = aggregate = "sigterm%d" % code
+                d = self.outboxd(slot_name=slot, shutdown_timeout_ms=str(timeout_ms),
+                                 kafka_message_timeout_ms="600000")
+                d.wait_streaming()
+                self.kafka.brokers_down()
+                try:
+                    before = self.pg.current_lsn()
+                    wait_until(lambda: self.pg.confirmed_lsn(slot) >= before, 30,
+                               "idle confirmation before the outage")
+                    self.insert_events([(aggregate, "k-%d" % i, "InFlight", '{"n": %d}' % i)
+                                        for i in range(5)])
+                    wait_until(lambda: d.metrics()["outboxd_inflight_events"] == 5, 30,
+                               "events in flight")
+                    # immediate: a fast shutdown waits for the walsender,
+                    # which waits for outboxd to confirm what Kafka holds
+                    self.pg.stop("immediate")
+                    try:
+                        d.wait_for_log(r"could not connect to the server.*reconnecting in")
+                        d.proc.send_signal(signal.SIGTERM)
+                        if brokers_return:
+                            time.sleep(1)
+                            self.kafka.brokers_up()
+                        self.assertEqual(d.wait(90), code, d.output()[-3000:])
+                    finally:
+                        self.pg.start()
+                finally:
+                    self.kafka.brokers_up()
+                if code:
+                    self.assertIn("Kafka did not acknowledge everything within "
+                                  "shutdown.timeout.ms: 5 events stay unconfirmed", d.output())
+                    self.assertLessEqual(self.pg.confirmed_lsn(slot), before,
+                                         "nothing confirmed past them")
+                else:
+                    self.assertIn("stopped while disconnected; Kafka acknowledged everything",
+                                  d.output())
+                    self.assertGreaterEqual(
+                        len(self.consumer.read(["outbox.event." + aggregate], 5)), 5)
 
     def test_delivery_that_finally_fails_stops_without_confirming(self):
         d = self.outboxd(slot_name="timeout", kafka_message_timeout_ms="3000")
