@@ -233,8 +233,8 @@ static void nearest_table(const char *candidates, const char *wanted, char *out,
 	free(lower_wanted);
 }
 
-obx_err_t obx_admin_verify_tables(const obx_config_t *conf, char *errstr,
-				  size_t errstr_size)
+obx_err_t obx_admin_verify_tables(const obx_config_t *conf, bool *partitioned,
+				  char *errstr, size_t errstr_size)
 {
 	char v[16], candidates[65536], nearest[300], wanted[300];
 	obx_admin_t *a =
@@ -247,12 +247,14 @@ obx_err_t obx_admin_verify_tables(const obx_config_t *conf, char *errstr,
 					 conf->tables[i].table };
 		result = obx_admin_query_value(
 		    a,
-		    "SELECT count(*) FROM pg_catalog.pg_class c JOIN "
+		    "SELECT c.relkind FROM pg_catalog.pg_class c JOIN "
 		    "pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
 		    "WHERE n.nspname = $1 AND c.relname = $2 AND "
 		    "c.relkind IN ('r', 'p')",
 		    2, params, v, sizeof(v), errstr, errstr_size);
-		if (result != OBX_OK || atoi(v) > 0)
+		if (partitioned)
+			partitioned[i] = strcmp(v, "p") == 0;
+		if (result != OBX_OK || *v)
 			continue;
 		result = obx_admin_query_value(
 		    a,

@@ -165,16 +165,12 @@ typedef struct {
 static bool load_identity(const obx_config_t *conf, identity_t *id)
 {
 	char err[1024];
-	obx_err_t e;
-	obx_repl_t *repl = obx_repl_connect(conf, &e, err, sizeof(err));
-	if (!repl) {
+	if (obx_repl_identify(conf, &id->system, id->database,
+			      sizeof(id->database), err,
+			      sizeof(err)) != OBX_OK) {
 		fprintf(stderr, "outboxd: %s\n", err);
 		return false;
 	}
-	id->system = *obx_repl_system(repl);
-	snprintf(id->database, sizeof(id->database), "%s",
-		 obx_repl_database(repl));
-	obx_repl_destroy(repl);
 	if (obx_state_read(conf, id->system.system_id, id->database,
 			   STATE_WAIT_MS, &id->state, err,
 			   sizeof(err)) != OBX_OK) {

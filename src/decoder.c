@@ -49,10 +49,11 @@ void obx_decoder_destroy(obx_decoder_t *dec)
 	free(dec);
 }
 
-obx_err_t obx_decoder_start_options(const obx_decoder_t *dec, char *buf,
+obx_err_t obx_decoder_start_options(const obx_decoder_t *dec,
+				    const bool *partitioned, char *buf,
 				    size_t size)
 {
-	return dec->ops->start_options(dec->state, buf, size);
+	return dec->ops->start_options(dec->state, partitioned, buf, size);
 }
 
 obx_err_t obx_decoder_decode(obx_decoder_t *dec, const char *data, size_t len,

@@ -12,7 +12,8 @@ typedef struct {
 	void *(*create)(const obx_config_t *conf, char *errstr,
 			size_t errstr_size);
 	void (*destroy)(void *state);
-	obx_err_t (*start_options)(const void *state, char *buf, size_t size);
+	obx_err_t (*start_options)(const void *state, const bool *partitioned,
+				   char *buf, size_t size);
 	obx_err_t (*decode)(void *state, const char *data, size_t len,
 			    obx_lsn_t lsn, obx_change_t *out, char *errstr,
 			    size_t errstr_size);

@@ -33,54 +33,18 @@ typedef struct {
 	char *arena; /* unescaped strings of the current message */
 	size_t arena_cap;
 	column_list_t columns, identity;
-	char *options;
+	const obx_config_t *conf;
 } wal2json_t;
 
 static void *wal2json_create(const obx_config_t *conf, char *errstr,
 			     size_t errstr_size)
 {
 	wal2json_t *w = calloc(1, sizeof(*w));
-	char tables[4096] = "";
-	size_t used = 0;
-
 	if (!w) {
 		obx_errf(errstr, errstr_size, "out of memory");
 		return NULL;
 	}
-	/* table names were validated as plain identifiers: nothing in them
-	 * needs wal2json's backslash escapes or SQL quoting */
-	for (size_t i = 0; i < conf->ntables; i++) {
-		int n = snprintf(tables + used, sizeof(tables) - used,
-				 "%s%s.%s", i ? "," : "",
-				 conf->tables[i].schema, conf->tables[i].table);
-		if (n < 0 || (size_t)n >= sizeof(tables) - used) {
-			obx_errf(errstr, errstr_size,
-				 "table.include.list is too long");
-			free(w);
-			return NULL;
-		}
-		used += (size_t)n;
-	}
-	/*
-	 * include-types=false: we never read the types and it is the largest
-	 * cost in the walsender.  Deletes are filtered on the server: the
-	 * insert-then-delete pattern would otherwise double the stream, and a
-	 * DELETE is never an event.  UPDATE and TRUNCATE still reach the
-	 * router, which applies table.op.invalid.behavior.
-	 */
-	const char *fmt = "(\"format-version\" '2', \"include-lsn\" '1', "
-			  "\"include-xids\" '1', \"include-timestamp\" '1', "
-			  "\"include-transaction\" '1', \"include-types\" '0', "
-			  "\"add-tables\" '%s', "
-			  "\"actions\" 'insert,update,truncate')";
-	size_t size = strlen(fmt) + used + 1;
-	w->options = malloc(size);
-	if (!w->options) {
-		free(w);
-		obx_errf(errstr, errstr_size, "out of memory");
-		return NULL;
-	}
-	snprintf(w->options, size, fmt, tables);
+	w->conf = conf;
 	return w;
 }
 
@@ -92,17 +56,50 @@ static void wal2json_destroy(void *state)
 	free(w->arena);
 	free(w->columns.items);
 	free(w->identity.items);
-	free(w->options);
 	free(w);
 }
 
-static obx_err_t wal2json_start_options(const void *state, char *buf,
+static obx_err_t wal2json_start_options(const void *state,
+					const bool *partitioned, char *buf,
 					size_t size)
 {
 	const wal2json_t *w = state;
-	if ((size_t)snprintf(buf, size, "%s", w->options) >= size)
-		return OBX_CONFIG;
-	return OBX_OK;
+	const obx_config_t *conf = w->conf;
+	char tables[4096] = "";
+	size_t used = 0;
+
+	/* table names were validated as plain identifiers: nothing in them
+	 * needs wal2json's backslash escapes or SQL quoting.  wal2json names
+	 * a partitioned table's rows by their partition, which add-tables
+	 * would filter out (and a partition created later would never be
+	 * listed): the whole schema is streamed instead, and the pipeline
+	 * maps partitions to their table */
+	for (size_t i = 0; i < conf->ntables; i++) {
+		int n = snprintf(tables + used, sizeof(tables) - used,
+				 "%s%s.%s", i ? "," : "",
+				 conf->tables[i].schema,
+				 partitioned && partitioned[i]
+				     ? "*"
+				     : conf->tables[i].table);
+		if (n < 0 || (size_t)n >= sizeof(tables) - used)
+			return OBX_CONFIG;
+		used += (size_t)n;
+	}
+	/*
+	 * include-types=false: we never read the types and it is the largest
+	 * cost in the walsender.  Deletes are filtered on the server: the
+	 * insert-then-delete pattern would otherwise double the stream, and a
+	 * DELETE is never an event.  UPDATE and TRUNCATE still reach the
+	 * router, which applies table.op.invalid.behavior.
+	 */
+	int n = snprintf(buf, size,
+			 "(\"format-version\" '2', \"include-lsn\" '1', "
+			 "\"include-xids\" '1', \"include-timestamp\" '1', "
+			 "\"include-transaction\" '1', \"include-types\" '0', "
+			 "\"add-tables\" '%s', "
+			 "\"actions\" 'insert,update,truncate')",
+			 tables);
+	return n < 0 || (size_t)n >= size ? OBX_CONFIG : OBX_OK;
 }
 
 #define BAD(...)                                                               \

@@ -83,8 +83,10 @@ void obx_log_redact_conninfo(const char *conninfo, char *out, size_t out_size)
 	for (PQconninfoOption *o = opts; o->keyword; o++) {
 		if (!o->val)
 			continue;
+		/* libpq marks every secret option ("*"): password,
+		 * sslpassword, and whatever later versions add */
 		const char *val =
-		    strcmp(o->keyword, "password") == 0 ? "********" : o->val;
+		    o->dispchar && o->dispchar[0] == '*' ? "********" : o->val;
 		int n = snprintf(out + used, out_size - used, "%s%s=%s",
 				 used ? " " : "", o->keyword, val);
 		if (n < 0 || (size_t)n >= out_size - used)

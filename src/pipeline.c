@@ -16,6 +16,7 @@
 #include "outboxd/decoder.h"
 #include "outboxd/envelope.h"
 #include "outboxd/log.h"
+#include "outboxd/partitions.h"
 #include "outboxd/producer.h"
 #include "outboxd/replication.h"
 #include "outboxd/router.h"
@@ -89,6 +90,8 @@ struct obx_pipeline {
 	uint64_t last_system_id;
 	uint32_t last_timeline;
 	bool tables_verified;  /* table.include.list exists on the server */
+	bool *partitioned;     /* per conf->tables: a partitioned table */
+	obx_partitions_t *partitions; /* when any is: partition -> table */
 
 	/* the state topic (state.h): read once, then written as the
 	 * confirmed LSN moves; state records are produced with a NULL
@@ -159,6 +162,8 @@ obx_pipeline_t *obx_pipeline_new(const obx_config_t *conf,
 	pthread_mutex_init(&p->producer_lock, NULL);
 	p->batch = obx_metrics_batch_new();
 	p->tracker = obx_tracker_new(OBX_LSN_INVALID);
+	if (!(p->partitioned = calloc(conf->ntables + 1, sizeof(bool))))
+		abort();
 	if (!(p->decoder = obx_decoder_new(conf, errstr, errstr_size)) ||
 	    !(p->envelope = obx_envelope_new(errstr, errstr_size)) ||
 	    !(p->producer = obx_producer_new(conf, on_delivery, p, errstr,
@@ -181,6 +186,8 @@ void obx_pipeline_destroy(obx_pipeline_t *p)
 	obx_decoder_destroy(p->decoder);
 	obx_tracker_destroy(p->tracker);
 	obx_metrics_batch_destroy(p->batch);
+	obx_partitions_destroy(p->partitions);
+	free(p->partitioned);
 	pthread_mutex_destroy(&p->producer_lock);
 	free(p);
 }
@@ -534,6 +541,43 @@ static obx_err_t handle_bad_event(obx_pipeline_t *p, const obx_change_t *change,
 	return err;
 }
 
+/*
+ * A row of a table that is not an outbox table reaches us only when a
+ * partitioned outbox table's whole schema is streamed: attributes it to its
+ * outbox table when it is one of its partitions (*change then points to
+ * `mapped`), or leaves it to be ignored.
+ */
+static obx_err_t map_partition(obx_pipeline_t *p, const obx_change_t **change,
+			       obx_change_t *mapped, char *errstr,
+			       size_t errstr_size)
+{
+	const obx_change_t *c = *change;
+	obx_partition_kind_t kind;
+	size_t index;
+	if (!p->partitions ||
+	    obx_router_is_outbox_table(p->router, c->schema, c->table))
+		return OBX_OK;
+	obx_err_t err = obx_partitions_lookup(p->partitions, c->schema,
+					      c->table, &kind, &index, errstr,
+					      errstr_size);
+	if (err != OBX_OK)
+		return err;
+	if (kind == OBX_PARTITION_GONE)
+		obx_error("a row of %s.%s at " OBX_LSN_FMT " (xid %lld): the "
+			  "table no longer exists, so whether it was a "
+			  "partition of an outbox table cannot be told; "
+			  "skipped",
+			  c->schema, c->table, OBX_LSN_ARGS(c->lsn),
+			  (long long)c->xid);
+	if (kind != OBX_PARTITION_OF)
+		return OBX_OK;
+	*mapped = *c;
+	mapped->schema = p->conf->tables[index].schema;
+	mapped->table = p->conf->tables[index].table;
+	*change = mapped;
+	return OBX_OK;
+}
+
 static obx_err_t handle_row(obx_pipeline_t *p, const obx_change_t *change,
 			    char *errstr, size_t errstr_size)
 {
@@ -541,6 +585,12 @@ static obx_err_t handle_row(obx_pipeline_t *p, const obx_change_t *change,
 	char reason[512];
 	const void *value;
 	size_t value_len;
+	obx_change_t mapped;
+
+	obx_err_t mapped_err =
+	    map_partition(p, &change, &mapped, errstr, errstr_size);
+	if (mapped_err != OBX_OK)
+		return mapped_err;
 
 	obx_route_t route = obx_router_route(
 	    p->router, change, p->commit_time_us, &ev, reason, sizeof(reason));
@@ -1037,10 +1087,14 @@ obx_err_t obx_pipeline_run(obx_pipeline_t *p, volatile sig_atomic_t *stop,
 	/* before the slot is created or anything streamed: a misnamed table
 	 * matches nothing, and every event written meanwhile would be lost */
 	if (!p->tables_verified) {
-		if ((err = obx_admin_verify_tables(p->conf, errstr,
-						   errstr_size)) != OBX_OK)
+		if ((err = obx_admin_verify_tables(p->conf, p->partitioned,
+						   errstr, errstr_size)) !=
+		    OBX_OK)
 			return err;
 		p->tables_verified = true;
+		for (size_t i = 0; i < p->conf->ntables; i++)
+			if (p->partitioned[i] && !p->partitions)
+				p->partitions = obx_partitions_new(p->conf);
 	}
 	p->repl = obx_repl_connect(p->conf, &err, errstr, errstr_size);
 	if (!p->repl)
@@ -1067,7 +1121,7 @@ obx_err_t obx_pipeline_run(obx_pipeline_t *p, volatile sig_atomic_t *stop,
 	p->last_status_us = obx_now_us();
 	p->last_heard_us = p->last_status_us;
 
-	if ((err = obx_decoder_start_options(p->decoder, options,
+	if ((err = obx_decoder_start_options(p->decoder, p->partitioned, options,
 					     sizeof(options))) != OBX_OK) {
 		obx_errf(errstr, errstr_size, "plugin options are too long");
 	} else if ((err = obx_repl_start(p->repl, start, options)) != OBX_OK) {

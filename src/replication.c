@@ -198,8 +198,9 @@ obx_err_t obx_repl_create_slot(obx_repl_t *r)
 	return OBX_OK;
 }
 
-obx_repl_t *obx_repl_connect(const obx_config_t *conf, obx_err_t *err,
-			     char *errstr, size_t errstr_size)
+/* Connects and identifies the system; the slot is not read yet. */
+static obx_repl_t *open_identified(const obx_config_t *conf, obx_err_t *err,
+				   char *errstr, size_t errstr_size)
 {
 	obx_repl_t *r = calloc(1, sizeof(*r));
 	const char *keys[] = { "dbname", "replication",
@@ -221,15 +222,39 @@ obx_repl_t *obx_repl_connect(const obx_config_t *conf, obx_err_t *err,
 		obx_repl_destroy(r);
 		return NULL;
 	}
-	*err = identify_system(r);
-	if (*err == OBX_OK)
-		*err = read_slot(r);
-	if (*err != OBX_OK) {
+	if ((*err = identify_system(r)) != OBX_OK) {
 		obx_errf(errstr, errstr_size, "%s", r->error);
 		obx_repl_destroy(r);
 		return NULL;
 	}
 	return r;
+}
+
+obx_repl_t *obx_repl_connect(const obx_config_t *conf, obx_err_t *err,
+			     char *errstr, size_t errstr_size)
+{
+	obx_repl_t *r = open_identified(conf, err, errstr, errstr_size);
+	if (r && (*err = read_slot(r)) != OBX_OK) {
+		obx_errf(errstr, errstr_size, "%s", r->error);
+		obx_repl_destroy(r);
+		return NULL;
+	}
+	return r;
+}
+
+obx_err_t obx_repl_identify(const obx_config_t *conf,
+			    obx_repl_system_t *system, char *database,
+			    size_t database_size, char *errstr,
+			    size_t errstr_size)
+{
+	obx_err_t err;
+	obx_repl_t *r = open_identified(conf, &err, errstr, errstr_size);
+	if (!r)
+		return err;
+	*system = r->system;
+	snprintf(database, database_size, "%s", r->database);
+	obx_repl_destroy(r);
+	return OBX_OK;
 }
 
 void obx_repl_destroy(obx_repl_t *r)

@@ -67,10 +67,12 @@ obx_err_t obx_admin_query_value(obx_admin_t *admin, const char *sql,
  * Whether every table of table.include.list exists, by its exact name (as
  * resolved in config.c).  OBX_CONFIG, naming the table and the nearest
  * existing one, when one does not: outboxd would stream and match nothing.
- * OBX_RETRY when the server cannot be asked now.  Opens its own connection.
+ * OBX_RETRY when the server cannot be asked now.  partitioned (NULL, or
+ * conf->ntables entries) says which of them are partitioned tables.  Opens
+ * its own connection.
  */
-obx_err_t obx_admin_verify_tables(const obx_config_t *conf, char *errstr,
-				  size_t errstr_size);
+obx_err_t obx_admin_verify_tables(const obx_config_t *conf, bool *partitioned,
+				  char *errstr, size_t errstr_size);
 
 /* Runs a statement with text parameters, ignoring any result. */
 obx_err_t obx_admin_exec(obx_admin_t *admin, const char *sql, int nparams,

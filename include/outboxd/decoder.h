@@ -61,10 +61,13 @@ void obx_decoder_destroy(obx_decoder_t *dec);
 
 /*
  * Writes the START_REPLICATION option list for this plugin, e.g.
- * ("format-version" '2', ...), into buf.  Returns OBX_CONFIG if it does not
- * fit.
+ * ("format-version" '2', ...), into buf.  partitioned (NULL: none) has one
+ * entry per conf->tables: true for a partitioned table, whose partitions
+ * (also ones created later) must be streamed as well.  The decoder keeps
+ * the config it was created with.  Returns OBX_CONFIG if it does not fit.
  */
-obx_err_t obx_decoder_start_options(const obx_decoder_t *dec, char *buf,
+obx_err_t obx_decoder_start_options(const obx_decoder_t *dec,
+				    const bool *partitioned, char *buf,
 				    size_t size);
 
 /* Decodes one message that starts at WAL position `lsn`. */

@@ -79,12 +79,13 @@ class CliTest(unittest.TestCase):
                     self.assertEqual(r.returncode, 2, setting)
 
     def test_password_never_logged_and_sigterm_while_retrying(self):
-        secret = "s3cr3t-Pa55"
+        secret, key_secret = "s3cr3t-Pa55", "k3y-Pa55"
         port = free_port()  # nothing listens: the connector keeps retrying
         path = self.config(
-            "database.url = postgresql://app:%s@127.0.0.1:%d/shop?connect_timeout=2\n"
+            "database.url = postgresql://app:%s@127.0.0.1:%d/shop?connect_timeout=2"
+            "&sslpassword=%s\n"
             "kafka.bootstrap.servers = 127.0.0.1:%d\nlog.format = json\nhttp.listen =\n"
-            % (secret, port, port))
+            % (secret, port, key_secret, port))
         log = tempfile.TemporaryFile("w+")
         proc = subprocess.Popen([OUTBOXD, "run", "-c", path], stdout=log, stderr=log)
         try:
@@ -102,10 +103,12 @@ class CliTest(unittest.TestCase):
         self.assertTrue(lines)
         for line in lines:
             self.assertNotIn(secret, line)
+            self.assertNotIn(key_secret, line)
             if line.startswith("{"):
                 doc = json.loads(line)  # every JSON line parses
                 self.assertIn(doc["level"], ("debug", "info", "warn", "error"))
         self.assertTrue(any("password=********" in l for l in lines))
+        self.assertTrue(any("sslpassword=********" in l for l in lines))
 
 
 if __name__ == "__main__":

@@ -230,24 +230,33 @@ class OperationsTest(IntegrationTest):
     # ------------------------------------------------------------ logs
 
     def test_json_logs_parse_and_hold_no_password(self):
-        secret = "Sup3r-S3cret"
+        secrets = ("Sup3r-S3cret", "Ss1-K3y-Secret")
+        # key/value form here; test_cli covers the URI form
         d = self.outboxd(slot_name="jsonlog", log_format="json",
-                         database_url=self.pg.url + " password=" + secret,
+                         database_url=self.pg.url + " password=%s sslpassword=%s" % secrets,
                          kafka_debug="broker")  # librdkafka's own lines too
         d.wait_streaming()
         self.insert_events([("jl", "k", "E", "{}")])
         self.consumer.read(["outbox.event.jl"], 1)
+        status, metrics = d.http("/metrics")
+        check = run_cli("check", "-c", d.conf_path)
         self.assertEqual(d.stop(), 0)
+        for secret in secrets:
+            self.assertNotIn(secret, metrics)
+            self.assertNotIn(secret, check.stdout + check.stderr)
+        self.assertIn("sslpassword=********", check.stdout)
         lines = [l for l in d.output().splitlines() if l.strip()]
         self.assertGreater(len(lines), 5)
         kafka_lines = 0
         for line in lines:
-            self.assertNotIn(secret, line)
+            for secret in secrets:
+                self.assertNotIn(secret, line)
             doc = json.loads(line)
             self.assertEqual(set(doc), {"ts", "level", "msg"})
             kafka_lines += doc["msg"].startswith("kafka: ")
         self.assertGreater(kafka_lines, 0, "librdkafka's logs go through ours")
         self.assertTrue(any("password=********" in l for l in lines))
+        self.assertTrue(any("sslpassword=********" in l for l in lines))
 
     # ------------------------------------------------------------ heartbeat
 

@@ -112,6 +112,56 @@ class PipelineTest(IntegrationTest):
         self.assertIn("the nearest existing table is public.outbox", d.output())
         self.assertIsNone(self.pg.slot("quoted"), "no slot pins WAL for it")
 
+    def test_partitioned_outbox_is_routed_as_its_table(self):
+        # wal2json names each row by its partition; events are attributed
+        # to the configured (partitioned) table, from every partition,
+        # also one created while streaming, at any depth
+        self.pg.sql("""
+            CREATE SCHEMA billing;
+            CREATE TABLE billing.events (
+                id uuid NOT NULL, aggregatetype varchar(255) NOT NULL,
+                aggregateid varchar(255) NOT NULL, type varchar(255) NOT NULL,
+                payload jsonb, PRIMARY KEY (id, aggregatetype)
+            ) PARTITION BY LIST (aggregatetype);
+            CREATE TABLE billing.events_a PARTITION OF billing.events FOR VALUES IN ('parta');
+            CREATE TABLE billing.events_b PARTITION OF billing.events FOR VALUES IN ('partb')
+                PARTITION BY HASH (id);
+            CREATE TABLE billing.events_b0 PARTITION OF billing.events_b
+                FOR VALUES WITH (MODULUS 2, REMAINDER 0);
+            CREATE TABLE billing.events_b1 PARTITION OF billing.events_b
+                FOR VALUES WITH (MODULUS 2, REMAINDER 1);
+            CREATE TABLE billing.events_rest PARTITION OF billing.events DEFAULT;
+            CREATE TABLE billing.invoices (id int PRIMARY KEY, total int);
+        """)
+        d = self.outboxd(slot_name="partitioned", table_include_list="billing.events")
+        d.wait_streaming()
+        self.pg.sql("CREATE TABLE billing.events_c PARTITION OF billing.events "
+                    "FOR VALUES IN ('partc')")
+
+        def insert(aggregate, n):
+            self.pg.sql("BEGIN; INSERT INTO billing.invoices VALUES (%d, 1) "
+                        "ON CONFLICT (id) DO UPDATE SET total = 2;"
+                        "INSERT INTO billing.events VALUES (gen_random_uuid(), '%s', 'k-%d', "
+                        "'Part', '{\"n\": %d}'); COMMIT;" % (n, aggregate, n, n))
+        expected = {}
+        for n, aggregate in enumerate(["parta", "partb", "partb", "partz", "partc"] * 2):
+            insert(aggregate, n)
+            expected.setdefault(aggregate, set()).add(n)
+        topics = ["outbox.event." + a for a in expected]
+        records = self.consumer.read(topics, 10)
+        got = {}
+        for r in records:
+            env = self.envelopes.decode(r.value)
+            self.assertEqual((env["source"]["schema"], env["source"]["table"]),
+                             ("billing", "events"), "attributed to the partitioned table")
+            self.assertEqual(r.topic, "outbox.event." + env["aggregate_type"])
+            got.setdefault(env["aggregate_type"], set()).add(json.loads(env["payload"])["n"])
+        self.assertEqual(got, expected, "every event from every partition")
+        # an UPDATE on a partition is an UPDATE on the outbox table
+        self.pg.sql("UPDATE billing.events SET type = 'Changed' WHERE aggregatetype = 'parta'")
+        d.wait_for_log(r"UPDATE on outbox table billing\.events is not an event")
+        self.assertEqual(d.stop(), 0)
+
     def test_restart_resumes_where_kafka_acked(self):
         d = self.outboxd(slot_name="resume")
         d.wait_streaming()

@@ -112,8 +112,8 @@ START_TEST(start_options_ask_for_what_we_read)
 	obx_config_t *conf = test_config(pairs);
 	obx_decoder_t *dec = obx_decoder_new(conf, err, sizeof(err));
 	char opts[2048];
-	ck_assert_int_eq(obx_decoder_start_options(dec, opts, sizeof(opts)),
-			 OBX_OK);
+	ck_assert_int_eq(
+	    obx_decoder_start_options(dec, NULL, opts, sizeof(opts)), OBX_OK);
 	const char *want[] = { "\"format-version\" '2'",
 			       "\"include-lsn\" '1'",
 			       "\"include-xids\" '1'",
@@ -123,6 +123,13 @@ START_TEST(start_options_ask_for_what_we_read)
 	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
 		ck_assert_msg(strstr(opts, want[i]), "missing %s in %s",
 			      want[i], opts);
+	/* a partitioned table: its whole schema, partitions included */
+	const bool partitioned[] = { false, true };
+	ck_assert_int_eq(obx_decoder_start_options(dec, partitioned, opts,
+						   sizeof(opts)),
+			 OBX_OK);
+	ck_assert_ptr_nonnull(
+	    strstr(opts, "\"add-tables\" 'public.outbox,billing.*'"));
 	obx_decoder_destroy(dec);
 	obx_config_destroy(conf);
 }
