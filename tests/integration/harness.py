@@ -147,6 +147,36 @@ class Postgres:
         shutil.rmtree(self.data)
         self._init_cluster()
 
+    def cold_standby(self):
+        """A physical standby streaming from this server, made from a cold
+        copy of its data directory: pg_basebackup would leave out the
+        logical slots, and the WAL before its start that they need."""
+        self.sql("CHECKPOINT")
+        self.stop()
+        sb = Postgres.__new__(Postgres)
+        sb.dbname, sb.user, sb.extra_conf = self.dbname, self.user, self.extra_conf
+        sb.root = tempfile.mkdtemp(prefix="outboxd-pg-standby-")
+        sb.data = os.path.join(sb.root, "data")
+        sb.port = free_port()
+        if self.user:
+            pw = pwd.getpwnam(self.user)
+            os.chown(sb.root, pw.pw_uid, pw.pw_gid)
+        os.chmod(sb.root, 0o755)
+        subprocess.run(["cp", "-a", self.data, sb.data], check=True)
+        with open(os.path.join(sb.data, "postgresql.conf"), "a") as f:
+            f.write("port = %d\nunix_socket_directories = '%s'\n"
+                    "primary_conninfo = 'host=%s port=%d user=postgres'\n"
+                    % (sb.port, sb.root, self.root, self.port))
+        open(os.path.join(sb.data, "standby.signal"), "w").close()
+        if self.user:
+            os.chown(os.path.join(sb.data, "standby.signal"), pw.pw_uid, pw.pw_gid)
+        self.start()
+        sb.start()
+        return sb
+
+    def promote(self):
+        self._run([PG_BIN + "/pg_ctl", "-D", self.data, "-w", "promote"])
+
     def system_identifier(self):
         return self.sql("SELECT system_identifier FROM pg_control_system()")[0][0]
 

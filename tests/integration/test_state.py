@@ -2,8 +2,9 @@
 first start (SPEC section 7), and the operator accepts a gap explicitly."""
 import json
 import re
+import time
 
-from harness import IntegrationTest, lsn_int, main, run_cli
+from harness import IntegrationTest, lsn_int, main, run_cli, wait_until
 
 
 class StateTopicTest(IntegrationTest):
@@ -100,6 +101,74 @@ class StateTopicTest(IntegrationTest):
         d = self.stream_one("moved", "moved", "OnSecond")
         self.assertEqual(self.types("moved", 2), ["OnFirst", "OnSecond"])
         self.assertEqual(d.stop(), 0)
+
+
+class TimelineTest(IntegrationTest):
+    """A failover to a promoted standby (a new timeline) within one process:
+    nothing acknowledged on the old timeline is skipped or confirmed on the
+    new server beyond what it streamed."""
+
+    def test_promoted_standby_is_never_confirmed_beyond_what_it_streamed(self):
+        def events(kind, n, first=0):
+            return [("tl", "k-%d" % (i % 3), kind, '{"n": %d}' % i)
+                    for i in range(first, first + n)]
+
+        d = self.outboxd(slot_name="tl")
+        d.wait_streaming()
+        self.insert_events(events("Before", 5))
+        self.assertEqual(len(self.consumer.read(["outbox.event.tl"], 5)), 5)
+        self.assertEqual(d.stop(), 0)
+        standby = self.pg.cold_standby()  # the slot copied with its WAL
+        try:
+            url = ("host=%s,%s port=%d,%d dbname=shop user=postgres connect_timeout=2 "
+                   "target_session_attrs=read-write"
+                   % (self.pg.root, standby.root, self.pg.port, standby.port))
+            d = self.outboxd(slot_name="tl", database_url=url, status_interval_ms="500")
+            d.wait_streaming()
+            self.insert_events(events("Replicated", 5, 5))
+            wait_until(lambda: lsn_int(standby.sql("SELECT pg_last_wal_replay_lsn()")[0][0])
+                       >= self.pg.current_lsn(), 30, "the standby to replay")
+            # the standby is cut off; the old primary runs ahead of it
+            standby.sql("ALTER SYSTEM SET primary_conninfo = ''")
+            standby.sql("SELECT pg_reload_conf()")
+            wait_until(lambda: standby.sql("SELECT count(*) FROM pg_stat_wal_receiver")[0][0]
+                       == "0", 30, "the standby's WAL receiver to stop")
+            self.insert_events(events("OnlyOnOld", 5, 10))
+            self.pg.sql("INSERT INTO orders SELECT g, 'x' FROM generate_series(10000, 60000) g "
+                        "ON CONFLICT (id) DO UPDATE SET status = 'y'")
+            self.assertGreaterEqual(len(self.consumer.read(["outbox.event.tl"], 15)), 15)
+            ahead = self.pg.current_lsn()
+            wait_until(lambda: self.pg.confirmed_lsn("tl") >= ahead, 30,
+                       "confirmed up to the old primary's WAL end")
+            # the restart for the copy made this server resend from its
+            # lazily saved slot position: resuming ahead of it is right
+            skipped = d.metrics()["outboxd_resume_skipped_wal_bytes_total"]
+            self.pg.stop("immediate")
+            standby.promote()
+            self.assertLess(standby.current_lsn(), ahead, "the new timeline forked behind")
+
+            d.wait_for_log(r"the server is on timeline 2, this connector streamed on "
+                           r"timeline 1", timeout=90)
+            standby.sql("INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload) "
+                        "SELECT gen_random_uuid(), 'tl', 'k-0', 'OnNew', "
+                        "json_build_object('n', g)::jsonb FROM generate_series(15, 17) g")
+            records = self.consumer.read(["outbox.event.tl"], 18, timeout=90)
+            kinds = {}
+            for r in records:
+                env = self.envelopes.decode(r.value)
+                kinds.setdefault(env["type"], set()).add(json.loads(env["payload"])["n"])
+            self.assertEqual(kinds.get("OnNew"), {15, 16, 17}, "the new timeline's events arrive")
+            self.assertEqual(kinds.get("Replicated"), set(range(5, 10)))
+            time.sleep(2)  # several status intervals
+            confirmed = standby.confirmed_lsn("tl")
+            self.assertLessEqual(confirmed, standby.current_lsn(),
+                                 "never confirmed beyond the new server's WAL")
+            self.assertLess(confirmed, ahead)
+            self.assertEqual(d.metrics()["outboxd_resume_skipped_wal_bytes_total"], skipped,
+                             "nothing skipped after the timeline change")
+            self.assertEqual(d.stop(), 0)
+        finally:
+            standby.destroy()
 
 
 if __name__ == "__main__":
