@@ -170,7 +170,7 @@ static long jittered(long delay_ms)
 /* Waits delay_ms, serving Kafka deliveries meanwhile; false if stopped. */
 static bool backoff_wait(obx_pipeline_t *p, obx_metrics_t *m, long delay_ms)
 {
-	int64_t deadline = obx_now_us() + delay_ms * 1000;
+	int64_t deadline = obx_now_us() + OBX_MS_TO_US(delay_ms);
 	char err[512];
 
 	while (!stop_requested && obx_now_us() < deadline) {

@@ -255,7 +255,7 @@ static obx_err_t replace_failed_producer(obx_pipeline_t *p, char *errstr,
 static void log_progress(obx_pipeline_t *p, int64_t now)
 {
 	if (p->conf->stats_interval_ms <= 0 ||
-	    now - p->last_progress_us < p->conf->stats_interval_ms * 1000)
+	    now - p->last_progress_us < OBX_MS_TO_US(p->conf->stats_interval_ms))
 		return;
 	double secs = (double)(now - p->last_progress_us) / 1e6;
 	double rate = p->last_progress_us
@@ -298,7 +298,7 @@ static obx_err_t write_state(obx_pipeline_t *p, obx_slot_event_t event,
 	p->state_sent_lsn = lsn;
 	p->last_state_us = obx_now_us();
 	p->state_write_failed = false;
-	int64_t deadline = obx_now_us() + (int64_t)wait_ms * 1000;
+	int64_t deadline = obx_now_us() + OBX_MS_TO_US(wait_ms);
 	while (wait_ms && p->state_inflight && obx_now_us() < deadline)
 		obx_producer_poll(p->producer, 100);
 	if (wait_ms && (p->state_inflight || p->state_write_failed)) {
@@ -318,7 +318,7 @@ static void maybe_write_state(obx_pipeline_t *p, int64_t now)
 	if (p->sent_flush <= p->state_sent_lsn && !p->state_write_failed)
 		return;
 	if (p->state_inflight ||
-	    now - p->last_state_us < p->conf->status_interval_ms * 1000)
+	    now - p->last_state_us < OBX_MS_TO_US(p->conf->status_interval_ms))
 		return;
 	if (write_state(p, OBX_SLOT_STREAMED, p->sent_flush, 0, errstr,
 			sizeof(errstr)) != OBX_OK)
@@ -338,13 +338,13 @@ static obx_err_t maybe_send_status(obx_pipeline_t *p, bool force, char *errstr,
 	if (flush < p->slot_floor)
 		flush = p->slot_floor;
 	log_progress(p, now);
-	if (!force && since < p->conf->status_interval_ms * 1000 &&
+	if (!force && since < OBX_MS_TO_US(p->conf->status_interval_ms) &&
 	    (flush == p->sent_flush || since < STATUS_MIN_GAP_US))
 		return OBX_OK;
 	obx_lsn_t received = p->received > flush ? p->received : flush;
 	/* after a silent interval, ask for an answer: a live server sends a
 	 * keepalive at once, a stalled connection stays silent */
-	bool ask = now - p->last_heard_us > p->conf->status_interval_ms * 1000;
+	bool ask = now - p->last_heard_us > OBX_MS_TO_US(p->conf->status_interval_ms);
 	if (obx_repl_send_status(p->repl, received, flush, ask) != OBX_OK) {
 		obx_errf(errstr, errstr_size, "%s", obx_repl_error(p->repl));
 		return OBX_RETRY;
@@ -762,7 +762,7 @@ static void wait_for_work(obx_pipeline_t *p, bool read_pg)
 		{ .fd = read_pg ? obx_repl_socket(p->repl) : -1,
 		  .events = POLLIN },
 	};
-	int64_t due = p->last_status_us + p->conf->status_interval_ms * 1000 -
+	int64_t due = p->last_status_us + OBX_MS_TO_US(p->conf->status_interval_ms) -
 		      obx_now_us();
 	int timeout = due <= 0 ? 0 : (int)(due / 1000) + 1;
 	if (timeout > MAX_WAIT_MS)
@@ -777,7 +777,7 @@ static void wait_for_work(obx_pipeline_t *p, bool read_pg)
 obx_err_t obx_pipeline_drain(obx_pipeline_t *p, int timeout_ms, char *errstr,
 			     size_t errstr_size)
 {
-	int64_t deadline = obx_now_us() + (int64_t)timeout_ms * 1000;
+	int64_t deadline = obx_now_us() + OBX_MS_TO_US(timeout_ms);
 
 	while (obx_tracker_inflight(p->tracker) > 0 &&
 	       obx_now_us() < deadline) {
@@ -856,7 +856,7 @@ static obx_err_t stream(obx_pipeline_t *p, volatile sig_atomic_t *stop,
 			 */
 			p->last_heard_us = now;
 		} else if (now - p->last_heard_us >
-			   p->conf->replication_timeout_ms * 1000) {
+			   OBX_MS_TO_US(p->conf->replication_timeout_ms)) {
 			obx_errf(errstr, errstr_size,
 				 "no message from the server for %ld ms "
 				 "(replication.timeout.ms): the connection is "
@@ -889,7 +889,7 @@ static obx_err_t drain_for_stop(obx_pipeline_t *p, char *errstr,
 	obx_tracker_abandon_open(p->tracker);
 	p->txn = NULL;
 	int64_t deadline =
-	    obx_now_us() + (int64_t)p->conf->shutdown_timeout_ms * 1000;
+	    obx_now_us() + OBX_MS_TO_US(p->conf->shutdown_timeout_ms);
 	for (;;) {
 		obx_err_t err =
 		    obx_pipeline_drain(p, 1000, errstr, errstr_size);

@@ -734,7 +734,7 @@ bool obx_producer_reachable(obx_producer_t *p, int timeout_ms)
 
 bool obx_producer_wait_reachable(obx_producer_t *p, int timeout_ms)
 {
-	int64_t deadline = obx_now_us() + (int64_t)timeout_ms * 1000;
+	int64_t deadline = obx_now_us() + OBX_MS_TO_US(timeout_ms);
 	do {
 		if (obx_producer_reachable(p, 500))
 			return true;

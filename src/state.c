@@ -275,7 +275,7 @@ obx_err_t obx_state_read(const obx_config_t *conf, uint64_t system_id,
 			 size_t errstr_size)
 {
 	const char *topic = conf->state_topic;
-	int64_t deadline = obx_now_us() + (int64_t)timeout_ms * 1000;
+	int64_t deadline = obx_now_us() + OBX_MS_TO_US(timeout_ms);
 	char err[512];
 
 	memset(view, 0, sizeof(*view));
@@ -367,7 +367,7 @@ obx_err_t obx_state_write(const obx_config_t *conf,
 	    obx_producer_send(p, conf->state_topic, key, strlen(key), value,
 			      strlen(value), NULL, 0, NULL, errstr, errstr_size);
 	free(value);
-	int64_t deadline = obx_now_us() + (int64_t)timeout_ms * 1000;
+	int64_t deadline = obx_now_us() + OBX_MS_TO_US(timeout_ms);
 	while (err == OBX_OK && !result.answered && obx_now_us() < deadline)
 		obx_producer_poll(p, 100);
 	if (err == OBX_OK && !result.ok) {

@@ -53,4 +53,9 @@ void obx_errf(char *errstr, size_t errstr_size, const char *fmt, ...)
 
 #define OBX_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
+/* Milliseconds (a setting, a timeout) as microseconds, always in 64-bit
+ * arithmetic: `long` is 32 bits on some platforms, and a day in
+ * microseconds is not. */
+#define OBX_MS_TO_US(ms) ((int64_t)(ms) * 1000)
+
 #endif

@@ -33,6 +33,8 @@ START_TEST(defaults_follow_the_spec)
 	obx_config_t *c = obx_config_new();
 	ck_assert_str_eq(c->slot_name, "outboxd");
 	ck_assert(c->slot_create);
+	ck_assert_str_eq(c->state_topic, "outboxd.state");
+	ck_assert_int_eq(c->shutdown_timeout_ms, 90000);
 	ck_assert_str_eq(c->table_include_list, "public.outbox");
 	ck_assert_str_eq(c->field_event_key, "aggregateid");
 	ck_assert_str_eq(c->route_topic_replacement,
@@ -248,11 +250,27 @@ START_TEST(reference_lists_every_key)
 }
 END_TEST
 
+START_TEST(millisecond_settings_convert_in_64_bits)
+{
+	/* the largest values the settings allow, held in 32-bit types */
+	int32_t day_ms = 86400000;
+	ck_assert_int_eq(OBX_MS_TO_US(day_ms), 86400000000LL);
+	const char *pairs[] = { "shutdown.timeout.ms=86400000",
+				"heartbeat.interval.ms=86400000", NULL };
+	obx_config_t *c = test_config(pairs);
+	ck_assert_int_eq(OBX_MS_TO_US(c->shutdown_timeout_ms), 86400000000LL);
+	ck_assert_int_eq(OBX_MS_TO_US(c->heartbeat_interval_ms),
+			 86400000000LL);
+	obx_config_destroy(c);
+}
+END_TEST
+
 Suite *config_suite(void)
 {
 	Suite *s = suite_create("config");
 	TCase *tc = tcase_create("parse");
 	tcase_add_test(tc, defaults_follow_the_spec);
+	tcase_add_test(tc, millisecond_settings_convert_in_64_bits);
 	tcase_add_test(tc, file_sets_keys_and_kafka_passthrough);
 	tcase_add_test(tc, unknown_key_names_the_closest_and_the_line);
 	tcase_add_test(tc, bad_values_are_rejected_with_the_key);
