@@ -47,6 +47,9 @@ class KafkaSecurityTest(IntegrationTest):
         cls.kafka.acl("--add", *principals, "--operation", "Write", "--operation", "Describe",
                       "--operation", "Create", "--operation", "DescribeConfigs",
                       "--topic", "outbox.", "--resource-pattern-type", "prefixed")
+        cls.kafka.acl("--add", *principals, "--operation", "Read", "--operation", "Write",
+                      "--operation", "Describe", "--operation", "Create",
+                      "--topic", "outboxd.state")
         cls.kafka.acl("--add", *principals, "--operation", "IdempotentWrite",
                       "--operation", "DescribeConfigs", "--cluster")
 
