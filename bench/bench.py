@@ -289,14 +289,18 @@ class Bench:
     def catch_up_outboxd(self, kafka, n, end, decode_secs, index, variant):
         """Times outboxd from its start until all n events are acked and
         the slot confirmed past end, on a copy of the template slot."""
-        self.copy_slot("obx")
         prefix = "bench%d_%s" % (n, index)
+        # a slot name of its own per run: the state topic remembers what
+        # a connector of the same slot name already streamed, and would
+        # (rightly) resume after it
+        slot = "obx_" + prefix
+        self.copy_slot(slot)
         topics = ["%s.%s" % (prefix, t) for t in TYPES]
         for t in topics:
             kafka.create_topic(t, PARTITIONS)
-        d = self.outboxd(kafka, self.settings(variant), slot_name="obx", slot_create="false",
+        d = self.outboxd(kafka, self.settings(variant), slot_name=slot, slot_create="false",
                          route_topic_replacement=prefix + ".${routedByValue}")
-        walsender = WalsenderWatch(self.pg, "obx")
+        walsender = WalsenderWatch(self.pg, slot)
         broker0 = broker_cpu(kafka)
         own0 = time.process_time()
         start = time.monotonic()
@@ -333,7 +337,7 @@ class Bench:
         in_kafka = sum(consumer.high_watermarks(t) for t in topics)
         consumer.close()
         d.stop()
-        self.pg.sql("SELECT pg_drop_replication_slot('obx')")
+        self.pg.sql("SELECT pg_drop_replication_slot('%s')" % slot)
         if in_kafka != n:
             raise RuntimeError("outboxd: %d events in Kafka, expected %d" % (in_kafka, n))
         label = "outboxd [%s] %s" % (kafka.kind, variant.strip() or "(acked + confirmed)")

@@ -10,7 +10,7 @@ packages=(
   postgresql-15 postgresql-15-wal2json
   python3 python3-kafka python3-avro python3-lz4 python3-snappy python3-zstandard
   kcat yamllint python3-yaml openssl time
-  openjdk-17-jre-headless maven
+  openjdk-17-jre-headless maven locales
 )
 
 as_root=()
@@ -26,5 +26,10 @@ else
   echo "install-deps: installing ${missing[*]}"
   "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
   "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+# a server speaking German, for the tests that outboxd reads PostgreSQL's
+# errors by SQLSTATE only (postgresql-15 ships the translations)
+if ! locale -a 2>/dev/null | grep -qix 'de_DE\.utf-\?8'; then
+  "${as_root[@]}" localedef -i de_DE -f UTF-8 de_DE.UTF-8
 fi
 "$(dirname "$0")/kafka-jars.sh"

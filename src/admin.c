@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "outboxd/pg.h"
+
 struct obx_admin {
 	PGconn *conn;
 };
@@ -26,19 +28,12 @@ obx_admin_t *obx_admin_connect(const obx_config_t *conf,
 			       const char *application_name, char *errstr,
 			       size_t errstr_size)
 {
-	const char *keys[] = { "dbname", "fallback_application_name", NULL };
-	const char *values[] = { conf->database_url, application_name, NULL };
-	obx_admin_t *a = calloc(1, sizeof(*a));
-
-	if (!a)
-		abort();
-	a->conn = PQconnectdbParams(keys, values, 1);
-	if (PQstatus(a->conn) != CONNECTION_OK) {
-		copy_error(a->conn, "could not connect to the server", errstr,
-			   errstr_size);
-		obx_admin_destroy(a);
+	PGconn *conn =
+	    obx_pg_connect(conf, false, application_name, errstr, errstr_size);
+	if (!conn)
 		return NULL;
-	}
+	obx_admin_t *a = obx_xcalloc(1, sizeof(*a));
+	a->conn = conn;
 	return a;
 }
 
@@ -211,11 +206,9 @@ static void lowercase(char *s)
 static void nearest_table(const char *candidates, const char *wanted, char *out,
 			  size_t out_size)
 {
-	char *list = strdup(candidates), *save = NULL;
-	char *lower_wanted = strdup(wanted);
+	char *list = obx_xstrdup(candidates), *save = NULL;
+	char *lower_wanted = obx_xstrdup(wanted);
 	size_t best = SIZE_MAX;
-	if (!list || !lower_wanted)
-		abort();
 	lowercase(lower_wanted);
 	out[0] = '\0';
 	for (char *name = strtok_r(list, ",", &save); name;

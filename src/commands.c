@@ -9,11 +9,10 @@
 
 #include "outboxd/admin.h"
 #include "outboxd/log.h"
+#include "outboxd/pg.h"
 #include "outboxd/producer.h"
 #include "outboxd/replication.h"
 #include "outboxd/state.h"
-
-enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
 
 /* How long a command waits to read or write the state topic. */
 #define STATE_WAIT_MS 15000
@@ -59,10 +58,10 @@ int obx_cmd_slot_status(const obx_config_t *conf)
 	obx_admin_t *a = connect_or_report(conf);
 
 	if (!a)
-		return EXIT_FAILED;
+		return OBX_EXIT_RUNTIME;
 	if (!load_slot(a, conf->slot_name, &s)) {
 		obx_admin_destroy(a);
-		return EXIT_FAILED;
+		return OBX_EXIT_RUNTIME;
 	}
 	obx_admin_destroy(a);
 	if (!s.exists) {
@@ -70,7 +69,7 @@ int obx_cmd_slot_status(const obx_config_t *conf)
 		       "exist (outboxd slot create, or outboxd run with "
 		       "slot.create=true)\n",
 		       conf->slot_name);
-		return EXIT_FAILED;
+		return OBX_EXIT_RUNTIME;
 	}
 	human_bytes(s.retained_bytes, retained, sizeof(retained));
 	printf("slot                %s\n", conf->slot_name);
@@ -93,7 +92,7 @@ int obx_cmd_slot_status(const obx_config_t *conf)
 			       ? s.current_wal - s.confirmed_flush
 			       : 0));
 	printf("wal_status          %s\n", s.wal_status);
-	return EXIT_OK;
+	return OBX_EXIT_CLEAN;
 }
 
 /*
@@ -206,9 +205,9 @@ static bool record_state(const obx_config_t *conf, const identity_t *id,
 static bool describe_gap(const obx_config_t *conf, const identity_t *id,
 			 bool slot_exists)
 {
-	const obx_state_record_t *r = id->state.found ? &id->state.mine
-				    : id->state.other_found ? &id->state.other
-							    : NULL;
+	const obx_state_record_t *r = id->state.found	      ? &id->state.mine
+				      : id->state.other_found ? &id->state.other
+							      : NULL;
 	if (!r || (id->state.found && slot_exists))
 		return false;
 	if (id->state.found)
@@ -224,8 +223,8 @@ static bool describe_gap(const obx_config_t *conf, const identity_t *id,
 		       "identifier %" PRIu64 ", up to LSN " OBX_LSN_FMT
 		       "); this one is %" PRIu64 ": events that cluster had "
 		       "not streamed will never be published from here\n",
-		       r->database, r->slot, r->system_id,
-		       OBX_LSN_ARGS(r->lsn), id->system.system_id);
+		       r->database, r->slot, r->system_id, OBX_LSN_ARGS(r->lsn),
+		       id->system.system_id);
 	return true;
 }
 
@@ -238,17 +237,17 @@ int obx_cmd_slot_create(const obx_config_t *conf,
 	obx_lsn_t at;
 
 	if (!load_identity(conf, &id))
-		return EXIT_FAILED;
+		return OBX_EXIT_RUNTIME;
 	obx_admin_t *a = connect_or_report(conf);
 	if (!a)
-		return EXIT_FAILED;
-	int rc = EXIT_FAILED;
+		return OBX_EXIT_RUNTIME;
+	int rc = OBX_EXIT_RUNTIME;
 	if (!load_slot(a, conf->slot_name, &s))
 		goto out;
 	/* a first start needs no --yes: nothing is skipped */
 	if (describe_gap(conf, &id, s.exists) &&
 	    !confirmed(opts, conf->slot_name)) {
-		rc = EXIT_USAGE;
+		rc = OBX_EXIT_USAGE;
 		goto out;
 	}
 	if (s.exists && !id.state.found && id.state.other_found) {
@@ -264,13 +263,13 @@ int obx_cmd_slot_create(const obx_config_t *conf,
 			conf->slot_name, err);
 		goto out;
 	} else {
-		printf("created replication slot \"%s\" (plugin %s) at "
-		       OBX_LSN_FMT "\n",
+		printf("created replication slot \"%s\" (plugin %s) "
+		       "at " OBX_LSN_FMT "\n",
 		       conf->slot_name, obx_config_plugin(conf),
 		       OBX_LSN_ARGS(at));
 	}
 	if (record_state(conf, &id, OBX_SLOT_CREATED, at))
-		rc = EXIT_OK;
+		rc = OBX_EXIT_CLEAN;
 out:
 	obx_admin_destroy(a);
 	return rc;
@@ -282,12 +281,12 @@ int obx_cmd_slot_drop(const obx_config_t *conf, const obx_slot_options_t *opts)
 	char err[1024], gap[32];
 	identity_t id;
 	if (!load_identity(conf, &id))
-		return EXIT_FAILED;
+		return OBX_EXIT_RUNTIME;
 	obx_admin_t *a = open_inactive_slot(conf, &s, "drop");
-	int rc = EXIT_FAILED;
+	int rc = OBX_EXIT_RUNTIME;
 
 	if (!a)
-		return EXIT_FAILED;
+		return OBX_EXIT_RUNTIME;
 	human_bytes((long long)(s.current_wal - s.confirmed_flush), gap,
 		    sizeof(gap));
 	printf("will drop replication slot \"%s\" "
@@ -296,7 +295,7 @@ int obx_cmd_slot_drop(const obx_config_t *conf, const obx_slot_options_t *opts)
 	       "until a new slot exists will never be published\n",
 	       conf->slot_name, OBX_LSN_ARGS(s.confirmed_flush), gap);
 	if (!confirmed(opts, conf->slot_name)) {
-		rc = EXIT_USAGE;
+		rc = OBX_EXIT_USAGE;
 		goto out;
 	}
 	/* recorded first: a run after a drop that the state does not know
@@ -313,7 +312,7 @@ int obx_cmd_slot_drop(const obx_config_t *conf, const obx_slot_options_t *opts)
 	       "create it again by itself (`outboxd slot create --yes` "
 	       "does)\n",
 	       conf->slot_name);
-	rc = EXIT_OK;
+	rc = OBX_EXIT_CLEAN;
 out:
 	obx_admin_destroy(a);
 	return rc;
@@ -325,12 +324,12 @@ int obx_cmd_slot_reset(const obx_config_t *conf, const obx_slot_options_t *opts)
 	char err[1024], gap[32];
 	identity_t id;
 	if (!load_identity(conf, &id))
-		return EXIT_FAILED;
+		return OBX_EXIT_RUNTIME;
 	obx_admin_t *a = open_inactive_slot(conf, &s, "reset");
-	int rc = EXIT_FAILED;
+	int rc = OBX_EXIT_RUNTIME;
 
 	if (!a)
-		return EXIT_FAILED;
+		return OBX_EXIT_RUNTIME;
 	bool lost = strcmp(s.wal_status, "lost") == 0;
 	obx_lsn_t target = opts->to_current ? s.current_wal : opts->to_lsn;
 	if (target < s.confirmed_flush) {
@@ -342,7 +341,7 @@ int obx_cmd_slot_reset(const obx_config_t *conf, const obx_slot_options_t *opts)
 			"events to publish them again\n",
 			conf->slot_name, OBX_LSN_ARGS(target),
 			OBX_LSN_ARGS(s.confirmed_flush));
-		rc = EXIT_USAGE;
+		rc = OBX_EXIT_USAGE;
 		goto out;
 	}
 	if (target > s.current_wal) {
@@ -350,7 +349,7 @@ int obx_cmd_slot_reset(const obx_config_t *conf, const obx_slot_options_t *opts)
 			"outboxd: " OBX_LSN_FMT " is beyond the server's WAL "
 			"end " OBX_LSN_FMT "\n",
 			OBX_LSN_ARGS(target), OBX_LSN_ARGS(s.current_wal));
-		rc = EXIT_USAGE;
+		rc = OBX_EXIT_USAGE;
 		goto out;
 	}
 	if (lost && !opts->to_current) {
@@ -359,7 +358,7 @@ int obx_cmd_slot_reset(const obx_config_t *conf, const obx_slot_options_t *opts)
 			"can only be recreated at the current position "
 			"(--to-current)\n",
 			conf->slot_name);
-		rc = EXIT_USAGE;
+		rc = OBX_EXIT_USAGE;
 		goto out;
 	}
 	human_bytes((long long)(target - s.confirmed_flush), gap, sizeof(gap));
@@ -376,7 +375,7 @@ int obx_cmd_slot_reset(const obx_config_t *conf, const obx_slot_options_t *opts)
 	       "be published\n",
 	       (long long)(target - s.confirmed_flush), gap);
 	if (!confirmed(opts, conf->slot_name)) {
-		rc = EXIT_USAGE;
+		rc = OBX_EXIT_USAGE;
 		goto out;
 	}
 	obx_lsn_t now_at;
@@ -398,7 +397,7 @@ int obx_cmd_slot_reset(const obx_config_t *conf, const obx_slot_options_t *opts)
 	printf("slot \"%s\" now starts at " OBX_LSN_FMT "\n", conf->slot_name,
 	       OBX_LSN_ARGS(now_at));
 	if (record_state(conf, &id, OBX_SLOT_RESET, now_at))
-		rc = EXIT_OK;
+		rc = OBX_EXIT_CLEAN;
 out:
 	obx_admin_destroy(a);
 	return rc;
@@ -556,32 +555,16 @@ static void check_tables(check_t *c, obx_admin_t *a, const obx_config_t *conf)
 		}
 		result(c, true, "outbox table", "%s readable", name);
 
-		const char *columns[32];
-		const char *options[32];
-		size_t n = 0;
-		columns[n] = conf->field_event_id;
-		options[n++] = "table.field.event.id";
-		columns[n] = conf->field_event_key;
-		options[n++] = "table.field.event.key";
-		columns[n] = conf->field_event_type;
-		options[n++] = "table.field.event.type";
-		columns[n] = conf->field_event_payload;
-		options[n++] = "table.field.event.payload";
-		columns[n] = conf->route_by_field;
-		options[n++] = "route.by.field";
-		if (conf->field_event_timestamp) {
-			columns[n] = conf->field_event_timestamp;
-			options[n++] = "table.field.event.timestamp";
-		}
-		for (size_t k = 0; k < conf->nadditional && n < 32; k++) {
-			columns[n] = conf->additional[k].column;
-			options[n++] = "table.fields.additional.placement";
-		}
 		int missing = 0;
-		for (size_t k = 0; k < n; k++) {
+		size_t n = 0;
+		for (size_t k = 0; k < conf->ncolumns; k++) {
+			const obx_mapped_column_t *col = &conf->columns[k];
+			if (!col->column)
+				continue; /* not configured */
+			n++;
 			const char *p2[] = { conf->tables[i].schema,
 					     conf->tables[i].table,
-					     columns[k] };
+					     col->column };
 			if (obx_admin_query_value(
 				a,
 				"SELECT count(*) FROM "
@@ -595,7 +578,7 @@ static void check_tables(check_t *c, obx_admin_t *a, const obx_config_t *conf)
 				    c, false, "mapped column",
 				    "%s has no column \"%s\" (%s): add it or "
 				    "change the setting",
-				    name, columns[k], options[k]);
+				    name, col->column, col->option);
 				missing++;
 			}
 		}
@@ -766,7 +749,7 @@ int obx_cmd_check(const obx_config_t *conf)
 	char url[1024], err[1024];
 
 	result(&c, true, "config", "valid");
-	obx_log_redact_conninfo(conf->database_url, url, sizeof(url));
+	obx_pg_redact_conninfo(conf->database_url, url, sizeof(url));
 	obx_admin_t *a =
 	    obx_admin_connect(conf, "outboxd-check", err, sizeof(err));
 	result(&c, a != NULL, "server",
@@ -781,5 +764,5 @@ int obx_cmd_check(const obx_config_t *conf)
 	}
 	check_kafka(&c, conf);
 	printf("%s: %d item(s) failed\n", c.failed ? "FAIL" : "PASS", c.failed);
-	return c.failed ? EXIT_FAILED : EXIT_OK;
+	return c.failed ? OBX_EXIT_RUNTIME : OBX_EXIT_CLEAN;
 }

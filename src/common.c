@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <time.h>
 
 static int hex_value(char c)
@@ -82,9 +83,7 @@ void obx_errf(char *errstr, size_t errstr_size, const char *fmt, ...)
 size_t obx_edit_distance(const char *a, const char *b)
 {
 	size_t la = strlen(a), lb = strlen(b);
-	size_t *row = calloc(lb + 1, sizeof(*row));
-	if (!row)
-		abort();
+	size_t *row = obx_xcalloc(lb + 1, sizeof(*row));
 
 	for (size_t j = 0; j <= lb; j++)
 		row[j] = j;
@@ -106,4 +105,56 @@ size_t obx_edit_distance(const char *a, const char *b)
 	size_t d = row[lb];
 	free(row);
 	return d;
+}
+
+int obx_exit_code(obx_err_t err)
+{
+	switch (err) {
+	case OBX_OK:
+		return OBX_EXIT_CLEAN;
+	case OBX_CONFIG:
+		return OBX_EXIT_USAGE;
+	case OBX_BAD_DATA:
+		return OBX_EXIT_BAD_DATA;
+	default:
+		return OBX_EXIT_RUNTIME;
+	}
+}
+
+void *obx_xnonnull(void *p)
+{
+	if (!p) {
+		/* no logging module here: it may need memory itself */
+		static const char msg[] = "outboxd: out of memory\n";
+		if (write(STDERR_FILENO, msg, sizeof(msg) - 1) < 0) {
+			/* nothing else to do */
+		}
+		abort();
+	}
+	return p;
+}
+
+void *obx_xmalloc(size_t size)
+{
+	return obx_xnonnull(malloc(size ? size : 1));
+}
+
+void *obx_xcalloc(size_t n, size_t size)
+{
+	return obx_xnonnull(calloc(n ? n : 1, size ? size : 1));
+}
+
+void *obx_xrealloc(void *ptr, size_t size)
+{
+	return obx_xnonnull(realloc(ptr, size ? size : 1));
+}
+
+char *obx_xstrdup(const char *s)
+{
+	return obx_xnonnull(strdup(s));
+}
+
+char *obx_xstrndup(const char *s, size_t n)
+{
+	return obx_xnonnull(strndup(s, n));
 }

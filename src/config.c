@@ -20,15 +20,23 @@ typedef enum {
 	OPT_ENUM,
 } option_type_t;
 
+enum {
+	OPT_REQUIRED = 1 << 0,	/* no default: must be set */
+	OPT_SECRET = 1 << 1,	/* never echoed back in messages */
+	OPT_NOT_EMPTY = 1 << 2, /* may not be set to "" */
+};
+
+/* One row per option: everything parsing, validation, the environment
+ * and the reference need. */
 typedef struct {
 	const char *name;
 	option_type_t type;
-	const char *default_value;  /* NULL: unset */
 	long min, max;		    /* OPT_INT bounds */
-	const char *const *choices; /* OPT_ENUM, NULL-terminated */
+	const char *const *choices; /* OPT_ENUM, NULL-terminated; the field
+				     * is the enum, in this order */
 	size_t offset;		    /* into obx_config_t */
-	bool required;
-	bool secret; /* never echoed back in messages */
+	const char *default_value;  /* NULL: unset (or OPT_REQUIRED) */
+	unsigned flags;
 	const char *help;
 } option_t;
 
@@ -40,132 +48,100 @@ static const char *const log_level_choices[] = { "debug", "info", "warn",
 						 "error", NULL };
 static const char *const log_format_choices[] = { "text", "json", NULL };
 
-#define STR(field)  OPT_STRING, NULL, 0, 0, NULL, offsetof(obx_config_t, field)
-#define BOOL(field) OPT_BOOL, NULL, 0, 0, NULL, offsetof(obx_config_t, field)
-#define INT(field, lo, hi)                                                     \
-	OPT_INT, NULL, lo, hi, NULL, offsetof(obx_config_t, field)
+#define STR(field)	   OPT_STRING, 0, 0, NULL, offsetof(obx_config_t, field)
+#define BOOL(field)	   OPT_BOOL, 0, 0, NULL, offsetof(obx_config_t, field)
+#define INT(field, lo, hi) OPT_INT, lo, hi, NULL, offsetof(obx_config_t, field)
+/* an enum field is written as an int: every one of them is int-sized */
 #define ENUM(field, choices)                                                   \
-	OPT_ENUM, NULL, 0, 0, choices, offsetof(obx_config_t, field)
+	OPT_ENUM, 0, 0, choices, offsetof(obx_config_t, field)
 
 static option_t options[] = {
-	{ "database.url", STR(database_url), true, true,
+	{ "database.url", STR(database_url), NULL, OPT_REQUIRED | OPT_SECRET,
 	  "libpq connection string or URI of the database with the outbox "
 	  "tables; libpq environment variables and the passfile work too" },
-	{ "plugin.name", ENUM(plugin_name, plugin_choices), false, false,
+	{ "plugin.name", ENUM(plugin_name, plugin_choices), "wal2json", 0,
 	  "logical decoding output plugin: wal2json (format-version 2); "
 	  "pgoutput is planned" },
-	{ "slot.name", STR(slot_name), false, false,
+	{ "slot.name", STR(slot_name), "outboxd", 0,
 	  "logical replication slot (lower-case letters, digits, underscore)" },
-	{ "slot.create", BOOL(slot_create), false, false,
+	{ "slot.create", BOOL(slot_create), "true", 0,
 	  "create the slot at start if it is missing and the state topic has "
 	  "no record of this connector (a first start); a slot lost after "
 	  "that is recreated only by `outboxd slot create --yes`" },
-	{ "state.topic", STR(state_topic), false, false,
+	{ "state.topic", STR(state_topic), "outboxd.state", OPT_NOT_EMPTY,
 	  "compacted Kafka topic where the connector records what it has "
 	  "streamed (system identifier, timeline, confirmed LSN); created "
 	  "with the cluster's replication factor when missing" },
-	{ "publication.name", STR(publication_name), false, false,
+	{ "publication.name", STR(publication_name), "outboxd", 0,
 	  "pgoutput only: publication on the outbox tables" },
-	{ "table.include.list", STR(table_include_list), false, false,
+	{ "table.include.list", STR(table_include_list), "public.outbox", 0,
 	  "comma-separated outbox tables, schema-qualified (a bare name means "
 	  "public.name); names resolve as in SQL: unquoted ones fold to lower "
 	  "case, \"Quoted\" ones keep theirs; each must exist at start" },
-	{ "table.field.event.id", STR(field_event_id), false, false,
+	{ "table.field.event.id", STR(field_event_id), "id", OPT_NOT_EMPTY,
 	  "column with the event id (header `id`, envelope `id`)" },
-	{ "table.field.event.key", STR(field_event_key), false, false,
+	{ "table.field.event.key", STR(field_event_key), "aggregateid",
+	  OPT_NOT_EMPTY,
 	  "column with the aggregate id: the Kafka message key" },
-	{ "table.field.event.type", STR(field_event_type), false, false,
-	  "column with the event type (header `eventType`)" },
-	{ "table.field.event.payload", STR(field_event_payload), false, false,
-	  "column with the event body, kept as JSON text" },
-	{ "table.field.event.timestamp", STR(field_event_timestamp), false,
-	  false,
+	{ "table.field.event.type", STR(field_event_type), "type",
+	  OPT_NOT_EMPTY, "column with the event type (header `eventType`)" },
+	{ "table.field.event.payload", STR(field_event_payload), "payload",
+	  OPT_NOT_EMPTY, "column with the event body, kept as JSON text" },
+	{ "table.field.event.timestamp", STR(field_event_timestamp), NULL, 0,
 	  "column with the event time; when unset the commit time is used" },
-	{ "route.by.field", STR(route_by_field), false, false,
+	{ "route.by.field", STR(route_by_field), "aggregatetype", OPT_NOT_EMPTY,
 	  "column whose value replaces ${routedByValue} in the topic" },
-	{ "route.topic.replacement", STR(route_topic_replacement), false, false,
+	{ "route.topic.replacement", STR(route_topic_replacement),
+	  "outbox.event.${routedByValue}", OPT_NOT_EMPTY,
 	  "topic name template" },
 	{ "route.tombstone.on.empty.payload",
-	  BOOL(route_tombstone_on_empty_payload), false, false,
+	  BOOL(route_tombstone_on_empty_payload), "false", 0,
 	  "send a null value (tombstone) when the payload column is NULL or "
 	  "empty" },
 	{ "table.fields.additional.placement", STR(fields_additional_placement),
-	  false, false,
+	  NULL, 0,
 	  "extra columns: `col:header[:alias]` or `col:envelope[:alias]`, "
 	  "comma-separated" },
 	{ "table.op.invalid.behavior",
-	  ENUM(op_invalid_behavior, invalid_op_choices), false, false,
+	  ENUM(op_invalid_behavior, invalid_op_choices), "warn", 0,
 	  "UPDATE or TRUNCATE on an outbox table: warn (log, skip), error (log "
 	  "at error, skip) or fatal (stop without confirming)" },
-	{ "errors.bad.event", ENUM(errors_bad_event, bad_event_choices), false,
-	  false,
+	{ "errors.bad.event", ENUM(errors_bad_event, bad_event_choices), "dlq",
+	  0,
 	  "a row that cannot become a record: dlq (to errors.dlq.topic), fail "
 	  "(stop, exit 3) or skip (log at error, data loss)" },
-	{ "errors.dlq.topic", STR(errors_dlq_topic), false, false,
-	  "dead letter topic for errors.bad.event=dlq" },
-	{ "max.inflight.events", INT(max_inflight_events, 1, 100000000), false,
-	  false,
+	{ "errors.dlq.topic", STR(errors_dlq_topic), "outbox.dlq",
+	  OPT_NOT_EMPTY, "dead letter topic for errors.bad.event=dlq" },
+	{ "max.inflight.events", INT(max_inflight_events, 1, 100000000),
+	  "10000", 0,
 	  "backpressure: stop reading the slot while this many events await "
 	  "Kafka's acknowledgement" },
-	{ "status.interval.ms", INT(status_interval_ms, 100, 3600000), false,
-	  false,
+	{ "status.interval.ms", INT(status_interval_ms, 100, 3600000), "10000",
+	  0,
 	  "send a standby status update to the server at least this often; "
 	  "keep it below the server's wal_sender_timeout" },
 	{ "replication.timeout.ms", INT(replication_timeout_ms, 1000, 3600000),
-	  false, false,
+	  "60000", 0,
 	  "reconnect when the server sent nothing for this long (a stalled "
 	  "network); must exceed status.interval.ms" },
-	{ "shutdown.timeout.ms", INT(shutdown_timeout_ms, 0, 86400000), false,
-	  false,
+	{ "shutdown.timeout.ms", INT(shutdown_timeout_ms, 0, 86400000), "90000",
+	  0,
 	  "on SIGTERM, wait this long for Kafka to acknowledge the events in "
 	  "flight (also while disconnected); exit 1 if it does not, with "
 	  "nothing confirmed past them; keep it below the pod's grace period" },
-	{ "heartbeat.action.query", STR(heartbeat_action_query), false, false,
+	{ "heartbeat.action.query", STR(heartbeat_action_query), NULL, 0,
 	  "SQL run every heartbeat.interval.ms on a normal connection" },
-	{ "heartbeat.interval.ms", INT(heartbeat_interval_ms, 0, 86400000),
-	  false, false, "0 disables the heartbeat" },
-	{ "http.listen", STR(http_listen), false, false,
+	{ "heartbeat.interval.ms", INT(heartbeat_interval_ms, 0, 86400000), "0",
+	  0, "0 disables the heartbeat" },
+	{ "http.listen", STR(http_listen), "127.0.0.1:8080", 0,
 	  "address:port for /metrics, /healthz, /readyz; empty disables" },
-	{ "log.level", ENUM(log_level, log_level_choices), false, false,
+	{ "log.level", ENUM(log_level, log_level_choices), "info", 0,
 	  "debug, info, warn or error" },
-	{ "log.format", ENUM(log_format, log_format_choices), false, false,
+	{ "log.format", ENUM(log_format, log_format_choices), "text", 0,
 	  "text or json (one JSON object per line)" },
-	{ "stats.interval.ms", INT(stats_interval_ms, 0, 86400000), false,
-	  false,
+	{ "stats.interval.ms", INT(stats_interval_ms, 0, 86400000), "10000", 0,
 	  "log a progress line (events received/acked, rate, confirmed LSN) "
 	  "this often; 0 disables" },
-};
-
-/* Defaults, by name, kept apart so the table above stays readable. */
-static const struct {
-	const char *name;
-	const char *value;
-} defaults[] = {
-	{ "plugin.name", "wal2json" },
-	{ "slot.name", "outboxd" },
-	{ "slot.create", "true" },
-	{ "state.topic", "outboxd.state" },
-	{ "shutdown.timeout.ms", "90000" },
-	{ "publication.name", "outboxd" },
-	{ "table.include.list", "public.outbox" },
-	{ "table.field.event.id", "id" },
-	{ "table.field.event.key", "aggregateid" },
-	{ "table.field.event.type", "type" },
-	{ "table.field.event.payload", "payload" },
-	{ "route.by.field", "aggregatetype" },
-	{ "route.topic.replacement", "outbox.event.${routedByValue}" },
-	{ "route.tombstone.on.empty.payload", "false" },
-	{ "table.op.invalid.behavior", "warn" },
-	{ "errors.bad.event", "dlq" },
-	{ "errors.dlq.topic", "outbox.dlq" },
-	{ "max.inflight.events", "10000" },
-	{ "status.interval.ms", "10000" },
-	{ "replication.timeout.ms", "60000" },
-	{ "heartbeat.interval.ms", "0" },
-	{ "http.listen", "127.0.0.1:8080" },
-	{ "log.level", "info" },
-	{ "log.format", "text" },
-	{ "stats.interval.ms", "10000" },
 };
 
 /* librdkafka settings we choose unless the user sets them (SPEC 6). */
@@ -185,36 +161,12 @@ static const struct {
 
 #define FIELD(conf, opt, type) ((type *)((char *)(conf) + (opt)->offset))
 
-static const char *default_of(const char *name)
-{
-	for (size_t i = 0; i < OBX_ARRAY_LEN(defaults); i++)
-		if (strcmp(defaults[i].name, name) == 0)
-			return defaults[i].value;
-	return NULL;
-}
-
 static const option_t *find_option(const char *name)
 {
 	for (size_t i = 0; i < OBX_ARRAY_LEN(options); i++)
 		if (strcmp(options[i].name, name) == 0)
 			return &options[i];
 	return NULL;
-}
-
-static char *xstrdup(const char *s)
-{
-	char *copy = strdup(s);
-	if (!copy)
-		abort();
-	return copy;
-}
-
-static void *xcalloc(size_t n, size_t size)
-{
-	void *p = calloc(n ? n : 1, size);
-	if (!p)
-		abort();
-	return p;
 }
 
 static int parse_bool(const char *value, bool *out)
@@ -240,13 +192,13 @@ static obx_err_t set_option(obx_config_t *conf, const option_t *opt,
 			    size_t errstr_size)
 {
 	/* a secret's value is never repeated in an error message */
-	const char *shown = opt->secret ? "(hidden)" : value;
+	const char *shown = opt->flags & OPT_SECRET ? "(hidden)" : value;
 
 	switch (opt->type) {
 	case OPT_STRING: {
 		char **field = FIELD(conf, opt, char *);
 		free(*field);
-		*field = *value ? xstrdup(value) : NULL;
+		*field = *value ? obx_xstrdup(value) : NULL;
 		return OBX_OK;
 	}
 	case OPT_BOOL:
@@ -300,11 +252,11 @@ static obx_err_t set_option(obx_config_t *conf, const option_t *opt,
 
 obx_config_t *obx_config_new(void)
 {
-	obx_config_t *conf = xcalloc(1, sizeof(*conf));
+	obx_config_t *conf = obx_xcalloc(1, sizeof(*conf));
 	char err[256];
 
 	for (size_t i = 0; i < OBX_ARRAY_LEN(options); i++) {
-		const char *def = default_of(options[i].name);
+		const char *def = options[i].default_value;
 		/* the built-in defaults are valid: a failure is a bug here */
 		if (def && set_option(conf, &options[i], def, "default", err,
 				      sizeof(err)) != OBX_OK)
@@ -330,6 +282,9 @@ static void free_derived(obx_config_t *conf)
 	free(conf->additional);
 	conf->additional = NULL;
 	conf->nadditional = 0;
+	free(conf->columns);
+	conf->columns = NULL;
+	conf->ncolumns = 0;
 }
 
 void obx_config_destroy(obx_config_t *conf)
@@ -370,17 +325,14 @@ static void kafka_put(obx_config_t *conf, const char *key, const char *value)
 	for (size_t i = 0; i < conf->nkafka; i++) {
 		if (strcmp(conf->kafka[i].key, key) == 0) {
 			free(conf->kafka[i].value);
-			conf->kafka[i].value = xstrdup(value);
+			conf->kafka[i].value = obx_xstrdup(value);
 			return;
 		}
 	}
-	obx_kafka_prop_t *grown =
-	    realloc(conf->kafka, (conf->nkafka + 1) * sizeof(*grown));
-	if (!grown)
-		abort();
-	conf->kafka = grown;
-	conf->kafka[conf->nkafka].key = xstrdup(key);
-	conf->kafka[conf->nkafka].value = xstrdup(value);
+	conf->kafka = obx_xrealloc(conf->kafka,
+				   (conf->nkafka + 1) * sizeof(*conf->kafka));
+	conf->kafka[conf->nkafka].key = obx_xstrdup(key);
+	conf->kafka[conf->nkafka].value = obx_xstrdup(value);
 	conf->nkafka++;
 }
 
@@ -536,9 +488,7 @@ static char *read_identifier(const char **s)
 	size_t len = (size_t)(p - start);
 	if ((quoted && *p++ != '"') || !is_identifier(start, len))
 		return NULL;
-	char *id = strndup(start, len);
-	if (!id)
-		abort();
+	char *id = obx_xstrndup(start, len);
 	for (char *c = id; !quoted && *c; c++)
 		if (*c >= 'A' && *c <= 'Z')
 			*c = (char)(*c - 'A' + 'a');
@@ -549,8 +499,8 @@ static char *read_identifier(const char **s)
 static obx_err_t parse_tables(obx_config_t *conf, char *errstr,
 			      size_t errstr_size)
 {
-	char *list =
-	    xstrdup(conf->table_include_list ? conf->table_include_list : "");
+	char *list = obx_xstrdup(
+	    conf->table_include_list ? conf->table_include_list : "");
 	char *save = NULL;
 	obx_err_t err = OBX_OK;
 
@@ -575,12 +525,10 @@ static obx_err_t parse_tables(obx_config_t *conf, char *errstr,
 			err = OBX_CONFIG;
 			break;
 		}
-		conf->tables = realloc(conf->tables, (conf->ntables + 1) *
-							 sizeof(*conf->tables));
-		if (!conf->tables)
-			abort();
+		conf->tables = obx_xrealloc(
+		    conf->tables, (conf->ntables + 1) * sizeof(*conf->tables));
 		conf->tables[conf->ntables].schema =
-		    second ? first : xstrdup("public");
+		    second ? first : obx_xstrdup("public");
 		conf->tables[conf->ntables].table = second ? second : first;
 		conf->ntables++;
 	}
@@ -598,7 +546,7 @@ static obx_err_t parse_additional(obx_config_t *conf, char *errstr,
 {
 	if (!conf->fields_additional_placement)
 		return OBX_OK;
-	char *list = xstrdup(conf->fields_additional_placement);
+	char *list = obx_xstrdup(conf->fields_additional_placement);
 	char *save = NULL;
 	obx_err_t err = OBX_OK;
 
@@ -608,7 +556,7 @@ static obx_err_t parse_additional(obx_config_t *conf, char *errstr,
 		char *psave = NULL;
 		int n = 0;
 		char *spec = trim(item);
-		char *shown = xstrdup(spec); /* strtok_r cuts spec up */
+		char *shown = obx_xstrdup(spec); /* strtok_r cuts spec up */
 		for (char *p = strtok_r(spec, ":", &psave); p && n < 4;
 		     p = strtok_r(NULL, ":", &psave))
 			parts[n < 3 ? n : 2] = trim(p), n++;
@@ -631,16 +579,14 @@ static obx_err_t parse_additional(obx_config_t *conf, char *errstr,
 			break;
 		}
 		free(shown);
-		conf->additional =
-		    realloc(conf->additional, (conf->nadditional + 1) *
-						  sizeof(*conf->additional));
-		if (!conf->additional)
-			abort();
+		conf->additional = obx_xrealloc(conf->additional,
+						(conf->nadditional + 1) *
+						    sizeof(*conf->additional));
 		obx_additional_field_t *f =
 		    &conf->additional[conf->nadditional++];
-		f->column = xstrdup(parts[0]);
+		f->column = obx_xstrdup(parts[0]);
 		f->placement = where;
-		f->alias = xstrdup(n == 3 ? parts[2] : parts[0]);
+		f->alias = obx_xstrdup(n == 3 ? parts[2] : parts[0]);
 	}
 	free(list);
 	return err;
@@ -658,12 +604,39 @@ static bool slot_name_valid(const char *name)
 	return true;
 }
 
+/* conf->columns from the mapped-column settings (obx_column_role_t). */
+static void list_columns(obx_config_t *conf)
+{
+	const obx_mapped_column_t fixed[OBX_COL_FIXED] = {
+		[OBX_COL_ID] = { "table.field.event.id", conf->field_event_id,
+				 false },
+		[OBX_COL_KEY] = { "table.field.event.key",
+				  conf->field_event_key, false },
+		[OBX_COL_TYPE] = { "table.field.event.type",
+				   conf->field_event_type, false },
+		[OBX_COL_ROUTE] = { "route.by.field", conf->route_by_field,
+				    false },
+		[OBX_COL_PAYLOAD] = { "table.field.event.payload",
+				      conf->field_event_payload, true },
+		[OBX_COL_TIMESTAMP] = { "table.field.event.timestamp",
+					conf->field_event_timestamp, true },
+	};
+	conf->ncolumns = OBX_COL_FIXED + conf->nadditional;
+	conf->columns = obx_xcalloc(conf->ncolumns, sizeof(*conf->columns));
+	memcpy(conf->columns, fixed, sizeof(fixed));
+	for (size_t i = 0; i < conf->nadditional; i++)
+		conf->columns[OBX_COL_FIXED + i] =
+		    (obx_mapped_column_t){ "table.fields.additional.placement",
+					   conf->additional[i].column, true };
+}
+
 obx_err_t obx_config_validate(obx_config_t *conf, char *errstr,
 			      size_t errstr_size)
 {
 	free_derived(conf);
 	for (size_t i = 0; i < OBX_ARRAY_LEN(options); i++) {
-		if (options[i].required && !*FIELD(conf, &options[i], char *)) {
+		if ((options[i].flags & OPT_REQUIRED) &&
+		    !*FIELD(conf, &options[i], char *)) {
 			char var[128];
 			env_name(options[i].name, var, sizeof(var));
 			obx_errf(errstr, errstr_size,
@@ -679,22 +652,12 @@ obx_err_t obx_config_validate(obx_config_t *conf, char *errstr,
 			 conf->slot_name ? conf->slot_name : "");
 		return OBX_CONFIG;
 	}
-	const char *mapped[] = {
-		conf->field_event_id,	conf->field_event_key,
-		conf->field_event_type, conf->field_event_payload,
-		conf->route_by_field,	conf->route_topic_replacement,
-		conf->errors_dlq_topic, conf->state_topic
-	};
-	const char *mapped_names[] = {
-		"table.field.event.id",	  "table.field.event.key",
-		"table.field.event.type", "table.field.event.payload",
-		"route.by.field",	  "route.topic.replacement",
-		"errors.dlq.topic",	  "state.topic"
-	};
-	for (size_t i = 0; i < OBX_ARRAY_LEN(mapped); i++) {
-		if (!mapped[i]) {
+	for (size_t i = 0; i < OBX_ARRAY_LEN(options); i++) {
+		if ((options[i].flags & OPT_NOT_EMPTY) &&
+		    options[i].type == OPT_STRING &&
+		    !*FIELD(conf, &options[i], char *)) {
 			obx_errf(errstr, errstr_size,
-				 "\"%s\" must not be empty", mapped_names[i]);
+				 "\"%s\" must not be empty", options[i].name);
 			return OBX_CONFIG;
 		}
 	}
@@ -731,6 +694,8 @@ obx_err_t obx_config_validate(obx_config_t *conf, char *errstr,
 	obx_err_t err = parse_tables(conf, errstr, errstr_size);
 	if (err == OBX_OK)
 		err = parse_additional(conf, errstr, errstr_size);
+	if (err == OBX_OK)
+		list_columns(conf);
 	return err;
 }
 
@@ -756,11 +721,12 @@ void obx_config_write_reference(FILE *out)
 	    "| key | default | meaning |\n|---|---|---|\n");
 	for (size_t i = 0; i < OBX_ARRAY_LEN(options); i++) {
 		const option_t *opt = &options[i];
-		const char *def = default_of(opt->name);
-		fprintf(out, "| `%s` | %s%s%s | %s |\n", opt->name,
-			def ? "`" : "",
-			def ? def : (opt->required ? "(required)" : "(none)"),
-			def ? "`" : "", opt->help);
+		const char *def = opt->default_value;
+		fprintf(
+		    out, "| `%s` | %s%s%s | %s |\n", opt->name, def ? "`" : "",
+		    def ? def
+			: (opt->flags & OPT_REQUIRED ? "(required)" : "(none)"),
+		    def ? "`" : "", opt->help);
 	}
 	fprintf(out, "| `kafka.*` | ");
 	for (size_t i = 0; i < OBX_ARRAY_LEN(kafka_defaults); i++)

@@ -1,5 +1,4 @@
 /* decoder.c - picks the plugin decoder; shared timestamp parsing. */
-#define _DEFAULT_SOURCE /* timegm */
 #include "outboxd/decoder.h"
 
 #include <ctype.h>
@@ -24,11 +23,7 @@ obx_decoder_t *obx_decoder_new(const obx_config_t *conf, char *errstr,
 	for (size_t i = 0; i < OBX_ARRAY_LEN(decoders); i++) {
 		if (strcmp(decoders[i]->plugin, plugin) != 0)
 			continue;
-		obx_decoder_t *dec = calloc(1, sizeof(*dec));
-		if (!dec) {
-			obx_errf(errstr, errstr_size, "out of memory");
-			return NULL;
-		}
+		obx_decoder_t *dec = obx_xcalloc(1, sizeof(*dec));
 		dec->ops = decoders[i];
 		dec->state = dec->ops->create(conf, errstr, errstr_size);
 		if (!dec->state) {

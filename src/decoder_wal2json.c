@@ -39,11 +39,8 @@ typedef struct {
 static void *wal2json_create(const obx_config_t *conf, char *errstr,
 			     size_t errstr_size)
 {
-	wal2json_t *w = calloc(1, sizeof(*w));
-	if (!w) {
-		obx_errf(errstr, errstr_size, "out of memory");
-		return NULL;
-	}
+	wal2json_t *w = obx_xcalloc(1, sizeof(*w));
+	(void)errstr, (void)errstr_size;
 	w->conf = conf;
 	return w;
 }
@@ -75,12 +72,11 @@ static obx_err_t wal2json_start_options(const void *state,
 	 * listed): the whole schema is streamed instead, and the pipeline
 	 * maps partitions to their table */
 	for (size_t i = 0; i < conf->ntables; i++) {
-		int n = snprintf(tables + used, sizeof(tables) - used,
-				 "%s%s.%s", i ? "," : "",
-				 conf->tables[i].schema,
-				 partitioned && partitioned[i]
-				     ? "*"
-				     : conf->tables[i].table);
+		int n = snprintf(
+		    tables + used, sizeof(tables) - used, "%s%s.%s",
+		    i ? "," : "", conf->tables[i].schema,
+		    partitioned && partitioned[i] ? "*"
+						  : conf->tables[i].table);
 		if (n < 0 || (size_t)n >= sizeof(tables) - used)
 			return OBX_CONFIG;
 		used += (size_t)n;
@@ -126,23 +122,20 @@ typedef struct {
 } fields_t;
 
 /* Reads [{"name": ..., "value": ...}, ...], noting the first bad column. */
-static bool read_column_list(js_t *js, column_list_t *list)
+static bool read_column_list(obx_js_t *js, column_list_t *list)
 {
 	bool first = true;
 
 	list->n = 0;
 	list->seen = true;
 	list->problem = NULL;
-	if (!js_open(js, '['))
+	if (!obx_js_open(js, '['))
 		return false;
-	while (js_next_element(js, &first)) {
+	while (obx_js_next_element(js, &first)) {
 		if (list->n == list->cap) {
 			size_t cap = list->cap ? list->cap * 2 : 16;
-			obx_column_t *grown =
-			    realloc(list->items, cap * sizeof(*grown));
-			if (!grown)
-				abort();
-			list->items = grown;
+			list->items = obx_xrealloc(list->items,
+						   cap * sizeof(*list->items));
 			list->cap = cap;
 		}
 		obx_column_t *c = &list->items[list->n++];
@@ -150,51 +143,52 @@ static bool read_column_list(js_t *js, column_list_t *list)
 		const char *key;
 		size_t key_len;
 		memset(c, 0, sizeof(*c));
-		if (!js_open(js, '{'))
+		if (!obx_js_open(js, '{'))
 			return false;
-		while (js_next_key(js, &kfirst, &key, &key_len)) {
-			js_scalar_t v;
-			js_type_t t;
+		while (obx_js_next_key(js, &kfirst, &key, &key_len)) {
+			obx_js_scalar_t v;
+			obx_js_type_t t;
 			if (is_key(key, key_len, "name")) {
-				if (!js_peek(js, &t))
+				if (!obx_js_peek(js, &t))
 					return false;
-				if (t != JS_STRING) {
-					if (!js_skip(js))
+				if (t != OBX_JS_STRING) {
+					if (!obx_js_skip(js))
 						return false;
 					continue;
 				}
-				if (!js_scalar(js, &v))
+				if (!obx_js_scalar(js, &v))
 					return false;
 				c->name = v.text;
 			} else if (is_key(key, key_len, "value")) {
-				if (!js_peek(js, &t))
+				if (!obx_js_peek(js, &t))
 					return false;
 				has_value = true;
-				if (t == JS_OBJECT || t == JS_ARRAY) {
+				if (t == OBX_JS_OBJECT || t == OBX_JS_ARRAY) {
 					scalar = false;
-					if (!js_skip(js))
+					if (!obx_js_skip(js))
 						return false;
 					continue;
 				}
-				if (!js_scalar(js, &v))
+				if (!obx_js_scalar(js, &v))
 					return false;
 				switch (v.type) {
-				case JS_STRING:
-				case JS_NUMBER: /* its exact text: no float
+				case OBX_JS_STRING:
+				case OBX_JS_NUMBER: /* its exact text: no float
 						   rounding */
 					c->value = v.text;
 					c->value_len = v.len;
 					break;
-				case JS_TRUE:
-				case JS_FALSE:
-					c->value = v.type == JS_TRUE ? "true"
-								     : "false";
+				case OBX_JS_TRUE:
+				case OBX_JS_FALSE:
+					c->value = v.type == OBX_JS_TRUE
+						       ? "true"
+						       : "false";
 					c->value_len = strlen(c->value);
 					break;
 				default:
 					c->value = NULL;
 				}
-			} else if (!js_skip(js)) {
+			} else if (!obx_js_skip(js)) {
 				return false;
 			}
 		}
@@ -211,132 +205,109 @@ static bool read_column_list(js_t *js, column_list_t *list)
 	return !js->error;
 }
 
-static obx_err_t wal2json_decode(void *state, const char *data, size_t len,
-				 obx_lsn_t lsn, obx_change_t *out, char *errstr,
-				 size_t errstr_size)
+/* Reads the message's top-level object into *f and w's column lists;
+ * false on a JSON error (js->error says which). */
+static bool read_fields(wal2json_t *w, obx_js_t *js, fields_t *f)
 {
-	wal2json_t *w = state;
-	fields_t f = { 0 };
-	js_t js;
-	js_type_t top;
 	bool first = true;
 	const char *key;
 	size_t key_len;
 
-	memset(out, 0, sizeof(*out));
-	out->lsn = lsn;
-	if (JS_ARENA_SIZE(len) > w->arena_cap) {
-		char *grown = realloc(w->arena, JS_ARENA_SIZE(len));
-		if (!grown)
-			abort();
-		w->arena = grown;
-		w->arena_cap = JS_ARENA_SIZE(len);
-	}
-	w->columns.seen = w->identity.seen = false;
-	js_init(&js, data, len, w->arena);
-	if (js_peek(&js, &top) && top != JS_OBJECT)
-		BAD("not a JSON object");
-	if (js_open(&js, '{')) {
-		while (js_next_key(&js, &first, &key, &key_len)) {
-			js_scalar_t v;
-			js_type_t t;
-			const char **slot = NULL;
-			size_t *slot_len = NULL;
+	if (!obx_js_open(js, '{'))
+		return false;
+	while (obx_js_next_key(js, &first, &key, &key_len)) {
+		obx_js_scalar_t v;
+		obx_js_type_t t;
+		const char **slot = NULL;
+		size_t *slot_len = NULL;
 
-			if (is_key(key, key_len, "columns") ||
-			    is_key(key, key_len, "identity")) {
-				column_list_t *list =
-				    key[0] == 'c' ? &w->columns : &w->identity;
-				if (js_peek(&js, &t) && t != JS_ARRAY) {
-					if (!js_skip(&js))
-						break;
-					continue;
-				}
-				if (!read_column_list(&js, list))
-					break;
+		if (is_key(key, key_len, "columns") ||
+		    is_key(key, key_len, "identity")) {
+			column_list_t *list =
+			    key[0] == 'c' ? &w->columns : &w->identity;
+			if (obx_js_peek(js, &t) && t != OBX_JS_ARRAY) {
+				if (!obx_js_skip(js))
+					return false;
 				continue;
 			}
-			if (is_key(key, key_len, "action")) {
-				slot = &f.action;
-				slot_len = &f.action_len;
-			} else if (is_key(key, key_len, "timestamp")) {
-				slot = &f.timestamp;
-				slot_len = &f.timestamp_len;
-			} else if (is_key(key, key_len, "nextlsn")) {
-				slot = &f.nextlsn;
-				slot_len = &f.nextlsn_len;
-			} else if (is_key(key, key_len, "schema")) {
-				slot = &f.schema;
-			} else if (is_key(key, key_len, "table")) {
-				slot = &f.table;
-			} else if (is_key(key, key_len, "xid")) {
-				if (!js_peek(&js, &t))
-					break;
-				if (t == JS_NUMBER) {
-					if (!js_scalar(&js, &v))
-						break;
-					f.xid = v.text;
-					continue;
-				}
-			}
-			/* the fields we read are strings; anything else is
-			 * skipped and reported below as missing */
-			if (!slot || !js_peek(&js, &t) || t != JS_STRING) {
-				if (!js_skip(&js))
-					break;
-				continue;
-			}
-			if (!js_scalar(&js, &v))
-				break;
-			*slot = v.text;
-			if (slot_len)
-				*slot_len = v.len;
+			if (!read_column_list(js, list))
+				return false;
+			continue;
 		}
+		if (is_key(key, key_len, "action")) {
+			slot = &f->action;
+			slot_len = &f->action_len;
+		} else if (is_key(key, key_len, "timestamp")) {
+			slot = &f->timestamp;
+			slot_len = &f->timestamp_len;
+		} else if (is_key(key, key_len, "nextlsn")) {
+			slot = &f->nextlsn;
+			slot_len = &f->nextlsn_len;
+		} else if (is_key(key, key_len, "schema")) {
+			slot = &f->schema;
+		} else if (is_key(key, key_len, "table")) {
+			slot = &f->table;
+		} else if (is_key(key, key_len, "xid")) {
+			if (!obx_js_peek(js, &t))
+				return false;
+			if (t == OBX_JS_NUMBER) {
+				if (!obx_js_scalar(js, &v))
+					return false;
+				f->xid = v.text;
+				continue;
+			}
+		}
+		/* the fields we read are strings; anything else is skipped
+		 * and reported by the caller as missing */
+		if (!slot || !obx_js_peek(js, &t) || t != OBX_JS_STRING) {
+			if (!obx_js_skip(js))
+				return false;
+			continue;
+		}
+		if (!obx_js_scalar(js, &v))
+			return false;
+		*slot = v.text;
+		if (slot_len)
+			*slot_len = v.len;
 	}
-	if (js.error || !js_end(&js))
-		BAD("%s at byte %zu", js.error, js.error_at);
+	return true;
+}
 
-	if (!f.action || f.action_len != 1)
-		BAD("\"action\" is missing or not one letter");
-	char kind = f.action[0];
-	switch (kind) {
-	case 'B':
-	case 'C':
-		out->kind = kind == 'B' ? OBX_CHANGE_BEGIN : OBX_CHANGE_COMMIT;
-		if (!f.xid || strchr(f.xid, '.') || strchr(f.xid, 'e') ||
-		    strchr(f.xid, 'E'))
-			BAD("\"xid\" is missing or not an integer");
-		out->xid = strtoll(f.xid, NULL, 10);
-		if (!f.nextlsn || obx_lsn_parse(f.nextlsn, f.nextlsn_len,
-						&out->commit_lsn) < 0)
-			BAD("\"nextlsn\" is missing or not an LSN");
-		if (!f.timestamp ||
-		    obx_parse_timestamptz(f.timestamp, f.timestamp_len,
-					  &out->commit_time_us) < 0)
-			BAD("\"timestamp\" is missing or not a timestamp");
-		return OBX_OK;
-	case 'I':
-	case 'U':
-	case 'D':
-	case 'T':
-		break;
-	case 'M': /* pg_logical_emit_message(): not a row, nothing to route */
-		out->kind = OBX_CHANGE_NONE;
-		return OBX_OK;
-	default:
-		BAD("unknown action \"%c\"", kind);
-	}
+/* A BEGIN ('B') or COMMIT ('C') message. */
+static obx_err_t decode_transaction(const fields_t *f, char kind, obx_lsn_t lsn,
+				    obx_change_t *out, char *errstr,
+				    size_t errstr_size)
+{
+	out->kind = kind == 'B' ? OBX_CHANGE_BEGIN : OBX_CHANGE_COMMIT;
+	if (!f->xid || strchr(f->xid, '.') || strchr(f->xid, 'e') ||
+	    strchr(f->xid, 'E'))
+		BAD("\"xid\" is missing or not an integer");
+	out->xid = strtoll(f->xid, NULL, 10);
+	if (!f->nextlsn ||
+	    obx_lsn_parse(f->nextlsn, f->nextlsn_len, &out->commit_lsn) < 0)
+		BAD("\"nextlsn\" is missing or not an LSN");
+	if (!f->timestamp ||
+	    obx_parse_timestamptz(f->timestamp, f->timestamp_len,
+				  &out->commit_time_us) < 0)
+		BAD("\"timestamp\" is missing or not a timestamp");
+	return OBX_OK;
+}
 
-	if (!f.schema || !f.table)
+/* An INSERT, UPDATE, DELETE or TRUNCATE ('I', 'U', 'D', 'T') message. */
+static obx_err_t decode_row(const wal2json_t *w, const fields_t *f, char kind,
+			    obx_lsn_t lsn, obx_change_t *out, char *errstr,
+			    size_t errstr_size)
+{
+	if (!f->schema || !f->table)
 		BAD("\"schema\" or \"table\" is missing");
-	out->schema = f.schema;
-	out->table = f.table;
-	out->xid = f.xid ? strtoll(f.xid, NULL, 10) : 0;
+	out->schema = f->schema;
+	out->table = f->table;
+	out->xid = f->xid ? strtoll(f->xid, NULL, 10) : 0;
 	if (kind == 'T') {
 		out->kind = OBX_CHANGE_TRUNCATE;
 		return OBX_OK;
 	}
-	column_list_t *list = kind == 'D' ? &w->identity : &w->columns;
+	const column_list_t *list = kind == 'D' ? &w->identity : &w->columns;
 	out->kind = kind == 'I'	  ? OBX_CHANGE_INSERT
 		    : kind == 'U' ? OBX_CHANGE_UPDATE
 				  : OBX_CHANGE_DELETE;
@@ -354,6 +325,50 @@ static obx_err_t wal2json_decode(void *state, const char *data, size_t len,
 	out->columns = list->items;
 	out->ncolumns = list->n;
 	return OBX_OK;
+}
+
+static obx_err_t wal2json_decode(void *state, const char *data, size_t len,
+				 obx_lsn_t lsn, obx_change_t *out, char *errstr,
+				 size_t errstr_size)
+{
+	wal2json_t *w = state;
+	fields_t f = { 0 };
+	obx_js_t js;
+	obx_js_type_t top;
+
+	memset(out, 0, sizeof(*out));
+	out->lsn = lsn;
+	if (OBX_JS_ARENA_SIZE(len) > w->arena_cap) {
+		w->arena = obx_xrealloc(w->arena, OBX_JS_ARENA_SIZE(len));
+		w->arena_cap = OBX_JS_ARENA_SIZE(len);
+	}
+	w->columns.seen = w->identity.seen = false;
+	obx_js_init(&js, data, len, w->arena);
+	if (obx_js_peek(&js, &top) && top != OBX_JS_OBJECT)
+		BAD("not a JSON object");
+	read_fields(w, &js, &f);
+	if (js.error || !obx_js_end(&js))
+		BAD("%s at byte %zu", js.error, js.error_at);
+
+	if (!f.action || f.action_len != 1)
+		BAD("\"action\" is missing or not one letter");
+	char kind = f.action[0];
+	switch (kind) {
+	case 'B':
+	case 'C':
+		return decode_transaction(&f, kind, lsn, out, errstr,
+					  errstr_size);
+	case 'I':
+	case 'U':
+	case 'D':
+	case 'T':
+		return decode_row(w, &f, kind, lsn, out, errstr, errstr_size);
+	case 'M': /* pg_logical_emit_message(): not a row, nothing to route */
+		out->kind = OBX_CHANGE_NONE;
+		return OBX_OK;
+	default:
+		BAD("unknown action \"%c\"", kind);
+	}
 }
 
 const obx_decoder_ops_t obx_wal2json_decoder = {

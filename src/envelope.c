@@ -64,11 +64,9 @@ static int check_field_order(avro_value_t *record, const char *const *names,
 
 obx_envelope_t *obx_envelope_new(char *errstr, size_t errstr_size)
 {
-	obx_envelope_t *env = calloc(1, sizeof(*env));
+	obx_envelope_t *env = obx_xcalloc(1, sizeof(*env));
 	char *canonical;
 
-	if (!env)
-		abort();
 	if (avro_schema_from_json_length(obx_envelope_avsc,
 					 obx_envelope_avsc_len, &env->schema)) {
 		obx_errf(errstr, errstr_size,
@@ -193,9 +191,7 @@ static void reserve(obx_envelope_t *env, size_t size)
 	size_t cap = env->cap ? env->cap : 4096;
 	while (cap < size)
 		cap *= 2;
-	unsigned char *grown = realloc(env->buf, cap);
-	if (!grown)
-		abort();
+	unsigned char *grown = obx_xrealloc(env->buf, cap);
 	env->buf = grown;
 	env->cap = cap;
 }

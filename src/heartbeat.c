@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "outboxd/log.h"
+#include "outboxd/pg.h"
 
 struct obx_heartbeat {
 	const obx_config_t *conf;
@@ -21,21 +22,17 @@ struct obx_heartbeat {
 
 static void run_query(obx_heartbeat_t *hb, PGconn **conn)
 {
-	const char *keys[] = { "dbname", "fallback_application_name", NULL };
-	const char *values[] = { hb->conf->database_url, "outboxd-heartbeat",
-				 NULL };
+	char err[1024];
 
 	if (*conn && PQstatus(*conn) != CONNECTION_OK) {
 		PQfinish(*conn);
 		*conn = NULL;
 	}
-	if (!*conn) {
-		*conn = PQconnectdbParams(keys, values, 1);
-		if (PQstatus(*conn) != CONNECTION_OK) {
-			obx_warn("heartbeat: could not connect: %s",
-				 PQerrorMessage(*conn));
-			return;
-		}
+	if (!*conn &&
+	    !(*conn = obx_pg_connect(hb->conf, false, "outboxd-heartbeat", err,
+				     sizeof(err)))) {
+		obx_warn("heartbeat: %s", err);
+		return;
 	}
 	PGresult *res = PQexec(*conn, hb->conf->heartbeat_action_query);
 	ExecStatusType st = PQresultStatus(res);
@@ -82,9 +79,7 @@ obx_heartbeat_t *obx_heartbeat_start(const obx_config_t *conf)
 {
 	if (!conf->heartbeat_action_query || conf->heartbeat_interval_ms <= 0)
 		return NULL;
-	obx_heartbeat_t *hb = calloc(1, sizeof(*hb));
-	if (!hb)
-		abort();
+	obx_heartbeat_t *hb = obx_xcalloc(1, sizeof(*hb));
 	hb->conf = conf;
 	pthread_mutex_init(&hb->lock, NULL);
 	pthread_cond_init(&hb->wake, NULL);

@@ -135,8 +135,7 @@ obx_http_t *obx_http_start(const char *listen, const obx_http_sources_t *src,
 			 listen);
 		return NULL;
 	}
-	if (!(h = calloc(1, sizeof(*h))))
-		abort();
+	h = obx_xcalloc(1, sizeof(*h));
 	h->src = *src;
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD;
 	if (addr.ss_family == AF_INET6)

@@ -7,7 +7,7 @@
 /* Deeper nesting than wal2json ever produces is an error, not recursion. */
 #define MAX_DEPTH 32
 
-static bool fail(js_t *js, const char *what)
+static bool fail(obx_js_t *js, const char *what)
 {
 	if (!js->error) {
 		js->error = what;
@@ -16,7 +16,7 @@ static bool fail(js_t *js, const char *what)
 	return false;
 }
 
-void js_init(js_t *js, const char *data, size_t len, char *arena)
+void obx_js_init(obx_js_t *js, const char *data, size_t len, char *arena)
 {
 	memset(js, 0, sizeof(*js));
 	js->p = js->start = data;
@@ -24,47 +24,47 @@ void js_init(js_t *js, const char *data, size_t len, char *arena)
 	js->arena = arena;
 }
 
-static void skip_ws(js_t *js)
+static void skip_ws(obx_js_t *js)
 {
 	while (js->p < js->end && (*js->p == ' ' || *js->p == '\t' ||
 				   *js->p == '\n' || *js->p == '\r'))
 		js->p++;
 }
 
-bool js_peek(js_t *js, js_type_t *type)
+bool obx_js_peek(obx_js_t *js, obx_js_type_t *type)
 {
 	skip_ws(js);
 	if (js->p >= js->end)
 		return fail(js, "unexpected end of input");
 	switch (*js->p) {
 	case '"':
-		*type = JS_STRING;
+		*type = OBX_JS_STRING;
 		return true;
 	case '{':
-		*type = JS_OBJECT;
+		*type = OBX_JS_OBJECT;
 		return true;
 	case '[':
-		*type = JS_ARRAY;
+		*type = OBX_JS_ARRAY;
 		return true;
 	case 't':
-		*type = JS_TRUE;
+		*type = OBX_JS_TRUE;
 		return true;
 	case 'f':
-		*type = JS_FALSE;
+		*type = OBX_JS_FALSE;
 		return true;
 	case 'n':
-		*type = JS_NULL;
+		*type = OBX_JS_NULL;
 		return true;
 	default:
 		if (*js->p == '-' || (*js->p >= '0' && *js->p <= '9')) {
-			*type = JS_NUMBER;
+			*type = OBX_JS_NUMBER;
 			return true;
 		}
 		return fail(js, "unexpected character");
 	}
 }
 
-bool js_open(js_t *js, char bracket)
+bool obx_js_open(obx_js_t *js, char bracket)
 {
 	skip_ws(js);
 	if (js->p >= js->end || *js->p != bracket)
@@ -176,8 +176,71 @@ static size_t utf8_sequence(const unsigned char *p, const unsigned char *end)
 	return n;
 }
 
+/* A \\u escape's code point (js->p at its four hex digits), a surrogate
+ * pair joined, written as UTF-8 at *out. */
+static bool read_unicode_escape(obx_js_t *js, char **out)
+{
+	if (js->end - js->p < 4)
+		return fail(js, "short \\u escape");
+	int cp = hex4(js->p);
+	if (cp < 0)
+		return fail(js, "bad \\u escape");
+	js->p += 4;
+	if (cp >= 0xD800 && cp <= 0xDBFF) {
+		/* a surrogate pair: the low half must follow */
+		int lo;
+		if (js->end - js->p < 6 || js->p[0] != '\\' ||
+		    js->p[1] != 'u' || (lo = hex4(js->p + 2)) < 0 ||
+		    lo < 0xDC00 || lo > 0xDFFF)
+			return fail(js, "unpaired surrogate");
+		js->p += 6;
+		cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+	} else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+		return fail(js, "unpaired surrogate");
+	}
+	if (cp == 0)
+		return fail(js, "\\u0000 in a string");
+	*out = put_utf8(*out, (unsigned)cp);
+	return true;
+}
+
+/* The backslash escape at js->p, written unescaped at *out. */
+static bool read_escape(obx_js_t *js, char **out)
+{
+	if (js->end - js->p < 2)
+		return fail(js, "unterminated escape");
+	char e = js->p[1];
+	js->p += 2;
+	switch (e) {
+	case '"':
+	case '\\':
+	case '/':
+		*(*out)++ = e;
+		return true;
+	case 'b':
+		*(*out)++ = '\b';
+		return true;
+	case 'f':
+		*(*out)++ = '\f';
+		return true;
+	case 'n':
+		*(*out)++ = '\n';
+		return true;
+	case 'r':
+		*(*out)++ = '\r';
+		return true;
+	case 't':
+		*(*out)++ = '\t';
+		return true;
+	case 'u':
+		return read_unicode_escape(js, out);
+	default:
+		return fail(js, "unknown escape");
+	}
+}
+
 /* Reads a string into the arena. Escapes never make text longer. */
-static bool read_string(js_t *js, const char **text, size_t *len)
+static bool read_string(obx_js_t *js, const char **text, size_t *len)
 {
 	char *out = js->arena, *begin = js->arena;
 
@@ -188,7 +251,7 @@ static bool read_string(js_t *js, const char **text, size_t *len)
 		 * its first byte that is not plain ASCII text.  Inside a
 		 * string the output trails the input (the opening quote is
 		 * not copied, escapes shrink), so a word is only written
-		 * where 8 input bytes remain: within JS_ARENA_SIZE.
+		 * where 8 input bytes remain: within OBX_JS_ARENA_SIZE.
 		 */
 		while (js->end - js->p >= 8) {
 			uint64_t w;
@@ -228,61 +291,8 @@ static bool read_string(js_t *js, const char **text, size_t *len)
 			break;
 		if (c < 0x20)
 			return fail(js, "control character in a string");
-		/* a backslash escape */
-		if (js->end - js->p < 2)
-			return fail(js, "unterminated escape");
-		char e = js->p[1];
-		js->p += 2;
-		switch (e) {
-		case '"':
-		case '\\':
-		case '/':
-			*out++ = e;
-			break;
-		case 'b':
-			*out++ = '\b';
-			break;
-		case 'f':
-			*out++ = '\f';
-			break;
-		case 'n':
-			*out++ = '\n';
-			break;
-		case 'r':
-			*out++ = '\r';
-			break;
-		case 't':
-			*out++ = '\t';
-			break;
-		case 'u': {
-			if (js->end - js->p < 4)
-				return fail(js, "short \\u escape");
-			int cp = hex4(js->p);
-			if (cp < 0)
-				return fail(js, "bad \\u escape");
-			js->p += 4;
-			if (cp >= 0xD800 && cp <= 0xDBFF) {
-				/* a surrogate pair: the low half must follow */
-				int lo;
-				if (js->end - js->p < 6 || js->p[0] != '\\' ||
-				    js->p[1] != 'u' ||
-				    (lo = hex4(js->p + 2)) < 0 || lo < 0xDC00 ||
-				    lo > 0xDFFF)
-					return fail(js, "unpaired surrogate");
-				js->p += 6;
-				cp = 0x10000 + ((cp - 0xD800) << 10) +
-				     (lo - 0xDC00);
-			} else if (cp >= 0xDC00 && cp <= 0xDFFF) {
-				return fail(js, "unpaired surrogate");
-			}
-			if (cp == 0)
-				return fail(js, "\\u0000 in a string");
-			out = put_utf8(out, (unsigned)cp);
-			break;
-		}
-		default:
-			return fail(js, "unknown escape");
-		}
+		if (!read_escape(js, &out))
+			return false;
 	}
 	js->p++; /* the closing quote */
 	*out++ = '\0';
@@ -292,7 +302,7 @@ static bool read_string(js_t *js, const char **text, size_t *len)
 	return true;
 }
 
-static bool digits(js_t *js)
+static bool digits(obx_js_t *js)
 {
 	const char *start = js->p;
 	while (js->p < js->end && *js->p >= '0' && *js->p <= '9')
@@ -301,7 +311,7 @@ static bool digits(js_t *js)
 }
 
 /* JSON number grammar; the text is copied to the arena as is. */
-static bool read_number(js_t *js, const char **text, size_t *len)
+static bool read_number(obx_js_t *js, const char **text, size_t *len)
 {
 	const char *start = js->p;
 	if (*js->p == '-')
@@ -330,7 +340,7 @@ static bool read_number(js_t *js, const char **text, size_t *len)
 	return true;
 }
 
-static bool literal(js_t *js, const char *word)
+static bool literal(obx_js_t *js, const char *word)
 {
 	size_t n = strlen(word);
 	if ((size_t)(js->end - js->p) < n || memcmp(js->p, word, n) != 0)
@@ -339,22 +349,22 @@ static bool literal(js_t *js, const char *word)
 	return true;
 }
 
-bool js_scalar(js_t *js, js_scalar_t *out)
+bool obx_js_scalar(obx_js_t *js, obx_js_scalar_t *out)
 {
-	if (!js_peek(js, &out->type))
+	if (!obx_js_peek(js, &out->type))
 		return false;
 	out->text = NULL;
 	out->len = 0;
 	switch (out->type) {
-	case JS_STRING:
+	case OBX_JS_STRING:
 		return read_string(js, &out->text, &out->len);
-	case JS_NUMBER:
+	case OBX_JS_NUMBER:
 		return read_number(js, &out->text, &out->len);
-	case JS_TRUE:
+	case OBX_JS_TRUE:
 		return literal(js, "true");
-	case JS_FALSE:
+	case OBX_JS_FALSE:
 		return literal(js, "false");
-	case JS_NULL:
+	case OBX_JS_NULL:
 		return literal(js, "null");
 	default:
 		return fail(js, "expected a scalar");
@@ -362,7 +372,7 @@ bool js_scalar(js_t *js, js_scalar_t *out)
 }
 
 /* After a value: ',' continues, `close` ends; *first tracks position. */
-static bool next_item(js_t *js, bool *first, char close)
+static bool next_item(obx_js_t *js, bool *first, char close)
 {
 	skip_ws(js);
 	if (js->p >= js->end)
@@ -382,7 +392,8 @@ static bool next_item(js_t *js, bool *first, char close)
 	return true;
 }
 
-bool js_next_key(js_t *js, bool *first, const char **key, size_t *key_len)
+bool obx_js_next_key(obx_js_t *js, bool *first, const char **key,
+		     size_t *key_len)
 {
 	if (!next_item(js, first, '}'))
 		return false;
@@ -397,41 +408,41 @@ bool js_next_key(js_t *js, bool *first, const char **key, size_t *key_len)
 	return true;
 }
 
-bool js_next_element(js_t *js, bool *first)
+bool obx_js_next_element(obx_js_t *js, bool *first)
 {
 	return next_item(js, first, ']');
 }
 
-bool js_skip(js_t *js)
+bool obx_js_skip(obx_js_t *js)
 {
-	js_type_t type;
-	js_scalar_t ignored;
+	obx_js_type_t type;
+	obx_js_scalar_t ignored;
 	bool first = true;
 	const char *key;
 	size_t key_len;
 
-	if (!js_peek(js, &type))
+	if (!obx_js_peek(js, &type))
 		return false;
-	if (type == JS_OBJECT) {
-		if (!js_open(js, '{'))
+	if (type == OBX_JS_OBJECT) {
+		if (!obx_js_open(js, '{'))
 			return false;
-		while (js_next_key(js, &first, &key, &key_len))
-			if (!js_skip(js))
+		while (obx_js_next_key(js, &first, &key, &key_len))
+			if (!obx_js_skip(js))
 				return false;
 		return !js->error;
 	}
-	if (type == JS_ARRAY) {
-		if (!js_open(js, '['))
+	if (type == OBX_JS_ARRAY) {
+		if (!obx_js_open(js, '['))
 			return false;
-		while (js_next_element(js, &first))
-			if (!js_skip(js))
+		while (obx_js_next_element(js, &first))
+			if (!obx_js_skip(js))
 				return false;
 		return !js->error;
 	}
-	return js_scalar(js, &ignored);
+	return obx_js_scalar(js, &ignored);
 }
 
-bool js_end(js_t *js)
+bool obx_js_end(obx_js_t *js)
 {
 	skip_ws(js);
 	if (js->p != js->end)

@@ -14,14 +14,14 @@
 #include <stddef.h>
 
 typedef enum {
-	JS_STRING,
-	JS_NUMBER,
-	JS_TRUE,
-	JS_FALSE,
-	JS_NULL,
-	JS_OBJECT, /* only from js_peek() */
-	JS_ARRAY,
-} js_type_t;
+	OBX_JS_STRING,
+	OBX_JS_NUMBER,
+	OBX_JS_TRUE,
+	OBX_JS_FALSE,
+	OBX_JS_NULL,
+	OBX_JS_OBJECT, /* only from obx_js_peek() */
+	OBX_JS_ARRAY,
+} obx_js_type_t;
 
 typedef struct {
 	const char *p, *end;
@@ -30,28 +30,28 @@ typedef struct {
 	const char *error; /* NULL until something is wrong */
 	size_t error_at;   /* byte offset of the error */
 	const char *start;
-} js_t;
+} obx_js_t;
 
 typedef struct {
-	js_type_t type;
+	obx_js_type_t type;
 	const char *text; /* strings and numbers: NUL-terminated, in arena */
 	size_t len;
-} js_scalar_t;
+} obx_js_scalar_t;
 
 /*
  * Bytes the arena needs for `len` bytes of input: the text, and slack for
  * the string reader, which copies whole 8-byte words.
  */
-#define JS_ARENA_SIZE(len) ((len) + 9)
+#define OBX_JS_ARENA_SIZE(len) ((len) + 9)
 
-/* Starts reading `len` bytes into an arena of JS_ARENA_SIZE(len) bytes. */
-void js_init(js_t *js, const char *data, size_t len, char *arena);
+/* Starts reading `len` bytes into an arena of OBX_JS_ARENA_SIZE(len) bytes. */
+void obx_js_init(obx_js_t *js, const char *data, size_t len, char *arena);
 
 /* Type of the next value without consuming it; false at a syntax error. */
-bool js_peek(js_t *js, js_type_t *type);
+bool obx_js_peek(obx_js_t *js, obx_js_type_t *type);
 
 /* Reads '{' or '['. */
-bool js_open(js_t *js, char bracket);
+bool obx_js_open(obx_js_t *js, char bracket);
 
 /*
  * Inside an object: reads the next key into *key (NUL-terminated, *key_len
@@ -60,18 +60,19 @@ bool js_open(js_t *js, char bracket);
  * (js->error set).  `first` tracks the comma rule: pass a bool that starts
  * true.
  */
-bool js_next_key(js_t *js, bool *first, const char **key, size_t *key_len);
+bool obx_js_next_key(obx_js_t *js, bool *first, const char **key,
+		     size_t *key_len);
 
 /* Inside an array: true if another element follows, false at ']' or error. */
-bool js_next_element(js_t *js, bool *first);
+bool obx_js_next_element(obx_js_t *js, bool *first);
 
 /* Reads a scalar (string, number, true, false, null). */
-bool js_scalar(js_t *js, js_scalar_t *out);
+bool obx_js_scalar(obx_js_t *js, obx_js_scalar_t *out);
 
 /* Skips any value, nested ones included. */
-bool js_skip(js_t *js);
+bool obx_js_skip(obx_js_t *js);
 
 /* True when only whitespace is left; sets an error otherwise. */
-bool js_end(js_t *js);
+bool obx_js_end(obx_js_t *js);
 
 #endif

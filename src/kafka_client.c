@@ -1,6 +1,7 @@
 /* kafka_client.c - one librdkafka configuration for every outboxd client. */
 #include "outboxd/kafka_client.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "outboxd/log.h"
@@ -62,8 +63,64 @@ rd_kafka_conf_t *obx_kafka_conf_new(const obx_config_t *conf, char *errstr,
 	return kconf;
 }
 
-void obx_kafka_conf_value(const rd_kafka_conf_t *kconf, const char *key, char *value,
-			  size_t value_size)
+obx_topic_verdict_t obx_kafka_create_topic(rd_kafka_t *rk, const char *topic,
+					   int partitions, bool validate_only,
+					   const char *const *configs,
+					   int timeout_ms, char *reason,
+					   size_t reason_size)
+{
+	char err[256];
+	obx_topic_verdict_t verdict = OBX_TOPIC_UNKNOWN;
+	/* replication factor -1: default.replication.factor (KIP-464) */
+	rd_kafka_NewTopic_t *nt =
+	    rd_kafka_NewTopic_new(topic, partitions, -1, err, sizeof(err));
+	rd_kafka_AdminOptions_t *options =
+	    rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+	rd_kafka_queue_t *queue = rd_kafka_queue_new(rk);
+	/* each of these fails only for a programming error */
+	if (!nt || !options || !queue ||
+	    rd_kafka_AdminOptions_set_validate_only(options, validate_only, err,
+						    sizeof(err)) ||
+	    rd_kafka_AdminOptions_set_request_timeout(options, timeout_ms, err,
+						      sizeof(err)))
+		abort();
+	for (size_t i = 0; configs && configs[i]; i += 2)
+		if (rd_kafka_NewTopic_set_config(nt, configs[i],
+						 configs[i + 1]))
+			abort();
+	obx_errf(reason, reason_size, "no answer within %d ms", timeout_ms);
+	rd_kafka_CreateTopics(rk, &nt, 1, options, queue);
+	rd_kafka_event_t *event = rd_kafka_queue_poll(queue, timeout_ms + 500);
+	const rd_kafka_CreateTopics_result_t *res =
+	    event ? rd_kafka_event_CreateTopics_result(event) : NULL;
+	size_t n = 0;
+	const rd_kafka_topic_result_t **topics =
+	    res ? rd_kafka_CreateTopics_result_topics(res, &n) : NULL;
+	if (n == 1) {
+		rd_kafka_resp_err_t e = rd_kafka_topic_result_error(topics[0]);
+		const char *why = rd_kafka_topic_result_error_string(topics[0]);
+		obx_errf(reason, reason_size, "%s",
+			 why ? why : rd_kafka_err2str(e));
+		verdict =
+		    e == RD_KAFKA_RESP_ERR_NO_ERROR ? OBX_TOPIC_CREATABLE
+		    : e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS
+			? OBX_TOPIC_EXISTS
+		    : e == RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION ? OBX_TOPIC_REFUSED
+		    : e == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
+			    e == RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED
+			? OBX_TOPIC_DENIED
+			: OBX_TOPIC_UNKNOWN;
+	}
+	if (event)
+		rd_kafka_event_destroy(event);
+	rd_kafka_queue_destroy(queue);
+	rd_kafka_AdminOptions_destroy(options);
+	rd_kafka_NewTopic_destroy(nt);
+	return verdict;
+}
+
+void obx_kafka_conf_value(const rd_kafka_conf_t *kconf, const char *key,
+			  char *value, size_t value_size)
 {
 	size_t size = value_size;
 	if (rd_kafka_conf_get(kconf, key, value, &size) != RD_KAFKA_CONF_OK)

@@ -2,7 +2,6 @@
 #include "outboxd/log.h"
 
 #include <jansson.h>
-#include <libpq-fe.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,32 +65,4 @@ void obx_log(obx_log_level_t level, const char *fmt, ...)
 		}
 	}
 	fprintf(stderr, "%s %s %s\n", ts, level_names[level], msg);
-}
-
-void obx_log_redact_conninfo(const char *conninfo, char *out, size_t out_size)
-{
-	char *err = NULL;
-	PQconninfoOption *opts = PQconninfoParse(conninfo, &err);
-	size_t used = 0;
-
-	if (!opts) {
-		PQfreemem(err);
-		snprintf(out, out_size, "(unparsable connection string)");
-		return;
-	}
-	out[0] = '\0';
-	for (PQconninfoOption *o = opts; o->keyword; o++) {
-		if (!o->val)
-			continue;
-		/* libpq marks every secret option ("*"): password,
-		 * sslpassword, and whatever later versions add */
-		const char *val =
-		    o->dispchar && o->dispchar[0] == '*' ? "********" : o->val;
-		int n = snprintf(out + used, out_size - used, "%s%s=%s",
-				 used ? " " : "", o->keyword, val);
-		if (n < 0 || (size_t)n >= out_size - used)
-			break;
-		used += (size_t)n;
-	}
-	PQconninfoFree(opts);
 }

@@ -12,13 +12,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "outboxd/admin.h"
 #include "outboxd/commands.h"
 #include "outboxd/config.h"
 #include "outboxd/envelope.h"
 #include "outboxd/heartbeat.h"
 #include "outboxd/http.h"
+#include "outboxd/probes.h"
 #include "outboxd/log.h"
+#include "outboxd/pg.h"
 #include "outboxd/metrics.h"
 #include "outboxd/pipeline.h"
 #include "outboxd/producer.h"
@@ -26,8 +27,6 @@
 #ifndef OUTBOXD_VERSION
 #define OUTBOXD_VERSION "unknown"
 #endif
-
-enum { EXIT_CLEAN = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2, EXIT_BAD_DATA = 3 };
 
 #define BACKOFF_FIRST_MS 500
 #define BACKOFF_MAX_MS	 30000
@@ -65,20 +64,6 @@ static void usage(FILE *out)
 	    "       outboxd version\n");
 }
 
-static int exit_code(obx_err_t err)
-{
-	switch (err) {
-	case OBX_OK:
-		return EXIT_CLEAN;
-	case OBX_CONFIG:
-		return EXIT_USAGE;
-	case OBX_BAD_DATA:
-		return EXIT_BAD_DATA;
-	default:
-		return EXIT_RUNTIME;
-	}
-}
-
 /* Options after the subcommand words; `first` is argv's index of them. */
 static obx_config_t *parse_options(int argc, char **argv, int first,
 				   obx_slot_options_t *slot)
@@ -106,7 +91,7 @@ static obx_config_t *parse_options(int argc, char **argv, int first,
 		case 'L':
 			if (!slot) {
 				usage(stderr);
-				exit(EXIT_USAGE);
+				exit(OBX_EXIT_USAGE);
 			}
 			if (opt == 'y')
 				slot->yes = true;
@@ -118,21 +103,21 @@ static obx_config_t *parse_options(int argc, char **argv, int first,
 					"outboxd: --to-lsn \"%s\" is not an "
 					"LSN like 0/16B3748\n",
 					optarg);
-				exit(EXIT_USAGE);
+				exit(OBX_EXIT_USAGE);
 			} else
 				slot->have_lsn = true;
 			break;
 		case 'h':
 			usage(stdout);
-			exit(EXIT_CLEAN);
+			exit(OBX_EXIT_CLEAN);
 		default:
 			usage(stderr);
-			exit(EXIT_USAGE);
+			exit(OBX_EXIT_USAGE);
 		}
 	}
 	if (optind != argc) {
 		usage(stderr);
-		exit(EXIT_USAGE);
+		exit(OBX_EXIT_USAGE);
 	}
 	obx_config_t *conf = obx_config_new();
 	if ((file &&
@@ -141,7 +126,7 @@ static obx_config_t *parse_options(int argc, char **argv, int first,
 	    obx_config_validate(conf, err, sizeof(err)) != OBX_OK) {
 		obx_error("configuration: %s", err);
 		obx_config_destroy(conf);
-		exit(EXIT_USAGE);
+		exit(OBX_EXIT_USAGE);
 	}
 	obx_log_setup((obx_log_level_t)conf->log_level,
 		      (obx_log_format_t)conf->log_format);
@@ -183,65 +168,20 @@ static bool backoff_wait(obx_pipeline_t *p, obx_metrics_t *m, long delay_ms)
 	return !stop_requested;
 }
 
-/* Scrapes within this long reuse the last retained-WAL reading, so that a
- * busy scraper does not turn into a query load on the server. */
-#define RETAINED_CACHE_US (5 * 1000000LL)
-
-/* What the HTTP thread needs; it alone uses the fields below `pipeline`. */
-typedef struct {
-	const obx_config_t *conf;
-	obx_pipeline_t *pipeline;
-	obx_admin_t *admin;
-	double retained;
-	int64_t retained_at_us;
-} http_glue_t;
-
-static bool glue_kafka_reachable(void *ctx)
-{
-	http_glue_t *g = ctx;
-	return obx_pipeline_kafka_reachable(g->pipeline, 2000);
-}
-
-static double glue_retained(void *ctx)
-{
-	http_glue_t *g = ctx;
-	obx_slot_info_t info;
-	char err[512];
-
-	if (g->retained_at_us &&
-	    obx_now_us() - g->retained_at_us < RETAINED_CACHE_US)
-		return g->retained;
-	g->retained_at_us = obx_now_us();
-
-	if (g->admin && !obx_admin_ok(g->admin)) {
-		obx_admin_destroy(g->admin);
-		g->admin = NULL;
-	}
-	if (!g->admin)
-		g->admin = obx_admin_connect(g->conf, "outboxd-metrics", err,
-					     sizeof(err));
-	if (!g->admin ||
-	    obx_admin_slot_info(g->admin, g->conf->slot_name, &info, err,
-				sizeof(err)) != OBX_OK ||
-	    !info.exists)
-		return g->retained = -1;
-	return g->retained = (double)info.retained_bytes;
-}
-
 static int cmd_run(int argc, char **argv)
 {
 	obx_config_t *conf = parse_options(argc, argv, 2, NULL);
 	char err[2048], url[1024];
 	obx_err_t rc;
 
-	obx_log_redact_conninfo(conf->database_url, url, sizeof(url));
+	obx_pg_redact_conninfo(conf->database_url, url, sizeof(url));
 	obx_info("outboxd %s starting: database %s, slot \"%s\", plugin %s",
 		 OUTBOXD_VERSION, url, conf->slot_name,
 		 obx_config_plugin(conf));
 	if (obx_producer_check_durability(conf, err, sizeof(err)) != OBX_OK) {
 		obx_error("%s", err);
 		obx_config_destroy(conf);
-		return EXIT_USAGE;
+		return OBX_EXIT_USAGE;
 	}
 	obx_metrics_t *metrics = obx_metrics_new();
 	obx_pipeline_t *p = obx_pipeline_new(conf, metrics, err, sizeof(err));
@@ -249,21 +189,22 @@ static int cmd_run(int argc, char **argv)
 		obx_error("%s", err);
 		obx_metrics_destroy(metrics);
 		obx_config_destroy(conf);
-		return EXIT_RUNTIME;
+		return OBX_EXIT_RUNTIME;
 	}
-	http_glue_t glue = { conf, p, NULL, -1, 0 };
+	obx_probes_t *probes = obx_probes_new(conf, p);
 	obx_http_t *http = NULL;
 	if (conf->http_listen) {
-		obx_http_sources_t src = { metrics, glue_kafka_reachable,
-					   glue_retained, &glue, LIVENESS_S };
+		obx_http_sources_t src =
+		    obx_probes_sources(probes, metrics, LIVENESS_S);
 		http =
 		    obx_http_start(conf->http_listen, &src, err, sizeof(err));
 		if (!http) {
 			obx_error("%s", err);
+			obx_probes_destroy(probes);
 			obx_pipeline_destroy(p);
 			obx_metrics_destroy(metrics);
 			obx_config_destroy(conf);
-			return EXIT_USAGE;
+			return OBX_EXIT_USAGE;
 		}
 		obx_info("serving /metrics, /healthz and /readyz on %s",
 			 conf->http_listen);
@@ -287,8 +228,8 @@ static int cmd_run(int argc, char **argv)
 			obx_warn("%s; reconnecting in %ld ms", err, delay);
 		if (stop_requested || !backoff_wait(p, metrics, delay)) {
 			/* stopped while disconnected: drain first */
-			rc = obx_pipeline_stop_disconnected(p, err,
-							    sizeof(err));
+			rc =
+			    obx_pipeline_stop_disconnected(p, err, sizeof(err));
 			break;
 		}
 		backoff =
@@ -298,11 +239,11 @@ static int cmd_run(int argc, char **argv)
 		obx_error("%s", err);
 	obx_heartbeat_stop(heartbeat);
 	obx_http_stop(http); /* before the pipeline its callbacks use */
-	obx_admin_destroy(glue.admin);
+	obx_probes_destroy(probes);
 	obx_pipeline_destroy(p);
 	obx_metrics_destroy(metrics);
 	obx_config_destroy(conf);
-	return exit_code(rc);
+	return obx_exit_code(rc);
 }
 
 static int cmd_slot(int argc, char **argv)
@@ -310,7 +251,7 @@ static int cmd_slot(int argc, char **argv)
 	obx_slot_options_t opts = { .interactive = isatty(STDIN_FILENO) };
 	if (argc < 3) {
 		usage(stderr);
-		return EXIT_USAGE;
+		return OBX_EXIT_USAGE;
 	}
 	const char *action = argv[2];
 	obx_config_t *conf = parse_options(argc, argv, 3, &opts);
@@ -326,7 +267,7 @@ static int cmd_slot(int argc, char **argv)
 		if (opts.to_current == opts.have_lsn) {
 			fprintf(stderr, "outboxd: slot reset needs one of "
 					"--to-current or --to-lsn LSN\n");
-			rc = EXIT_USAGE;
+			rc = OBX_EXIT_USAGE;
 		} else {
 			rc = obx_cmd_slot_reset(conf, &opts);
 		}
@@ -334,7 +275,7 @@ static int cmd_slot(int argc, char **argv)
 		fprintf(stderr, "outboxd: unknown slot action \"%s\"\n",
 			action);
 		usage(stderr);
-		rc = EXIT_USAGE;
+		rc = OBX_EXIT_USAGE;
 	}
 	obx_config_destroy(conf);
 	return rc;
@@ -352,7 +293,7 @@ int main(int argc, char **argv)
 {
 	if (argc < 2) {
 		usage(stderr);
-		return EXIT_USAGE;
+		return OBX_EXIT_USAGE;
 	}
 	const char *cmd = argv[1];
 	if (strcmp(cmd, "run") == 0)
@@ -363,22 +304,22 @@ int main(int argc, char **argv)
 		return cmd_slot(argc, argv);
 	if (strcmp(cmd, "schema") == 0) {
 		fputs(obx_envelope_schema_json(), stdout);
-		return EXIT_CLEAN;
+		return OBX_EXIT_CLEAN;
 	}
 	if (strcmp(cmd, "config-reference") == 0) {
 		obx_config_write_reference(stdout);
-		return EXIT_CLEAN;
+		return OBX_EXIT_CLEAN;
 	}
 	if (strcmp(cmd, "version") == 0) {
 		printf("outboxd %s\n", OUTBOXD_VERSION);
-		return EXIT_CLEAN;
+		return OBX_EXIT_CLEAN;
 	}
 	if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 ||
 	    strcmp(cmd, "help") == 0) {
 		usage(stdout);
-		return EXIT_CLEAN;
+		return OBX_EXIT_CLEAN;
 	}
 	fprintf(stderr, "outboxd: unknown command \"%s\"\n", cmd);
 	usage(stderr);
-	return EXIT_USAGE;
+	return OBX_EXIT_USAGE;
 }

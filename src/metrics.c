@@ -65,9 +65,7 @@ struct obx_metrics {
 
 obx_metrics_t *obx_metrics_new(void)
 {
-	obx_metrics_t *m = calloc(1, sizeof(*m));
-	if (!m)
-		abort();
+	obx_metrics_t *m = obx_xcalloc(1, sizeof(*m));
 	pthread_mutex_init(&m->lock, NULL);
 	m->retained = -1;
 	m->last_tick_us = obx_now_us();
@@ -105,15 +103,13 @@ static topic_counts_t *find_topic(topic_counts_t **topics, size_t *n,
 		if ((*topics)[i].hash == hash &&
 		    strcmp((*topics)[i].topic, topic) == 0)
 			return &(*topics)[i];
-	topic_counts_t *grown = realloc(*topics, (*n + 1) * sizeof(*grown));
-	if (!grown)
-		abort();
+	topic_counts_t *grown =
+	    obx_xrealloc(*topics, (*n + 1) * sizeof(*grown));
 	*topics = grown;
 	topic_counts_t *t = &grown[(*n)++];
 	memset(t, 0, sizeof(*t));
 	t->hash = hash;
-	if (!(t->topic = strdup(topic)))
-		abort();
+	t->topic = obx_xstrdup(topic);
 	return t;
 }
 
@@ -138,9 +134,7 @@ static void add_histogram(histogram_t *into, histogram_t *from)
 
 obx_metrics_batch_t *obx_metrics_batch_new(void)
 {
-	obx_metrics_batch_t *b = calloc(1, sizeof(*b));
-	if (!b)
-		abort();
+	obx_metrics_batch_t *b = obx_xcalloc(1, sizeof(*b));
 	return b;
 }
 

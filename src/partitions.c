@@ -23,9 +23,7 @@ struct obx_partitions {
 
 obx_partitions_t *obx_partitions_new(const obx_config_t *conf)
 {
-	obx_partitions_t *parts = calloc(1, sizeof(*parts));
-	if (!parts)
-		abort();
+	obx_partitions_t *parts = obx_xcalloc(1, sizeof(*parts));
 	parts->conf = conf;
 	return parts;
 }
@@ -88,8 +86,7 @@ static void match_ancestors(const obx_config_t *conf, const char *json,
 
 obx_err_t obx_partitions_lookup(obx_partitions_t *parts, const char *schema,
 				const char *table, obx_partition_kind_t *kind,
-				size_t *index, char *errstr,
-				size_t errstr_size)
+				size_t *index, char *errstr, size_t errstr_size)
 {
 	uint64_t hash = name_hash(schema, table);
 	const entry_t *hit = cached(parts, schema, table, hash);
@@ -103,8 +100,8 @@ obx_err_t obx_partitions_lookup(obx_partitions_t *parts, const char *schema,
 		parts->admin = NULL;
 	}
 	if (!parts->admin &&
-	    !(parts->admin = obx_admin_connect(parts->conf, "outboxd-partitions",
-					       errstr, errstr_size)))
+	    !(parts->admin = obx_admin_connect(
+		  parts->conf, "outboxd-partitions", errstr, errstr_size)))
 		return OBX_RETRY;
 	/* "" when the table does not exist, "[]" when it has no ancestors */
 	char ancestors[8192];
@@ -133,14 +130,10 @@ obx_err_t obx_partitions_lookup(obx_partitions_t *parts, const char *schema,
 	if (parts->n == parts->cap) {
 		parts->cap = parts->cap ? parts->cap * 2 : 16;
 		parts->entries =
-		    realloc(parts->entries, parts->cap * sizeof(entry_t));
-		if (!parts->entries)
-			abort();
+		    obx_xrealloc(parts->entries, parts->cap * sizeof(entry_t));
 	}
-	e.schema = strdup(schema);
-	e.table = strdup(table);
-	if (!e.schema || !e.table)
-		abort();
+	e.schema = obx_xstrdup(schema);
+	e.table = obx_xstrdup(table);
 	parts->entries[parts->n++] = e;
 	return OBX_OK;
 }

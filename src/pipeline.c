@@ -89,8 +89,8 @@ struct obx_pipeline {
 	bool connected_before;
 	uint64_t last_system_id;
 	uint32_t last_timeline;
-	bool tables_verified;  /* table.include.list exists on the server */
-	bool *partitioned;     /* per conf->tables: a partitioned table */
+	bool tables_verified; /* table.include.list exists on the server */
+	bool *partitioned;    /* per conf->tables: a partitioned table */
 	obx_partitions_t *partitions; /* when any is: partition -> table */
 
 	/* the state topic (state.h): read once, then written as the
@@ -154,16 +154,13 @@ obx_pipeline_t *obx_pipeline_new(const obx_config_t *conf,
 				 obx_metrics_t *metrics, char *errstr,
 				 size_t errstr_size)
 {
-	obx_pipeline_t *p = calloc(1, sizeof(*p));
-	if (!p)
-		abort();
+	obx_pipeline_t *p = obx_xcalloc(1, sizeof(*p));
 	p->conf = conf;
 	p->metrics = metrics;
 	pthread_mutex_init(&p->producer_lock, NULL);
 	p->batch = obx_metrics_batch_new();
 	p->tracker = obx_tracker_new(OBX_LSN_INVALID);
-	if (!(p->partitioned = calloc(conf->ntables + 1, sizeof(bool))))
-		abort();
+	p->partitioned = obx_xcalloc(conf->ntables + 1, sizeof(bool));
 	if (!(p->decoder = obx_decoder_new(conf, errstr, errstr_size)) ||
 	    !(p->envelope = obx_envelope_new(errstr, errstr_size)) ||
 	    !(p->producer = obx_producer_new(conf, on_delivery, p, errstr,
@@ -255,7 +252,8 @@ static obx_err_t replace_failed_producer(obx_pipeline_t *p, char *errstr,
 static void log_progress(obx_pipeline_t *p, int64_t now)
 {
 	if (p->conf->stats_interval_ms <= 0 ||
-	    now - p->last_progress_us < OBX_MS_TO_US(p->conf->stats_interval_ms))
+	    now - p->last_progress_us <
+		OBX_MS_TO_US(p->conf->stats_interval_ms))
 		return;
 	double secs = (double)(now - p->last_progress_us) / 1e6;
 	double rate = p->last_progress_us
@@ -344,7 +342,8 @@ static obx_err_t maybe_send_status(obx_pipeline_t *p, bool force, char *errstr,
 	obx_lsn_t received = p->received > flush ? p->received : flush;
 	/* after a silent interval, ask for an answer: a live server sends a
 	 * keepalive at once, a stalled connection stays silent */
-	bool ask = now - p->last_heard_us > OBX_MS_TO_US(p->conf->status_interval_ms);
+	bool ask =
+	    now - p->last_heard_us > OBX_MS_TO_US(p->conf->status_interval_ms);
 	if (obx_repl_send_status(p->repl, received, flush, ask) != OBX_OK) {
 		obx_errf(errstr, errstr_size, "%s", obx_repl_error(p->repl));
 		return OBX_RETRY;
@@ -557,9 +556,9 @@ static obx_err_t map_partition(obx_pipeline_t *p, const obx_change_t **change,
 	if (!p->partitions ||
 	    obx_router_is_outbox_table(p->router, c->schema, c->table))
 		return OBX_OK;
-	obx_err_t err = obx_partitions_lookup(p->partitions, c->schema,
-					      c->table, &kind, &index, errstr,
-					      errstr_size);
+	obx_err_t err =
+	    obx_partitions_lookup(p->partitions, c->schema, c->table, &kind,
+				  &index, errstr, errstr_size);
 	if (err != OBX_OK)
 		return err;
 	if (kind == OBX_PARTITION_GONE)
@@ -762,8 +761,8 @@ static void wait_for_work(obx_pipeline_t *p, bool read_pg)
 		{ .fd = read_pg ? obx_repl_socket(p->repl) : -1,
 		  .events = POLLIN },
 	};
-	int64_t due = p->last_status_us + OBX_MS_TO_US(p->conf->status_interval_ms) -
-		      obx_now_us();
+	int64_t due = p->last_status_us +
+		      OBX_MS_TO_US(p->conf->status_interval_ms) - obx_now_us();
 	int timeout = due <= 0 ? 0 : (int)(due / 1000) + 1;
 	if (timeout > MAX_WAIT_MS)
 		timeout = MAX_WAIT_MS;
@@ -921,8 +920,8 @@ static void record_final_state(obx_pipeline_t *p, obx_lsn_t acked)
 	char why[512];
 	/* a record still in flight would be dropped with the producer */
 	if (p->connected_before && acked > p->state_acked_lsn &&
-	    write_state(p, OBX_SLOT_STREAMED, acked, 5000, why,
-			sizeof(why)) != OBX_OK)
+	    write_state(p, OBX_SLOT_STREAMED, acked, 5000, why, sizeof(why)) !=
+		OBX_OK)
 		obx_warn("%s: a restart may send events after " OBX_LSN_FMT
 			 " again",
 			 why, OBX_LSN_ARGS(p->state_acked_lsn));
@@ -975,15 +974,14 @@ obx_err_t obx_pipeline_stop_disconnected(obx_pipeline_t *p, char *errstr,
 
 /* Reads the state topic once per process; OBX_RETRY while Kafka cannot
  * tell (never taken for a first start). */
-static obx_err_t load_state(obx_pipeline_t *p, char *errstr,
-			    size_t errstr_size)
+static obx_err_t load_state(obx_pipeline_t *p, char *errstr, size_t errstr_size)
 {
 	const obx_repl_system_t *sys = obx_repl_system(p->repl);
 	if (p->state_loaded)
 		return OBX_OK;
 	obx_err_t err =
-	    obx_state_read(p->conf, sys->system_id, p->router_db,
-			   STATE_WAIT_MS, &p->state, errstr, errstr_size);
+	    obx_state_read(p->conf, sys->system_id, p->router_db, STATE_WAIT_MS,
+			   &p->state, errstr, errstr_size);
 	if (err != OBX_OK)
 		return err;
 	p->state_loaded = true;
@@ -1029,8 +1027,7 @@ static obx_err_t plan_start(obx_pipeline_t *p, obx_lsn_t *start,
 		.connected_before = p->connected_before,
 		.last_system_id = p->last_system_id,
 		.last_timeline = p->last_timeline,
-		.produced = produced > p->sent_flush ? produced
-						     : p->sent_flush,
+		.produced = produced > p->sent_flush ? produced : p->sent_flush,
 	};
 	obx_start_plan_t plan;
 	obx_start_plan(p->conf, &facts, &plan);
@@ -1050,7 +1047,8 @@ static obx_err_t plan_start(obx_pipeline_t *p, obx_lsn_t *start,
 	if (plan.forget_confirmed)
 		obx_tracker_forget(p->tracker, slot_at);
 	if (plan.resume_at > slot_at)
-		obx_metrics_resume_skipped(p->metrics, plan.resume_at - slot_at);
+		obx_metrics_resume_skipped(p->metrics,
+					   plan.resume_at - slot_at);
 	if (p->connected_before)
 		obx_metrics_reconnect(p->metrics);
 	p->last_system_id = sys->system_id;
@@ -1059,8 +1057,8 @@ static obx_err_t plan_start(obx_pipeline_t *p, obx_lsn_t *start,
 		obx_slot_event_t event = plan.action == OBX_START_CREATE_SLOT
 					     ? OBX_SLOT_CREATED
 					     : OBX_SLOT_STREAMED;
-		if ((err = write_state(p, event, slot_at, STATE_WAIT_MS,
-				       errstr, errstr_size)) != OBX_OK)
+		if ((err = write_state(p, event, slot_at, STATE_WAIT_MS, errstr,
+				       errstr_size)) != OBX_OK)
 			return err;
 	}
 	/* within a process the resume point may lie past events still in
@@ -1103,7 +1101,7 @@ obx_err_t obx_pipeline_run(obx_pipeline_t *p, volatile sig_atomic_t *stop,
 	if (!p->router || strcmp(p->router_db, db) != 0) {
 		obx_router_destroy(p->router);
 		free(p->router_db);
-		p->router_db = strdup(db);
+		p->router_db = obx_xstrdup(db);
 		p->router = obx_router_new(p->conf, db);
 	}
 	obx_lsn_t start = OBX_LSN_INVALID;
@@ -1121,8 +1119,9 @@ obx_err_t obx_pipeline_run(obx_pipeline_t *p, volatile sig_atomic_t *stop,
 	p->last_status_us = obx_now_us();
 	p->last_heard_us = p->last_status_us;
 
-	if ((err = obx_decoder_start_options(p->decoder, p->partitioned, options,
-					     sizeof(options))) != OBX_OK) {
+	if ((err = obx_decoder_start_options(p->decoder, p->partitioned,
+					     options, sizeof(options))) !=
+	    OBX_OK) {
 		obx_errf(errstr, errstr_size, "plugin options are too long");
 	} else if ((err = obx_repl_start(p->repl, start, options)) != OBX_OK) {
 		obx_errf(errstr, errstr_size, "%s", obx_repl_error(p->repl));

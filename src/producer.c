@@ -23,7 +23,7 @@
 /* How long a topic missing from the brokers' metadata is asked for again
  * before it counts as missing: an auto-created topic shows up by then. */
 #define MISSING_TOPIC_WAIT_US 1500000
-#define TOPIC_CONFIG_WAIT_MS   10000
+#define TOPIC_CONFIG_WAIT_MS  10000
 /*
  * A topic's max.message.bytes is asked for when the topic is first used,
  * without waiting.  Only a record at least this large waits for the answer
@@ -159,6 +159,25 @@ obx_err_t obx_producer_check_durability(const obx_config_t *conf, char *errstr,
 	return result;
 }
 
+/* A non-blocking, close-on-exec pipe (pipe2() is a GNU extension). */
+static bool wake_pipe(int fds[2])
+{
+	if (pipe(fds) < 0)
+		return false;
+	for (int i = 0; i < 2; i++) {
+		int flags = fcntl(fds[i], F_GETFL);
+		if (flags < 0 ||
+		    fcntl(fds[i], F_SETFL, flags | O_NONBLOCK) < 0 ||
+		    fcntl(fds[i], F_SETFD, FD_CLOEXEC) < 0) {
+			close(fds[0]);
+			close(fds[1]);
+			fds[0] = fds[1] = -1;
+			return false;
+		}
+	}
+	return true;
+}
+
 obx_producer_t *obx_producer_new(const obx_config_t *conf,
 				 obx_delivery_cb on_delivery, void *ctx,
 				 char *errstr, size_t errstr_size)
@@ -167,9 +186,7 @@ obx_producer_t *obx_producer_new(const obx_config_t *conf,
 	char err[512];
 	if (!kconf)
 		return NULL;
-	obx_producer_t *p = calloc(1, sizeof(*p));
-	if (!p)
-		abort();
+	obx_producer_t *p = obx_xcalloc(1, sizeof(*p));
 	p->on_delivery = on_delivery;
 	p->ctx = ctx;
 	p->wake[0] = p->wake[1] = -1;
@@ -189,7 +206,7 @@ obx_producer_t *obx_producer_new(const obx_config_t *conf,
 	/* non-blocking: a busy pipeline drains it only when it sleeps, so
 	 * wake-ups may pile up; a full pipe drops them (it is readable,
 	 * which is all they say) instead of blocking librdkafka's thread */
-	if (pipe2(p->wake, O_NONBLOCK | O_CLOEXEC) < 0) {
+	if (!wake_pipe(p->wake)) {
 		obx_errf(errstr, errstr_size, "could not create a pipe");
 		rd_kafka_destroy(p->rk);
 		free(p);
@@ -199,8 +216,8 @@ obx_producer_t *obx_producer_new(const obx_config_t *conf,
 	rd_kafka_queue_io_event_enable(p->main_queue, p->wake[1], "1", 1);
 
 	char codec[32];
-	obx_kafka_conf_value(rd_kafka_conf(p->rk),
-			     "compression.type", codec, sizeof(codec));
+	obx_kafka_conf_value(rd_kafka_conf(p->rk), "compression.type", codec,
+			     sizeof(codec));
 	p->compressed = *codec && strcmp(codec, "none") != 0;
 	return p;
 }
@@ -240,9 +257,7 @@ static topic_slot_t *find_slot(topic_slot_t *table, size_t cap,
 static void grow_topics(obx_producer_t *p)
 {
 	size_t cap = p->topics_cap ? p->topics_cap * 2 : 16;
-	topic_slot_t *table = calloc(cap, sizeof(*table));
-	if (!table)
-		abort();
+	topic_slot_t *table = obx_xcalloc(cap, sizeof(*table));
 	for (size_t i = 0; i < p->topics_cap; i++)
 		if (p->topics[i].name)
 			*find_slot(table, cap, p->topics[i].name,
@@ -375,48 +390,8 @@ obx_topic_verdict_t obx_producer_validate_topic(obx_producer_t *p,
 						int timeout_ms, char *reason,
 						size_t reason_size)
 {
-	char err[256];
-	obx_topic_verdict_t verdict = OBX_TOPIC_UNKNOWN;
-	rd_kafka_NewTopic_t *nt =
-	    rd_kafka_NewTopic_new(topic, -1, -1, err, sizeof(err));
-	rd_kafka_AdminOptions_t *options =
-	    rd_kafka_AdminOptions_new(p->rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
-	rd_kafka_queue_t *queue = rd_kafka_queue_new(p->rk);
-	if (!nt || !options || !queue ||
-	    rd_kafka_AdminOptions_set_validate_only(options, 1, err,
-						    sizeof(err)) ||
-	    rd_kafka_AdminOptions_set_request_timeout(options, timeout_ms, err,
-						      sizeof(err)))
-		abort();
-	obx_errf(reason, reason_size, "no answer within %d ms", timeout_ms);
-	rd_kafka_CreateTopics(p->rk, &nt, 1, options, queue);
-	rd_kafka_event_t *event = rd_kafka_queue_poll(queue, timeout_ms + 500);
-	const rd_kafka_CreateTopics_result_t *res =
-	    event ? rd_kafka_event_CreateTopics_result(event) : NULL;
-	size_t n = 0;
-	const rd_kafka_topic_result_t **topics =
-	    res ? rd_kafka_CreateTopics_result_topics(res, &n) : NULL;
-	if (n == 1) {
-		rd_kafka_resp_err_t e = rd_kafka_topic_result_error(topics[0]);
-		const char *why = rd_kafka_topic_result_error_string(topics[0]);
-		obx_errf(reason, reason_size, "%s",
-			 why ? why : rd_kafka_err2str(e));
-		verdict =
-		    e == RD_KAFKA_RESP_ERR_NO_ERROR ? OBX_TOPIC_CREATABLE
-		    : e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS
-			? OBX_TOPIC_EXISTS
-		    : e == RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION ? OBX_TOPIC_REFUSED
-		    : e == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
-			    e == RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED
-			? OBX_TOPIC_DENIED
-			: OBX_TOPIC_UNKNOWN;
-	}
-	if (event)
-		rd_kafka_event_destroy(event);
-	rd_kafka_queue_destroy(queue);
-	rd_kafka_AdminOptions_destroy(options);
-	rd_kafka_NewTopic_destroy(nt);
-	return verdict;
+	return obx_kafka_create_topic(p->rk, topic, -1, true, NULL, timeout_ms,
+				      reason, reason_size);
 }
 
 /*
@@ -441,9 +416,9 @@ static obx_err_t validate_new_topic(obx_producer_t *p, const char *topic,
 /* What the brokers say of a topic. */
 typedef enum {
 	TOPIC_EXISTS,
-	TOPIC_MISSING,	  /* they answered: no such topic (yet) */
-	TOPIC_REFUSED,	  /* they refuse its name; reason in errstr */
-	TOPIC_NO_ANSWER,  /* unreachable or slow: nothing is known */
+	TOPIC_MISSING,	 /* they answered: no such topic (yet) */
+	TOPIC_REFUSED,	 /* they refuse its name; reason in errstr */
+	TOPIC_NO_ANSWER, /* unreachable or slow: nothing is known */
 } topic_answer_t;
 
 static topic_answer_t ask_topic(obx_producer_t *p, rd_kafka_topic_t *rkt,
@@ -472,8 +447,8 @@ static topic_answer_t ask_topic(obx_producer_t *p, rd_kafka_topic_t *rkt,
 		return TOPIC_EXISTS;
 	/* an auto-created topic is announced without partitions first */
 	return state == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART
-		       ? TOPIC_MISSING
-		       : TOPIC_NO_ANSWER;
+		   ? TOPIC_MISSING
+		   : TOPIC_NO_ANSWER;
 }
 
 /*
@@ -562,16 +537,14 @@ static obx_err_t topic_slot(obx_producer_t *p, const char *topic,
 	if ((p->ntopics + 1) * 2 > p->topics_cap)
 		grow_topics(p);
 	topic_slot_t *slot = find_slot(p->topics, p->topics_cap, topic, hash);
-	if (!(slot->name = strdup(topic)))
-		abort();
+	slot->name = obx_xstrdup(topic);
 	slot->hash = hash;
 	p->ntopics++;
 	if (refused != OBX_OK) {
 		/* remembered: the next event for it fails at once */
 		if (rkt)
 			rd_kafka_topic_destroy(rkt);
-		if (!(slot->refused = strdup(errstr)))
-			abort();
+		slot->refused = obx_xstrdup(errstr);
 		return refused;
 	}
 	slot->rkt = rkt;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "outboxd/log.h"
+#include "outboxd/pg.h"
 
 /* PostgreSQL's epoch (2000-01-01) minus Unix's, in microseconds. */
 #define PG_EPOCH_OFFSET_US 946684800000000LL
@@ -43,40 +44,12 @@ static obx_err_t fail(obx_repl_t *r, obx_err_t err, const char *fmt, ...)
 	return err;
 }
 
-static const char *sqlstate(const PGresult *res)
-{
-	const char *s = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-	return s ? s : "";
-}
-
-/*
- * What a failed command means for the caller, from its SQLSTATE.
- * Connection-class errors and a busy slot are worth a retry; a slot that is
- * gone or invalidated is a lost slot; the rest need a human.
- */
-static obx_err_t classify(const PGresult *res, PGconn *conn)
-{
-	const char *state = sqlstate(res);
-	const char *msg = res ? PQresultErrorMessage(res) : "";
-
-	if (PQstatus(conn) == CONNECTION_BAD || strncmp(state, "08", 2) == 0 ||
-	    strncmp(state, "57P", 3) == 0 || strcmp(state, "55006") == 0 ||
-	    strcmp(state, "53300") == 0 || *state == '\0')
-		return OBX_RETRY;
-	if (strcmp(state, "42704") == 0 && strstr(msg, "replication slot"))
-		return OBX_BAD_DATA;
-	if (strcmp(state, "55000") == 0 &&
-	    (strstr(msg, "invalidated") || strstr(msg, "can no longer")))
-		return OBX_BAD_DATA;
-	return OBX_FATAL;
-}
-
 static obx_err_t run_command(obx_repl_t *r, const char *sql,
 			     ExecStatusType expect, PGresult **out)
 {
 	PGresult *res = PQexec(r->conn, sql);
 	if (PQresultStatus(res) != expect) {
-		obx_err_t err = classify(res, r->conn);
+		obx_err_t err = obx_pg_classify(res, r->conn);
 		fail(r, err, "%s", PQerrorMessage(r->conn));
 		if (out)
 			*out = res;
@@ -112,15 +85,15 @@ static obx_err_t identify_system(obx_repl_t *r)
 	char *end;
 	r->system.system_id = strtoull(sysid, &end, 10);
 	r->system.timeline = (uint32_t)strtoul(PQgetvalue(res, 0, 1), NULL, 10);
-	if (*end || !*sysid || obx_lsn_parse(wal, strlen(wal),
-					     &r->system.wal_end) != 0) {
+	if (*end || !*sysid ||
+	    obx_lsn_parse(wal, strlen(wal), &r->system.wal_end) != 0) {
 		PQclear(res);
 		return fail(r, OBX_FATAL,
 			    "could not identify system: unexpected answer");
 	}
-	r->database = strdup(PQgetvalue(res, 0, 3));
+	r->database = obx_xstrdup(PQgetvalue(res, 0, 3));
 	PQclear(res);
-	return r->database ? OBX_OK : fail(r, OBX_FATAL, "out of memory");
+	return OBX_OK;
 }
 
 /* Reads the slot's state; r->slot_exists is false when there is none. */
@@ -181,7 +154,7 @@ obx_err_t obx_repl_create_slot(obx_repl_t *r)
 	PGresult *res = NULL;
 	obx_err_t err = run_command(r, sql, PGRES_TUPLES_OK, &res);
 	if (err != OBX_OK) {
-		bool raced = strcmp(sqlstate(res), "42710") == 0;
+		bool raced = strcmp(obx_pg_sqlstate(res), "42710") == 0;
 		PQclear(res);
 		if (raced) /* another process created it meanwhile */
 			return read_slot(r);
@@ -202,26 +175,16 @@ obx_err_t obx_repl_create_slot(obx_repl_t *r)
 static obx_repl_t *open_identified(const obx_config_t *conf, obx_err_t *err,
 				   char *errstr, size_t errstr_size)
 {
-	obx_repl_t *r = calloc(1, sizeof(*r));
-	const char *keys[] = { "dbname", "replication",
-			       "fallback_application_name", NULL };
-	const char *values[] = { conf->database_url, "database", "outboxd",
-				 NULL };
-
-	if (!r)
-		abort();
-	r->slot = strdup(conf->slot_name);
-	r->plugin = strdup(obx_config_plugin(conf));
-	/* expand_dbname: database.url may be a full conninfo or URI */
-	r->conn = PQconnectdbParams(keys, values, 1);
-	if (PQstatus(r->conn) != CONNECTION_OK) {
+	PGconn *conn =
+	    obx_pg_connect(conf, true, "outboxd", errstr, errstr_size);
+	if (!conn) {
 		*err = OBX_RETRY;
-		obx_errf(errstr, errstr_size,
-			 "could not connect to the server: %s",
-			 PQerrorMessage(r->conn));
-		obx_repl_destroy(r);
 		return NULL;
 	}
+	obx_repl_t *r = obx_xcalloc(1, sizeof(*r));
+	r->conn = conn;
+	r->slot = obx_xstrdup(conf->slot_name);
+	r->plugin = obx_xstrdup(obx_config_plugin(conf));
 	if ((*err = identify_system(r)) != OBX_OK) {
 		obx_errf(errstr, errstr_size, "%s", r->error);
 		obx_repl_destroy(r);
@@ -242,9 +205,8 @@ obx_repl_t *obx_repl_connect(const obx_config_t *conf, obx_err_t *err,
 	return r;
 }
 
-obx_err_t obx_repl_identify(const obx_config_t *conf,
-			    obx_repl_system_t *system, char *database,
-			    size_t database_size, char *errstr,
+obx_err_t obx_repl_identify(const obx_config_t *conf, obx_repl_system_t *system,
+			    char *database, size_t database_size, char *errstr,
 			    size_t errstr_size)
 {
 	obx_err_t err;
@@ -302,10 +264,8 @@ int obx_repl_socket(const obx_repl_t *r)
 obx_err_t obx_repl_start(obx_repl_t *r, obx_lsn_t start, const char *options)
 {
 	size_t size = strlen(options) + 128;
-	char *sql = malloc(size);
+	char *sql = obx_xmalloc(size);
 
-	if (!sql)
-		abort();
 	/* 0/0: the server starts at the slot's confirmed_flush_lsn; a later
 	 * start makes it skip every transaction that committed before */
 	if (start < r->slot_confirmed)
@@ -354,7 +314,7 @@ static obx_err_t stream_ended(obx_repl_t *r)
 			    "stream");
 	}
 	if (res)
-		err = classify(res, r->conn);
+		err = obx_pg_classify(res, r->conn);
 	fail(r, err, "replication stream broke: %s",
 	     res ? PQresultErrorMessage(res) : PQerrorMessage(r->conn));
 	PQclear(res);

@@ -24,17 +24,6 @@ struct obx_router {
 	obx_bad_reason_t bad_reason;
 };
 
-/* The mapped columns' slots in column_hints; extras follow. */
-enum {
-	HINT_ID,
-	HINT_KEY,
-	HINT_TYPE,
-	HINT_ROUTE,
-	HINT_PAYLOAD,
-	HINT_TIMESTAMP,
-	FIXED_HINTS
-};
-
 obx_bad_reason_t obx_router_bad_reason(const obx_router_t *r)
 {
 	return r->bad_reason;
@@ -42,18 +31,13 @@ obx_bad_reason_t obx_router_bad_reason(const obx_router_t *r)
 
 obx_router_t *obx_router_new(const obx_config_t *conf, const char *db)
 {
-	obx_router_t *r = calloc(1, sizeof(*r));
-	if (!r)
-		abort();
+	obx_router_t *r = obx_xcalloc(1, sizeof(*r));
 	r->conf = conf;
-	r->db = strdup(db);
+	r->db = obx_xstrdup(db);
 	r->headers =
-	    calloc(FIXED_HEADERS + conf->nadditional, sizeof(obx_kv_t));
-	r->fields = calloc(conf->nadditional + 1, sizeof(obx_kv_t));
-	r->column_hints =
-	    calloc(FIXED_HINTS + conf->nadditional, sizeof(size_t));
-	if (!r->db || !r->headers || !r->fields || !r->column_hints)
-		abort();
+	    obx_xcalloc(FIXED_HEADERS + conf->nadditional, sizeof(obx_kv_t));
+	r->fields = obx_xcalloc(conf->nadditional + 1, sizeof(obx_kv_t));
+	r->column_hints = obx_xcalloc(conf->ncolumns, sizeof(size_t));
 	r->headers[HEADER_ID].name = "id";
 	r->headers[HEADER_EVENT_TYPE].name = "eventType";
 	r->headers[HEADER_AGGREGATE_TYPE].name = "aggregateType";
@@ -126,9 +110,7 @@ static size_t render_topic(obx_router_t *r, const char *value, size_t len)
 	     p = strstr(p + marker, ROUTED_BY_VALUE))
 		need += len;
 	if (need > r->topic_cap) {
-		char *grown = realloc(r->topic, need);
-		if (!grown)
-			abort();
+		char *grown = obx_xrealloc(r->topic, need);
 		r->topic = grown;
 		r->topic_cap = need;
 	}
@@ -147,14 +129,17 @@ static size_t render_topic(obx_router_t *r, const char *value, size_t len)
 }
 
 /* Looks up a mapped column that must be present and, if !nullable, set. */
+/* conf->columns[index] in the row (its slot in column_hints too). */
 static const obx_column_t *required_column(obx_router_t *r,
 					   const obx_change_t *change,
-					   size_t hint, const char *name,
-					   const char *option, bool nullable,
-					   char *reason, size_t reason_size)
+					   size_t index, char *reason,
+					   size_t reason_size)
 {
+	const obx_mapped_column_t *mapped = &r->conf->columns[index];
+	const char *name = mapped->column, *option = mapped->option;
+	bool nullable = mapped->nullable;
 	const obx_column_t *col =
-	    find_column(change, name, &r->column_hints[hint]);
+	    find_column(change, name, &r->column_hints[index]);
 	r->bad_reason = col ? OBX_BAD_NULL_COLUMN : OBX_BAD_MISSING_COLUMN;
 	if (!col) {
 		obx_errf(reason, reason_size,
@@ -170,14 +155,10 @@ static const obx_column_t *required_column(obx_router_t *r,
 	return col;
 }
 
-obx_route_t obx_router_route(obx_router_t *r, const obx_change_t *change,
-			     int64_t commit_time_us, obx_event_t *ev,
-			     char *reason, size_t reason_size)
+/* What a change on an outbox table is: OBX_ROUTE_EVENT for an INSERT. */
+static obx_route_t outbox_operation(const obx_change_t *change, char *reason,
+				    size_t reason_size)
 {
-	const obx_config_t *conf = r->conf;
-
-	if (!obx_router_is_outbox_table(r, change->schema, change->table))
-		return OBX_ROUTE_IGNORE;
 	switch (change->kind) {
 	case OBX_CHANGE_INSERT:
 		break;
@@ -195,43 +176,92 @@ obx_route_t obx_router_route(obx_router_t *r, const obx_change_t *change,
 	default:
 		return OBX_ROUTE_IGNORE;
 	}
+	return OBX_ROUTE_EVENT;
+}
+
+/* The event's time: the timestamp column when configured, else the commit
+ * time.  False, with the reason, when the column is missing or no
+ * timestamptz. */
+static bool event_time(obx_router_t *r, const obx_change_t *change,
+		       int64_t commit_time_us, int64_t *out, char *reason,
+		       size_t reason_size)
+{
+	const obx_config_t *conf = r->conf;
+	*out = commit_time_us;
+	if (!conf->field_event_timestamp)
+		return true;
+	const obx_column_t *ts =
+	    required_column(r, change, OBX_COL_TIMESTAMP, reason, reason_size);
+	if (!ts)
+		return false;
+	if (ts->value &&
+	    obx_parse_timestamptz(ts->value, ts->value_len, out) < 0) {
+		r->bad_reason = OBX_BAD_OTHER;
+		obx_errf(reason, reason_size,
+			 "column \"%s\" (table.field.event.timestamp) is not a "
+			 "timestamp with time zone: \"%.64s\"",
+			 conf->field_event_timestamp, ts->value);
+		return false;
+	}
+	return true;
+}
+
+/* table.fields.additional.placement: headers after the fixed ones, and
+ * envelope fields.  False, with the reason, when a column is missing. */
+static bool place_additional(obx_router_t *r, const obx_change_t *change,
+			     size_t *nheaders, size_t *nfields, char *reason,
+			     size_t reason_size)
+{
+	const obx_config_t *conf = r->conf;
+	*nheaders = FIXED_HEADERS;
+	*nfields = 0;
+	for (size_t i = 0; i < conf->nadditional; i++) {
+		const obx_additional_field_t *extra = &conf->additional[i];
+		const obx_column_t *col = required_column(
+		    r, change, OBX_COL_FIXED + i, reason, reason_size);
+		if (!col)
+			return false;
+		if (extra->placement == OBX_PLACE_HEADER)
+			r->headers[(*nheaders)++] =
+			    (obx_kv_t){ extra->alias, col->value,
+					col->value_len };
+		else if (col->value)
+			r->fields[(*nfields)++] =
+			    (obx_kv_t){ extra->alias, col->value,
+					col->value_len };
+	}
+	return true;
+}
+
+obx_route_t obx_router_route(obx_router_t *r, const obx_change_t *change,
+			     int64_t commit_time_us, obx_event_t *ev,
+			     char *reason, size_t reason_size)
+{
+	const obx_config_t *conf = r->conf;
+
+	if (!obx_router_is_outbox_table(r, change->schema, change->table))
+		return OBX_ROUTE_IGNORE;
+	obx_route_t op = outbox_operation(change, reason, reason_size);
+	if (op != OBX_ROUTE_EVENT)
+		return op;
 
 	const obx_column_t *id, *key, *type, *route, *payload;
-	if (!(id = required_column(r, change, HINT_ID, conf->field_event_id,
-				   "table.field.event.id", false, reason,
+	if (!(id = required_column(r, change, OBX_COL_ID, reason,
 				   reason_size)) ||
-	    !(key = required_column(r, change, HINT_KEY, conf->field_event_key,
-				    "table.field.event.key", false, reason,
+	    !(key = required_column(r, change, OBX_COL_KEY, reason,
 				    reason_size)) ||
-	    !(type = required_column(
-		  r, change, HINT_TYPE, conf->field_event_type,
-		  "table.field.event.type", false, reason, reason_size)) ||
-	    !(route = required_column(r, change, HINT_ROUTE,
-				      conf->route_by_field, "route.by.field",
-				      false, reason, reason_size)) ||
-	    !(payload = required_column(
-		  r, change, HINT_PAYLOAD, conf->field_event_payload,
-		  "table.field.event.payload", true, reason, reason_size)))
+	    !(type = required_column(r, change, OBX_COL_TYPE, reason,
+				     reason_size)) ||
+	    !(route = required_column(r, change, OBX_COL_ROUTE, reason,
+				      reason_size)) ||
+	    !(payload = required_column(r, change, OBX_COL_PAYLOAD, reason,
+					reason_size)))
 		return OBX_ROUTE_BAD_EVENT;
 
 	memset(ev, 0, sizeof(*ev));
-	ev->timestamp_us = commit_time_us;
-	if (conf->field_event_timestamp) {
-		const obx_column_t *ts = required_column(
-		    r, change, HINT_TIMESTAMP, conf->field_event_timestamp,
-		    "table.field.event.timestamp", true, reason, reason_size);
-		if (!ts)
-			return OBX_ROUTE_BAD_EVENT;
-		if (ts->value && obx_parse_timestamptz(ts->value, ts->value_len,
-						       &ev->timestamp_us) < 0) {
-			r->bad_reason = OBX_BAD_OTHER;
-			obx_errf(reason, reason_size,
-				 "column \"%s\" (table.field.event.timestamp) "
-				 "is not a timestamp with time zone: \"%.64s\"",
-				 conf->field_event_timestamp, ts->value);
-			return OBX_ROUTE_BAD_EVENT;
-		}
-	}
+	if (!event_time(r, change, commit_time_us, &ev->timestamp_us, reason,
+			reason_size))
+		return OBX_ROUTE_BAD_EVENT;
 
 	size_t topic_len = render_topic(r, route->value, route->value_len);
 	if (!obx_topic_name_valid(r->topic, topic_len)) {
@@ -243,25 +273,10 @@ obx_route_t obx_router_route(obx_router_t *r, const obx_change_t *change,
 		return OBX_ROUTE_BAD_EVENT;
 	}
 
-	size_t nheaders = FIXED_HEADERS, nfields = 0;
-	for (size_t i = 0; i < conf->nadditional; i++) {
-		const obx_additional_field_t *extra = &conf->additional[i];
-		const obx_column_t *col =
-		    required_column(r, change, FIXED_HINTS + i, extra->column,
-				    "table.fields.additional.placement", true,
-				    reason, reason_size);
-		if (!col)
-			return OBX_ROUTE_BAD_EVENT;
-		if (extra->placement == OBX_PLACE_HEADER) {
-			r->headers[nheaders++] =
-			    (obx_kv_t){ extra->alias, col->value,
-					col->value_len };
-		} else if (col->value) {
-			r->fields[nfields++] =
-			    (obx_kv_t){ extra->alias, col->value,
-					col->value_len };
-		}
-	}
+	size_t nheaders, nfields;
+	if (!place_additional(r, change, &nheaders, &nfields, reason,
+			      reason_size))
+		return OBX_ROUTE_BAD_EVENT;
 	r->headers[HEADER_ID].value = id->value;
 	r->headers[HEADER_ID].value_len = id->value_len;
 	r->headers[HEADER_EVENT_TYPE].value = type->value;

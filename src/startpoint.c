@@ -2,6 +2,7 @@
 #include "outboxd/startpoint.h"
 
 #include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -48,12 +49,11 @@ static void refuse_lost_slot(const obx_config_t *conf,
 		const obx_state_record_t *mine = &f->state->mine;
 		char when[40];
 		format_time(mine->written_us, when, sizeof(when));
-		snprintf(how, sizeof(how), " (state topic \"%s\": %s at %s%s)",
-			 conf->state_topic, obx_slot_event_name(mine->event),
-			 when,
-			 mine->event == OBX_SLOT_DROPPED
-			     ? " by `outboxd slot drop`"
-			     : "");
+		snprintf(
+		    how, sizeof(how), " (state topic \"%s\": %s at %s%s)",
+		    conf->state_topic, obx_slot_event_name(mine->event), when,
+		    mine->event == OBX_SLOT_DROPPED ? " by `outboxd slot drop`"
+						    : "");
 	}
 	plan->action = OBX_START_REFUSE;
 	obx_errf(plan->why, sizeof(plan->why),
@@ -92,11 +92,10 @@ void obx_start_plan(const obx_config_t *conf, const obx_start_facts_t *f,
 	}
 	/* what was acknowledged, and on which timeline: this process's own
 	 * memory is newer than the state topic's */
-	obx_lsn_t known_lsn = f->connected_before ? f->produced
-						  : f->state->mine.lsn;
-	uint32_t known_timeline = f->connected_before
-				      ? f->last_timeline
-				      : f->state->mine.timeline;
+	obx_lsn_t known_lsn =
+	    f->connected_before ? f->produced : f->state->mine.lsn;
+	uint32_t known_timeline =
+	    f->connected_before ? f->last_timeline : f->state->mine.timeline;
 
 	if (!f->slot_exists) {
 		if (known) {
@@ -118,39 +117,40 @@ void obx_start_plan(const obx_config_t *conf, const obx_start_facts_t *f,
 		plan->record = true;
 		return;
 	}
-	if (known_timeline != f->timeline) {
+	/* what this connector knows belongs to another history */
+	char cause[256] = "";
+	if (known_timeline != f->timeline)
+		snprintf(cause, sizeof(cause),
+			 "the server is on timeline %u, this connector "
+			 "streamed on timeline %u (a failover or a restore)",
+			 f->timeline, known_timeline);
+	else if (known_lsn > f->wal_end)
+		snprintf(cause, sizeof(cause),
+			 "this connector streamed up to " OBX_LSN_FMT
+			 ", beyond the server's WAL end " OBX_LSN_FMT
+			 " (a restore?)",
+			 OBX_LSN_ARGS(known_lsn), OBX_LSN_ARGS(f->wal_end));
+	if (*cause) {
 		plan->forget_confirmed = true;
 		plan->record = true;
 		obx_errf(plan->why, sizeof(plan->why),
-			 "the server is on timeline %u, this connector "
-			 "streamed on timeline %u (a failover or a restore): "
-			 "streaming from slot \"%s\" at " OBX_LSN_FMT
+			 "%s: streaming from slot \"%s\" at " OBX_LSN_FMT
 			 " without skipping anything, and confirming only "
 			 "what this server streams; events after it may "
 			 "come again",
-			 f->timeline, known_timeline, conf->slot_name,
+			 cause, conf->slot_name,
 			 OBX_LSN_ARGS(f->slot_confirmed));
-	} else if (known_lsn > f->wal_end) {
-		plan->forget_confirmed = true;
-		plan->record = true;
-		obx_errf(plan->why, sizeof(plan->why),
-			 "this connector streamed up to " OBX_LSN_FMT
-			 ", beyond the server's WAL end " OBX_LSN_FMT
-			 " (a restore?): streaming from slot \"%s\" at " OBX_LSN_FMT
-			 " without skipping anything, and confirming only "
-			 "what this server streams",
-			 OBX_LSN_ARGS(known_lsn), OBX_LSN_ARGS(f->wal_end),
-			 conf->slot_name, OBX_LSN_ARGS(f->slot_confirmed));
 	} else if (known_lsn > f->slot_confirmed) {
 		plan->resume_at = known_lsn;
-		obx_errf(plan->why, sizeof(plan->why),
-			 "slot \"%s\" is at " OBX_LSN_FMT
-			 ", behind what was already produced to Kafka ("
-			 OBX_LSN_FMT "): the server skips the %" PRIu64
-			 " bytes of WAL in between instead of sending those "
-			 "events again",
-			 conf->slot_name, OBX_LSN_ARGS(f->slot_confirmed),
-			 OBX_LSN_ARGS(known_lsn),
-			 (uint64_t)(known_lsn - f->slot_confirmed));
+		obx_errf(
+		    plan->why, sizeof(plan->why),
+		    "slot \"%s\" is at " OBX_LSN_FMT
+		    ", behind what was already produced to Kafka (" OBX_LSN_FMT
+		    "): the server skips the %" PRIu64
+		    " bytes of WAL in between instead of sending those "
+		    "events again",
+		    conf->slot_name, OBX_LSN_ARGS(f->slot_confirmed),
+		    OBX_LSN_ARGS(known_lsn),
+		    (uint64_t)(known_lsn - f->slot_confirmed));
 	}
 }

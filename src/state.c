@@ -29,8 +29,7 @@ const char *obx_slot_event_name(obx_slot_event_t event)
 void obx_state_key(uint64_t system_id, const char *database, const char *slot,
 		   char *key, size_t key_size)
 {
-	snprintf(key, key_size, "%" PRIu64 "/%s/%s", system_id, database,
-		 slot);
+	snprintf(key, key_size, "%" PRIu64 "/%s/%s", system_id, database, slot);
 }
 
 char *obx_state_encode(const obx_state_record_t *rec)
@@ -45,18 +44,17 @@ char *obx_state_encode(const obx_state_record_t *rec)
 	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	/* the system identifier is a string: JSON readers lose 64-bit
 	 * integers to doubles */
-	json_t *doc = json_pack(
-	    "{s:i, s:s, s:s, s:s, s:I, s:s, s:s, s:s, s:I, s:s}", "version",
-	    STATE_RECORD_VERSION, "system_identifier", sysid, "database",
-	    rec->database, "slot", rec->slot, "timeline",
-	    (json_int_t)rec->timeline, "lsn", lsn, "event",
-	    obx_slot_event_name(rec->event), "written_at", when,
-	    "written_at_us", (json_int_t)rec->written_us, "writer",
-	    "outboxd " OUTBOXD_VERSION);
-	char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+	json_t *doc =
+	    json_pack("{s:i, s:s, s:s, s:s, s:I, s:s, s:s, s:s, s:I, s:s}",
+		      "version", STATE_RECORD_VERSION, "system_identifier",
+		      sysid, "database", rec->database, "slot", rec->slot,
+		      "timeline", (json_int_t)rec->timeline, "lsn", lsn,
+		      "event", obx_slot_event_name(rec->event), "written_at",
+		      when, "written_at_us", (json_int_t)rec->written_us,
+		      "writer", "outboxd " OUTBOXD_VERSION);
+	/* json_pack and json_dumps fail only for want of memory */
+	char *text = obx_xnonnull(doc ? json_dumps(doc, JSON_COMPACT) : NULL);
 	json_decref(doc);
-	if (!text)
-		abort(); /* out of memory */
 	return text;
 }
 
@@ -116,64 +114,26 @@ static int topic_partitions(rd_kafka_t *rk, const char *topic, int timeout_ms)
 	return n;
 }
 
-/* CreateTopics for the state topic; OBX_OK when it exists afterwards. */
-static obx_err_t create_topic(rd_kafka_t *rk, const char *topic,
-			      int timeout_ms, char *errstr,
-			      size_t errstr_size)
+/* Creates the state topic, compacted; OBX_OK when it exists afterwards. */
+static obx_err_t create_topic(rd_kafka_t *rk, const char *topic, int timeout_ms,
+			      char *errstr, size_t errstr_size)
 {
-	char err[256];
-	/* -1: the cluster's default.replication.factor (KIP-464) */
-	rd_kafka_NewTopic_t *nt =
-	    rd_kafka_NewTopic_new(topic, 1, -1, err, sizeof(err));
-	rd_kafka_AdminOptions_t *options =
-	    rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
-	rd_kafka_queue_t *queue = rd_kafka_queue_new(rk);
-	if (!nt || !options || !queue ||
-	    rd_kafka_NewTopic_set_config(nt, "cleanup.policy", "compact") ||
-	    rd_kafka_AdminOptions_set_request_timeout(options, timeout_ms, err,
-						      sizeof(err)))
-		abort();
-	rd_kafka_CreateTopics(rk, &nt, 1, options, queue);
-	rd_kafka_event_t *event = rd_kafka_queue_poll(queue, timeout_ms + 500);
-	const rd_kafka_CreateTopics_result_t *res =
-	    event ? rd_kafka_event_CreateTopics_result(event) : NULL;
-	size_t n = 0;
-	const rd_kafka_topic_result_t **topics =
-	    res ? rd_kafka_CreateTopics_result_topics(res, &n) : NULL;
-	obx_err_t result = OBX_RETRY;
+	static const char *const compacted[] = { "cleanup.policy", "compact",
+						 NULL };
+	char why[512];
+	obx_topic_verdict_t verdict = obx_kafka_create_topic(
+	    rk, topic, 1, false, compacted, timeout_ms, why, sizeof(why));
+	if (verdict == OBX_TOPIC_CREATABLE)
+		obx_info("created the state topic \"%s\" (compacted)", topic);
+	if (verdict == OBX_TOPIC_CREATABLE || verdict == OBX_TOPIC_EXISTS)
+		return OBX_OK;
+	bool denied = verdict == OBX_TOPIC_DENIED;
 	obx_errf(errstr, errstr_size,
-		 "could not create the state topic \"%s\": no answer within "
-		 "%d ms",
-		 topic, timeout_ms);
-	if (n == 1) {
-		rd_kafka_resp_err_t e = rd_kafka_topic_result_error(topics[0]);
-		const char *why = rd_kafka_topic_result_error_string(topics[0]);
-		if (e == RD_KAFKA_RESP_ERR_NO_ERROR ||
-		    e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
-			result = OBX_OK;
-			if (!e)
-				obx_info("created the state topic \"%s\" "
-					 "(compacted)",
-					 topic);
-		} else {
-			bool denied =
-			    e == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
-			    e == RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED;
-			result = denied ? OBX_FATAL : OBX_RETRY;
-			obx_errf(errstr, errstr_size,
-				 "could not create the state topic \"%s\": %s%s",
-				 topic, why ? why : rd_kafka_err2str(e),
-				 denied ? " (grant this principal Create on "
-					  "it, or create it compacted)"
-					: "");
-		}
-	}
-	if (event)
-		rd_kafka_event_destroy(event);
-	rd_kafka_queue_destroy(queue);
-	rd_kafka_AdminOptions_destroy(options);
-	rd_kafka_NewTopic_destroy(nt);
-	return result;
+		 "could not create the state topic \"%s\": %s%s", topic, why,
+		 denied ? " (grant this principal Create on it, or create it "
+			  "compacted with one partition)"
+			: "");
+	return denied ? OBX_FATAL : OBX_RETRY;
 }
 
 /* Folds one record of the topic into the view (later ones win). */
@@ -208,11 +168,11 @@ static void apply_record(const rd_kafka_message_t *msg, const char *my_key,
 }
 
 /* Reads every partition from its start to its end (partition EOF). */
-static obx_err_t read_to_end(rd_kafka_t *rk, const char *topic,
-			     int partitions, int64_t deadline_us,
-			     uint64_t system_id, const char *database,
-			     const char *slot, obx_state_view_t *view,
-			     char *errstr, size_t errstr_size)
+static obx_err_t read_to_end(rd_kafka_t *rk, const char *topic, int partitions,
+			     int64_t deadline_us, uint64_t system_id,
+			     const char *database, const char *slot,
+			     obx_state_view_t *view, char *errstr,
+			     size_t errstr_size)
 {
 	char my_key[256];
 	obx_state_key(system_id, database, slot, my_key, sizeof(my_key));
@@ -230,19 +190,18 @@ static obx_err_t read_to_end(rd_kafka_t *rk, const char *topic,
 		return OBX_FATAL;
 	}
 
-	bool *at_end = calloc((size_t)partitions, sizeof(*at_end));
+	bool *at_end = obx_xcalloc((size_t)partitions, sizeof(*at_end));
 	int ended = 0;
 	obx_err_t result = OBX_RETRY;
 	obx_errf(errstr, errstr_size,
 		 "could not read the state topic \"%s\" in time", topic);
-	if (!at_end)
-		abort();
 	while (ended < partitions && obx_now_us() < deadline_us) {
 		rd_kafka_message_t *msg = rd_kafka_consumer_poll(rk, 200);
 		if (!msg)
 			continue;
 		if (msg->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-			if (msg->partition >= 0 && msg->partition < partitions &&
+			if (msg->partition >= 0 &&
+			    msg->partition < partitions &&
 			    !at_end[msg->partition]) {
 				at_end[msg->partition] = true;
 				ended++;
@@ -291,8 +250,8 @@ obx_err_t obx_state_read(const obx_config_t *conf, uint64_t system_id,
 	    rd_kafka_conf_set(kconf, "enable.auto.commit", "false", err,
 			      sizeof(err)))
 		abort();
-	rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, kconf, err,
-				      sizeof(err));
+	rd_kafka_t *rk =
+	    rd_kafka_new(RD_KAFKA_CONSUMER, kconf, err, sizeof(err));
 	if (!rk) {
 		rd_kafka_conf_destroy(kconf);
 		obx_errf(errstr, errstr_size,
@@ -309,8 +268,8 @@ obx_err_t obx_state_read(const obx_config_t *conf, uint64_t system_id,
 		goto out;
 	}
 	if (partitions == 0) {
-		result = create_topic(rk, topic, timeout_ms, errstr,
-				      errstr_size);
+		result =
+		    create_topic(rk, topic, timeout_ms, errstr, errstr_size);
 		if (result != OBX_OK)
 			goto out;
 		/* the new topic's metadata reaches the brokers shortly */
@@ -325,9 +284,9 @@ obx_err_t obx_state_read(const obx_config_t *conf, uint64_t system_id,
 			goto out;
 		}
 	}
-	result = read_to_end(rk, topic, partitions, deadline, system_id,
-			     database, conf->slot_name, view, errstr,
-			     errstr_size);
+	result =
+	    read_to_end(rk, topic, partitions, deadline, system_id, database,
+			conf->slot_name, view, errstr, errstr_size);
 out:
 	rd_kafka_consumer_close(rk);
 	rd_kafka_destroy(rk);
@@ -363,9 +322,9 @@ obx_err_t obx_state_write(const obx_config_t *conf,
 	obx_state_key(rec->system_id, rec->database, rec->slot, key,
 		      sizeof(key));
 	char *value = obx_state_encode(rec);
-	obx_err_t err =
-	    obx_producer_send(p, conf->state_topic, key, strlen(key), value,
-			      strlen(value), NULL, 0, NULL, errstr, errstr_size);
+	obx_err_t err = obx_producer_send(p, conf->state_topic, key,
+					  strlen(key), value, strlen(value),
+					  NULL, 0, NULL, errstr, errstr_size);
 	free(value);
 	int64_t deadline = obx_now_us() + OBX_MS_TO_US(timeout_ms);
 	while (err == OBX_OK && !result.answered && obx_now_us() < deadline)

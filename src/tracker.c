@@ -26,9 +26,7 @@ struct obx_tracker {
 
 obx_tracker_t *obx_tracker_new(obx_lsn_t confirmed)
 {
-	obx_tracker_t *t = calloc(1, sizeof(*t));
-	if (!t)
-		abort();
+	obx_tracker_t *t = obx_xcalloc(1, sizeof(*t));
 	t->confirmed = confirmed;
 	return t;
 }
@@ -85,8 +83,8 @@ obx_txn_t *obx_tracker_begin(obx_tracker_t *t, int64_t commit_time_us,
 	obx_txn_t *txn = t->free_list;
 	if (txn)
 		t->free_list = txn->next;
-	else if (!(txn = malloc(sizeof(*txn))))
-		abort();
+	else
+		txn = obx_xmalloc(sizeof(*txn));
 	*txn = (obx_txn_t){ .commit_time_us = commit_time_us,
 			    .received_us = received_us };
 	t->before_tail = t->tail;

@@ -23,6 +23,17 @@ typedef enum {
 	OBX_CONFIG,
 } obx_err_t;
 
+/* The process exit codes (SPEC section 7), one per obx_err_t outcome. */
+enum {
+	OBX_EXIT_CLEAN = 0,    /* OBX_OK */
+	OBX_EXIT_RUNTIME = 1,  /* OBX_RETRY left over, OBX_FATAL */
+	OBX_EXIT_USAGE = 2,    /* OBX_CONFIG, bad arguments */
+	OBX_EXIT_BAD_DATA = 3, /* OBX_BAD_DATA: bad data, a lost slot */
+};
+
+/* The exit code a command ending with `err` returns. */
+int obx_exit_code(obx_err_t err);
+
 /* A PostgreSQL WAL position. */
 typedef uint64_t obx_lsn_t;
 
@@ -34,6 +45,21 @@ typedef uint64_t obx_lsn_t;
 
 /* Parses "X/Y" (hex halves); returns 0 on success, -1 if malformed. */
 int obx_lsn_parse(const char *text, size_t len, obx_lsn_t *out);
+
+/*
+ * Allocation that does not fail: out of memory, the process says so on
+ * stderr and aborts.  Nothing can go on without the memory, and stopping
+ * there confirms nothing (a restart resumes from the slot).  Sizes of 0
+ * allocate 1 byte, so NULL never means "empty".
+ */
+void *obx_xmalloc(size_t size);
+void *obx_xcalloc(size_t n, size_t size);
+void *obx_xrealloc(void *ptr, size_t size);
+char *obx_xstrdup(const char *s);
+char *obx_xstrndup(const char *s, size_t n);
+/* p, or the same death when it is NULL: for what a library allocated
+ * (json_dumps) and can fail only for want of memory. */
+void *obx_xnonnull(void *p);
 
 /* Monotonic clock in microseconds. */
 int64_t obx_now_us(void);
@@ -56,6 +82,6 @@ void obx_errf(char *errstr, size_t errstr_size, const char *fmt, ...)
 /* Milliseconds (a setting, a timeout) as microseconds, always in 64-bit
  * arithmetic: `long` is 32 bits on some platforms, and a day in
  * microseconds is not. */
-#define OBX_MS_TO_US(ms) ((int64_t)(ms) * 1000)
+#define OBX_MS_TO_US(ms) ((int64_t)(ms)*1000)
 
 #endif

@@ -13,6 +13,7 @@
 #include <stdio.h>
 
 #include "outboxd/common.h"
+#include "outboxd/log.h"
 
 typedef enum {
 	OBX_INVALID_OP_WARN = 0,
@@ -44,6 +45,30 @@ typedef struct {
 	char *table;
 } obx_table_name_t;
 
+/* plugin.name */
+typedef enum {
+	OBX_PLUGIN_WAL2JSON = 0,
+} obx_plugin_t;
+
+/* The outbox table's columns the connector reads, in this order in
+ * obx_config_t.columns; the additional placement columns follow. */
+typedef enum {
+	OBX_COL_ID,
+	OBX_COL_KEY,
+	OBX_COL_TYPE,
+	OBX_COL_ROUTE,
+	OBX_COL_PAYLOAD,
+	OBX_COL_TIMESTAMP,
+	OBX_COL_FIXED /* the first additional column */
+} obx_column_role_t;
+
+/* One column the connector reads from an outbox row. */
+typedef struct {
+	const char *option; /* the key that names it */
+	const char *column; /* NULL: not configured (the timestamp) */
+	bool nullable;	    /* a NULL value is allowed */
+} obx_mapped_column_t;
+
 /* A kafka.* key with the prefix removed, passed to librdkafka. */
 typedef struct {
 	char *key;
@@ -52,7 +77,7 @@ typedef struct {
 
 typedef struct obx_config {
 	char *database_url;
-	int plugin_name; /* index in the plugin enum; 0 = wal2json */
+	obx_plugin_t plugin_name;
 	char *slot_name;
 	bool slot_create;
 	char *state_topic;
@@ -67,8 +92,8 @@ typedef struct obx_config {
 	char *route_topic_replacement;
 	bool route_tombstone_on_empty_payload;
 	char *fields_additional_placement;
-	int op_invalid_behavior; /* obx_invalid_op_t */
-	int errors_bad_event;	 /* obx_bad_event_t */
+	obx_invalid_op_t op_invalid_behavior;
+	obx_bad_event_t errors_bad_event;
 	char *errors_dlq_topic;
 	long max_inflight_events;
 	long status_interval_ms;
@@ -77,8 +102,8 @@ typedef struct obx_config {
 	char *heartbeat_action_query;
 	long heartbeat_interval_ms;
 	char *http_listen;
-	int log_level;	/* obx_log_level_t */
-	int log_format; /* obx_log_format_t */
+	obx_log_level_t log_level;
+	obx_log_format_t log_format;
 	long stats_interval_ms;
 
 	/* derived from the strings above by validation */
@@ -86,6 +111,11 @@ typedef struct obx_config {
 	size_t ntables;
 	obx_additional_field_t *additional;
 	size_t nadditional;
+	/* every column read from an outbox row (obx_column_role_t order,
+	 * then the additional ones): the router, `check` and validation
+	 * iterate this one list */
+	obx_mapped_column_t *columns;
+	size_t ncolumns;
 	obx_kafka_prop_t *kafka;
 	size_t nkafka;
 } obx_config_t;

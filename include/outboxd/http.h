@@ -7,7 +7,13 @@
  *   /healthz  200 while the process loop ticks (within `liveness_s`)
  *   /readyz   200 while streaming from the slot and Kafka answers
  *
- * The callbacks run on the HTTP thread: they must be thread-safe.
+ * Threads: libmicrohttpd serves every request on one internal thread
+ * (MHD_USE_INTERNAL_POLLING_THREAD), so the source callbacks never run
+ * concurrently with one another, but they do run concurrently with the
+ * pipeline's thread: whatever they read of it must allow that (the metrics
+ * take their mutex, obx_pipeline_kafka_reachable() the producer's lock).
+ * obx_http_start() and obx_http_stop() belong to the main thread; stop
+ * returns once the HTTP thread ended, after which the sources may go.
  */
 #ifndef OUTBOXD_HTTP_H
 #define OUTBOXD_HTTP_H

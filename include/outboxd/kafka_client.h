@@ -13,6 +13,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "outboxd/config.h"
+#include "outboxd/producer.h"
 
 /*
  * A new configuration holding every kafka.* key, with outboxd's log
@@ -29,7 +30,21 @@ void obx_kafka_warn_scram(rd_kafka_conf_t *kconf);
 
 /* The value of one librdkafka setting in `kconf` (its default when unset),
  * or "" when librdkafka has no such key. */
-void obx_kafka_conf_value(const rd_kafka_conf_t *kconf, const char *key, char *value,
-			  size_t value_size);
+void obx_kafka_conf_value(const rd_kafka_conf_t *kconf, const char *key,
+			  char *value, size_t value_size);
+
+/*
+ * CreateTopics for one topic through any client handle, waiting up to
+ * timeout_ms for the brokers' verdict (OBX_TOPIC_CREATABLE: created, or with
+ * validate_only, would be); their text goes to `reason`.  partitions -1 and
+ * the replication factor are the cluster's defaults; `configs` (NULL, or
+ * NULL-terminated name/value pairs) are the topic's settings.  Not on
+ * librdkafka's threads.
+ */
+obx_topic_verdict_t obx_kafka_create_topic(rd_kafka_t *rk, const char *topic,
+					   int partitions, bool validate_only,
+					   const char *const *configs,
+					   int timeout_ms, char *reason,
+					   size_t reason_size);
 
 #endif

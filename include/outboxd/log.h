@@ -4,8 +4,8 @@
  * Text:  2026-11-21T20:35:21.352Z LEVEL message
  * JSON:  {"ts":"...","level":"info","msg":"..."}
  * Callers never log secrets: pass connection strings through
- * obx_log_redact_conninfo() first.  Not thread-safe to reconfigure; logging
- * itself may happen from any thread (librdkafka's log callback does).
+ * obx_pg_redact_conninfo() (pg.h) first.  Not thread-safe to reconfigure;
+ * logging itself may happen from any thread (librdkafka's log callback does).
  */
 #ifndef OUTBOXD_LOG_H
 #define OUTBOXD_LOG_H
@@ -33,12 +33,5 @@ void obx_log(obx_log_level_t level, const char *fmt, ...)
 #define obx_info(...)  obx_log(OBX_LOG_INFO, __VA_ARGS__)
 #define obx_warn(...)  obx_log(OBX_LOG_WARN, __VA_ARGS__)
 #define obx_error(...) obx_log(OBX_LOG_ERROR, __VA_ARGS__)
-
-/*
- * Writes a copy of a libpq conninfo string or URI with the password
- * replaced by "********" into out.  An unparsable string is replaced
- * entirely, since it could still hold a secret.
- */
-void obx_log_redact_conninfo(const char *conninfo, char *out, size_t out_size);
 
 #endif

@@ -26,9 +26,9 @@ void obx_partitions_destroy(obx_partitions_t *parts);
 
 /* What a table is, for the router. */
 typedef enum {
-	OBX_PARTITION_OF,     /* a partition of conf->tables[*index] */
-	OBX_PARTITION_NONE,   /* an unrelated table */
-	OBX_PARTITION_GONE,   /* no longer in the catalog: cannot tell */
+	OBX_PARTITION_OF,   /* a partition of conf->tables[*index] */
+	OBX_PARTITION_NONE, /* an unrelated table */
+	OBX_PARTITION_GONE, /* no longer in the catalog: cannot tell */
 } obx_partition_kind_t;
 
 obx_err_t obx_partitions_lookup(obx_partitions_t *parts, const char *schema,

@@ -58,9 +58,9 @@ void obx_producer_destroy(obx_producer_t *p);
  *                 refuse).  A new topic's first message waits for its
  *                 metadata (at most 0.5 s) and, when the topic does not
  *                 exist yet, for the brokers' verdict on creating it (at
- *                 most 10.5 s) and for auto-creation (about 1.5 s).  The topic's max.message.bytes is asked for
- *                 then without waiting; until it arrives only messages of
- *                 16 KiB and more wait for it (at most 10.5 s) and smaller
+ *                 most 10.5 s) and for auto-creation (about 1.5 s).  The
+ * topic's max.message.bytes is asked for then without waiting; until it arrives
+ * only messages of 16 KiB and more wait for it (at most 10.5 s) and smaller
  *                 ones are not checked
  *   OBX_FATAL     the producer is unusable (fatal idempotence error)
  */

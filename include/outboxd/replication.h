@@ -54,9 +54,8 @@ obx_repl_t *obx_repl_connect(const obx_config_t *conf, obx_err_t *err,
 
 /* IDENTIFY_SYSTEM over a connection of its own, the slot left alone (for
  * commands that must work on a lost slot too). */
-obx_err_t obx_repl_identify(const obx_config_t *conf,
-			    obx_repl_system_t *system, char *database,
-			    size_t database_size, char *errstr,
+obx_err_t obx_repl_identify(const obx_config_t *conf, obx_repl_system_t *system,
+			    char *database, size_t database_size, char *errstr,
 			    size_t errstr_size);
 
 /* Creates the missing slot (a first start: see startpoint.h). */

@@ -38,17 +38,17 @@ typedef struct {
 	char database[128];
 	char slot[64];
 	uint32_t timeline;
-	obx_lsn_t lsn;		/* see obx_slot_event_t */
+	obx_lsn_t lsn; /* see obx_slot_event_t */
 	obx_slot_event_t event;
-	int64_t written_us;	/* wall clock */
+	int64_t written_us; /* wall clock */
 } obx_state_record_t;
 
 /* What the state topic holds for one slot of one database. */
 typedef struct {
-	bool found;		   /* a record for this very server */
+	bool found; /* a record for this very server */
 	obx_state_record_t mine;
-	bool other_found;	   /* a record for this slot on another server */
-	obx_state_record_t other;  /* the newest such */
+	bool other_found;	  /* a record for this slot on another server */
+	obx_state_record_t other; /* the newest such */
 } obx_state_view_t;
 
 /* "7312345/app/outboxd": the record's key, NUL-terminated. */

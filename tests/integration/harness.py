@@ -52,6 +52,20 @@ def require(condition, why):
         sys.exit(SKIP)
 
 
+def write_properties(path, settings):
+    """An outboxd properties file at `path` ("key = value" lines); keys may
+    use underscores for dots (database_url).  Returns the path."""
+    with open(path, "w") as f:
+        for k, v in settings.items():
+            f.write("%s = %s\n" % (k.replace("_", "."), v))
+    return path
+
+
+def record_headers(record):
+    """A Kafka record's headers as {name: text or None}."""
+    return {k: (v.decode() if v is not None else None) for k, v in record.headers}
+
+
 def run_cli(*args, env=None, timeout=60):
     """Runs an outboxd subcommand without the caller's OUTBOXD_* variables
     and without a terminal on stdin (no confirmation prompt)."""
@@ -439,10 +453,8 @@ class Outboxd:
             "stats.interval.ms": "0",
             "log.level": "debug",
         }
-        conf.update({k.replace("_", "."): v for k, v in settings.items()})
-        with open(self.conf_path, "w") as f:
-            for k, v in conf.items():
-                f.write("%s = %s\n" % (k, v))
+        conf.update(settings)
+        write_properties(self.conf_path, conf)
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen([OUTBOXD, "run", "-c", self.conf_path],
                                      stdout=self.log, stderr=subprocess.STDOUT)

@@ -6,7 +6,7 @@ import json
 import re
 import time
 
-from harness import IntegrationTest, main, wait_until, lsn_int
+from harness import IntegrationTest, lsn_int, main, record_headers, wait_until
 
 LOOSE = """
 CREATE TABLE loose_outbox (
@@ -17,10 +17,6 @@ CREATE TABLE loose_outbox (
     payload       jsonb
 );
 """
-
-
-def headers(record):
-    return {k: v.decode() for k, v in record.headers}
 
 
 class BadRowTest(IntegrationTest):
@@ -57,7 +53,7 @@ class BadRowTest(IntegrationTest):
         dead = self.consumer.read(["dead.letters"], 5)
         self.assertEqual(len(dead), 5, d.output()[-4000:])
         dead.sort(key=lambda r: lsn_int(json.loads(r.value)["lsn"]))  # commit order
-        errors = [headers(r)["error"] for r in dead]
+        errors = [record_headers(r)["error"] for r in dead]
         self.assertIn('column "aggregateid" (table.field.event.key) is NULL', errors[0])
         self.assertIn('column "aggregatetype" (route.by.field) is NULL', errors[1])
         self.assertIn("not a valid Kafka topic name", errors[2])
@@ -88,7 +84,7 @@ class BadRowTest(IntegrationTest):
         self.insert("acct2", "k-1")
         dead = self.consumer.read(["outbox.dlq"], 1)
         self.assertTrue(any('"kind" (table.field.event.type) is missing from public.loose_outbox'
-                            in headers(r)["error"] for r in dead))
+                            in record_headers(r)["error"] for r in dead))
         self.assertEqual(d.stop(), 0)
 
     def test_fail_policy_stops_and_confirms_nothing_past_the_row(self):

@@ -11,11 +11,10 @@ SASL/SCRAM-SHA-512: Debian 12's librdkafka 2.0.2 cannot do SCRAM against
 with the warning outboxd gives for it."""
 import os
 import re
-import subprocess
 import tempfile
 import time
 
-from harness import OUTBOXD, IntegrationTest, main, wait_until
+from harness import IntegrationTest, main, run_cli, wait_until, write_properties
 from real_kafka import KAFKA_3_VERSION, SASL_USERS, Tls
 
 RUNBOOK = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
@@ -80,14 +79,10 @@ class KafkaSecurityTest(IntegrationTest):
     def check(self, d=None, **settings):
         """`outboxd check` with a running daemon's configuration, or with
         `settings` on top of the test's database."""
-        path = d.conf_path if d else os.path.join(self.workdir, "check.properties")
-        if not d:
-            with open(path, "w") as f:
-                conf = {"database.url": self.pg.url, "http.listen": ""}
-                conf.update(settings)
-                f.write("".join("%s = %s\n" % kv for kv in conf.items()))
-        r = subprocess.run([OUTBOXD, "check", "-c", path], capture_output=True,
-                           text=True, timeout=120, stdin=subprocess.DEVNULL)
+        path = d.conf_path if d else write_properties(
+            os.path.join(self.workdir, "check.properties"),
+            dict({"database.url": self.pg.url, "http.listen": ""}, **settings))
+        r = run_cli("check", "-c", path, timeout=120)
         return r.returncode, r.stdout + r.stderr
 
     def assert_no_secret(self, *texts):

@@ -67,13 +67,14 @@ class LsnInvariantTest(IntegrationTest):
         self.assertEqual(len(self.consumer.read(["outbox.event.pressure"], 100, timeout=90)), 100)
         self.assertEqual(d.stop(), 0)
 
-    def test_sigterm_while_disconnected_waits_for_kafka(self):
-        """Events in flight (brokers down), then PostgreSQL goes away too: a
-        stop between connections waits for the acks, bounded by
+    def test_sigterm_waits_for_kafka_connected_or_not(self):
+        """Events in flight (brokers down), then SIGTERM, with the server
+        connection up or gone: the stop waits for the acks, bounded by
         shutdown.timeout.ms, and exits 0 only when everything drained."""
-        for brokers_return, timeout_ms, code in ((False, 5000, 1), (True, 60000, 0)):
-            with self.subTest(brokers_return=brokers_return):
-                slot = aggregate = "sigterm%d" % code
+        cases = ((True, False, 5000, 1), (True, True, 60000, 0), (False, False, 5000, 1))
+        for disconnected, brokers_return, timeout_ms, code in cases:
+            with self.subTest(disconnected=disconnected, brokers_return=brokers_return):
+                slot = aggregate = "sigterm%d%d" % (disconnected, code)
                 d = self.outboxd(slot_name=slot, shutdown_timeout_ms=str(timeout_ms),
                                  kafka_message_timeout_ms="600000")
                 d.wait_streaming()
@@ -86,18 +87,21 @@ class LsnInvariantTest(IntegrationTest):
                                         for i in range(5)])
                     wait_until(lambda: d.metrics()["outboxd_inflight_events"] == 5, 30,
                                "events in flight")
-                    # immediate: a fast shutdown waits for the walsender,
-                    # which waits for outboxd to confirm what Kafka holds
-                    self.pg.stop("immediate")
+                    if disconnected:
+                        # immediate: a fast shutdown waits for the walsender,
+                        # which waits for outboxd to confirm what Kafka holds
+                        self.pg.stop("immediate")
                     try:
-                        d.wait_for_log(r"could not connect to the server.*reconnecting in")
+                        if disconnected:
+                            d.wait_for_log(r"could not connect to the server.*reconnecting in")
                         d.proc.send_signal(signal.SIGTERM)
                         if brokers_return:
                             time.sleep(1)
                             self.kafka.brokers_up()
                         self.assertEqual(d.wait(90), code, d.output()[-3000:])
                     finally:
-                        self.pg.start()
+                        if disconnected:
+                            self.pg.start()
                 finally:
                     self.kafka.brokers_up()
                 if code:

@@ -8,7 +8,7 @@ import subprocess
 import tempfile
 
 from harness import (OUTBOXD, IntegrationTest, Postgres, free_port, main, run_cli,
-                     wait_until)
+                     wait_until, write_properties)
 
 
 class OperationsTest(IntegrationTest):
@@ -17,12 +17,10 @@ class OperationsTest(IntegrationTest):
         values = {"database.url": self.pg.url,
                   "kafka.bootstrap.servers": self.kafka.bootstrap,
                   "http.listen": ""}
-        values.update({k.replace("_", "."): v for k, v in settings.items()})
-        f = tempfile.NamedTemporaryFile("w", suffix=".properties", delete=False,
-                                        dir=self.workdir)
-        f.write("".join("%s = %s\n" % kv for kv in values.items()))
-        f.close()
-        return f.name
+        values.update(settings)
+        fd, path = tempfile.mkstemp(suffix=".properties", dir=self.workdir)
+        os.close(fd)
+        return write_properties(path, values)
 
     # ------------------------------------------------------------ check
 

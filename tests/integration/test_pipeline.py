@@ -3,11 +3,7 @@ independent consumer (kafka-python) and Avro decoder (python3-avro)."""
 import datetime
 import json
 
-from harness import IntegrationTest, main, wait_until, lsn_int
-
-
-def header_map(record):
-    return {k: (v.decode() if v is not None else None) for k, v in record.headers}
+from harness import IntegrationTest, lsn_int, main, record_headers, wait_until
 
 
 class PipelineTest(IntegrationTest):
@@ -51,7 +47,7 @@ class PipelineTest(IntegrationTest):
         by_key = {}
         for r in records:
             env = self.envelopes.decode(r.value)
-            h = header_map(r)
+            h = record_headers(r)
             self.assertEqual(r.topic, "outbox.event." + env["aggregate_type"])
             self.assertEqual(r.key.decode(), env["aggregate_id"])
             self.assertEqual(h["id"], env["id"])
@@ -191,12 +187,12 @@ class PipelineTest(IntegrationTest):
         records = self.consumer.read(["events.invoice.v1"], 2)
         self.assertEqual(len(records), 2)
         first, tomb = records
-        self.assertEqual(header_map(first)["tenantId"], "acme")
+        self.assertEqual(record_headers(first)["tenantId"], "acme")
         env = self.envelopes.decode(first.value)
         self.assertEqual(env["fields"]["tenant"], "acme")
         self.assertIn("created", env["fields"])
         self.assertIsNone(tomb.value, "NULL payload with tombstones on is a null value")
-        self.assertEqual(header_map(tomb)["eventType"], "Voided")
+        self.assertEqual(record_headers(tomb)["eventType"], "Voided")
         self.assertEqual(d.stop(), 0)
 
     def test_bad_rows_go_to_the_dead_letter_topic(self):
@@ -206,7 +202,7 @@ class PipelineTest(IntegrationTest):
                             ("fine", "k-1", "Ok", '{"n": 2}')])
         dead = self.consumer.read(["outbox.dlq"], 1)
         self.assertEqual(len(dead), 1)
-        h = header_map(dead[0])
+        h = record_headers(dead[0])
         self.assertIn("not a valid Kafka topic name", h["error"])
         doc = json.loads(dead[0].value)
         self.assertEqual(doc["columns"]["aggregatetype"], "bad topic/name")

@@ -2,6 +2,7 @@
 never confirms an unacknowledged event.  Kafka faults: test_kafka_faults."""
 import os
 import signal
+import subprocess
 import time
 
 from harness import (IntegrationTest, Workload, check_delivery, main, wait_until)
@@ -118,6 +119,27 @@ class PostgresFaultTest(IntegrationTest):
             self.assertRegex(d.output(), r"replication slot \"invalid\" is lost")
         finally:
             self.pg.sql("SELECT pg_drop_replication_slot('invalid')")
+
+
+class GermanServerTest(IntegrationTest):
+    """The faults whose handling depends on what the server answers, on a
+    server whose messages are German: outboxd tells a retry from a lost
+    slot by SQLSTATE and connection status alone, never by message text."""
+
+    pg_conf = "lc_messages = 'de_DE.UTF-8'"
+
+    def test_the_server_speaks_german(self):
+        out = subprocess.run(
+            ["psql", "-X", "-h", self.pg.root, "-p", str(self.pg.port), "-U", "postgres",
+             "-d", self.pg.dbname, "-c", "SELECT * FROM no_such_table"],
+            capture_output=True, text=True)
+        self.assertIn("FEHLER", out.stderr, "the precondition of this class")
+
+    stream_and_check = PostgresFaultTest.stream_and_check
+    test_walsender_terminated = PostgresFaultTest.test_walsender_terminated
+    test_slot_dropped_while_running_is_a_lost_slot = \
+        PostgresFaultTest.test_slot_dropped_while_running_is_a_lost_slot
+    test_invalidated_slot_is_a_lost_slot = PostgresFaultTest.test_invalidated_slot_is_a_lost_slot
 
 
 if __name__ == "__main__":

@@ -64,6 +64,21 @@ class StateTopicTest(IntegrationTest):
                          "streams again from the new slot; the gap stays a gap")
         self.assertEqual(d.stop(), 0)
 
+    def test_kafka_unreachable_at_start_is_waited_for(self):
+        # the state cannot be read: no first start is assumed, no slot made
+        self.kafka.brokers_down()
+        try:
+            d = self.outboxd(slot_name="patient")
+            d.wait_for_log(r"could not read the state topic[^\n]*reconnecting in", timeout=60)
+            self.assertIsNone(self.pg.slot("patient"), "nothing created before the state is known")
+            self.assertIsNone(d.proc.poll())
+        finally:
+            self.kafka.brokers_up()
+        d.wait_for_log(r"streaming from replication slot", timeout=120)
+        self.insert_events([("patient", "k-1", "AfterWait", '{"n": 1}')])
+        self.assertEqual(self.types("patient", 1), ["AfterWait"])
+        self.assertEqual(d.stop(), 0)
+
     def test_slot_drop_by_the_cli_is_recorded(self):
         d = self.stream_one("dropped", "dropped", "Before")
         self.assertEqual(self.types("dropped", 1), ["Before"])

@@ -10,9 +10,9 @@ static const struct {
 	const char *name;
 	Suite *(*make)(void);
 } suites[] = {
-	{ "config", config_suite },   { "decoder", decoder_suite },
-	{ "router", router_suite },   { "envelope", envelope_suite },
-	{ "tracker", tracker_suite }, { "startpoint", startpoint_suite },
+#define SUITE(name) { #name, name##_suite },
+#include "suites.def"
+#undef SUITE
 };
 
 int main(int argc, char **argv)

@@ -10,11 +10,8 @@
  * (NULL-terminated); the required keys are filled in. */
 obx_config_t *test_config(const char *const *pairs);
 
-Suite *config_suite(void);
-Suite *decoder_suite(void);
-Suite *router_suite(void);
-Suite *envelope_suite(void);
-Suite *tracker_suite(void);
-Suite *startpoint_suite(void);
+#define SUITE(name) Suite *name##_suite(void);
+#include "suites.def"
+#undef SUITE
 
 #endif

@@ -259,8 +259,7 @@ START_TEST(millisecond_settings_convert_in_64_bits)
 				"heartbeat.interval.ms=86400000", NULL };
 	obx_config_t *c = test_config(pairs);
 	ck_assert_int_eq(OBX_MS_TO_US(c->shutdown_timeout_ms), 86400000000LL);
-	ck_assert_int_eq(OBX_MS_TO_US(c->heartbeat_interval_ms),
-			 86400000000LL);
+	ck_assert_int_eq(OBX_MS_TO_US(c->heartbeat_interval_ms), 86400000000LL);
 	obx_config_destroy(c);
 }
 END_TEST

@@ -125,9 +125,9 @@ START_TEST(start_options_ask_for_what_we_read)
 			      want[i], opts);
 	/* a partitioned table: its whole schema, partitions included */
 	const bool partitioned[] = { false, true };
-	ck_assert_int_eq(obx_decoder_start_options(dec, partitioned, opts,
-						   sizeof(opts)),
-			 OBX_OK);
+	ck_assert_int_eq(
+	    obx_decoder_start_options(dec, partitioned, opts, sizeof(opts)),
+	    OBX_OK);
 	ck_assert_ptr_nonnull(
 	    strstr(opts, "\"add-tables\" 'public.outbox,billing.*'"));
 	obx_decoder_destroy(dec);

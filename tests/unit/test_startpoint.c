@@ -22,6 +22,16 @@ static obx_start_facts_t facts(const obx_state_view_t *state)
 				    .state = state ? state : &no_state };
 }
 
+/* This process streamed before, from `sysid` on `timeline`, up to `lsn`. */
+static void streamed_before(obx_start_facts_t *f, uint64_t sysid,
+			    uint32_t timeline, obx_lsn_t lsn)
+{
+	f->connected_before = true;
+	f->last_system_id = sysid;
+	f->last_timeline = timeline;
+	f->produced = lsn;
+}
+
 static obx_state_view_t recorded(uint64_t sysid, uint32_t timeline,
 				 obx_lsn_t lsn, obx_slot_event_t event)
 {
@@ -90,10 +100,7 @@ START_TEST(a_slot_lost_after_streaming_is_never_recreated)
 	/* within one process: its own memory */
 	f = facts(NULL);
 	f.slot_exists = false;
-	f.connected_before = true;
-	f.last_system_id = SYSID;
-	f.last_timeline = 1;
-	f.produced = 0x3000;
+	streamed_before(&f, SYSID, 1, 0x3000);
 	plan = plan_for(&f, NULL);
 	ck_assert_int_eq(plan.action, OBX_START_REFUSE);
 	ck_assert_ptr_nonnull(strstr(plan.why, "up to LSN 0/00003000"));
@@ -124,9 +131,7 @@ START_TEST(another_server_is_refused)
 
 	/* within one process */
 	f = facts(NULL);
-	f.connected_before = true;
-	f.last_system_id = OTHER_ID;
-	f.last_timeline = 1;
+	streamed_before(&f, OTHER_ID, 1, 0);
 	plan = plan_for(&f, NULL);
 	ck_assert_int_eq(plan.action, OBX_START_REFUSE);
 	ck_assert_ptr_nonnull(strstr(plan.why, "another PostgreSQL cluster"));
@@ -146,10 +151,7 @@ START_TEST(resumes_after_what_kafka_acknowledged)
 	ck_assert_ptr_nonnull(strstr(plan.why, "12288 bytes"));
 
 	/* this process's own confirmation wins over the older record */
-	f.connected_before = true;
-	f.last_system_id = SYSID;
-	f.last_timeline = 1;
-	f.produced = 0x4800;
+	streamed_before(&f, SYSID, 1, 0x4800);
 	ck_assert_uint_eq(plan_for(&f, NULL).resume_at, 0x4800);
 
 	/* nothing to skip when the slot is as far */
@@ -175,10 +177,7 @@ START_TEST(a_new_timeline_skips_nothing_and_forgets)
 	/* within one process */
 	f = facts(NULL);
 	f.timeline = 2;
-	f.connected_before = true;
-	f.last_system_id = SYSID;
-	f.last_timeline = 1;
-	f.produced = 0x4000;
+	streamed_before(&f, SYSID, 1, 0x4000);
 	plan = plan_for(&f, NULL);
 	ck_assert(plan.forget_confirmed);
 	ck_assert_uint_eq(plan.resume_at, OBX_LSN_INVALID);
@@ -250,19 +249,23 @@ START_TEST(foreign_records_are_not_state)
 		"",
 		"not json",
 		"{}",
-		"{\"version\":2,\"system_identifier\":\"42\",\"database\":\"d\","
+		"{\"version\":2,\"system_identifier\":\"42\",\"database\":"
+		"\"d\","
 		"\"slot\":\"s\",\"timeline\":1,\"lsn\":\"0/10\",\"event\":"
 		"\"streamed\"}",
 		"{\"version\":1,\"system_identifier\":\"4x2\",\"database\":"
 		"\"d\",\"slot\":\"s\",\"timeline\":1,\"lsn\":\"0/10\","
 		"\"event\":\"streamed\"}",
-		"{\"version\":1,\"system_identifier\":\"42\",\"database\":\"d\","
+		"{\"version\":1,\"system_identifier\":\"42\",\"database\":"
+		"\"d\","
 		"\"slot\":\"s\",\"timeline\":1,\"lsn\":\"zz\",\"event\":"
 		"\"streamed\"}",
-		"{\"version\":1,\"system_identifier\":\"42\",\"database\":\"d\","
+		"{\"version\":1,\"system_identifier\":\"42\",\"database\":"
+		"\"d\","
 		"\"slot\":\"s\",\"timeline\":1,\"lsn\":\"0/10\",\"event\":"
 		"\"vanished\"}",
-		"{\"version\":1,\"system_identifier\":\"42\",\"database\":\"d\","
+		"{\"version\":1,\"system_identifier\":\"42\",\"database\":"
+		"\"d\","
 		"\"slot\":\"s\",\"timeline\":-1,\"lsn\":\"0/10\",\"event\":"
 		"\"streamed\"}",
 	};

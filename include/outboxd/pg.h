@@ -1,0 +1,50 @@
+/*
+ * pg.h - the one libpq layer (the role of PostgreSQL's streamutil.c):
+ * every connection outboxd opens, what a failure means, and conninfo
+ * redaction.  The replication stream (replication.c), the admin queries
+ * (admin.c) and the heartbeat (heartbeat.c) all connect through here.
+ *
+ * Ownership: a returned PGconn belongs to the caller (PQfinish).
+ * Threads: no shared state; any thread, one connection per thread.
+ */
+#ifndef OUTBOXD_PG_H
+#define OUTBOXD_PG_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+
+#include "outboxd/common.h"
+#include "outboxd/config.h"
+
+/*
+ * Connects to database.url (a conninfo string or URI, libpq's environment
+ * and passfile included) as `application_name` unless the URL names one;
+ * `replication` opens a logical replication connection
+ * (replication=database).  NULL, with libpq's reason in errstr, when it
+ * fails: always worth a retry (a server starting, a network fault).
+ */
+PGconn *obx_pg_connect(const obx_config_t *conf, bool replication,
+		       const char *application_name, char *errstr,
+		       size_t errstr_size);
+
+/*
+ * What a failed command means, from its SQLSTATE and the connection's
+ * status alone (message texts follow the server's lc_messages):
+ * OBX_RETRY for connection trouble, a server shutting down, a busy slot or
+ * too many connections; OBX_BAD_DATA for undefined_object (42704), which a
+ * replication command returns only for a missing slot; OBX_FATAL for the
+ * rest.
+ */
+obx_err_t obx_pg_classify(const PGresult *res, const PGconn *conn);
+
+/* The SQLSTATE of a failed result, "" when there is none. */
+const char *obx_pg_sqlstate(const PGresult *res);
+
+/*
+ * `conninfo` (key/value or URI form) as "key=value ..." with the value of
+ * every option libpq marks secret (password, sslpassword, ...) replaced by
+ * ********; "(unparsable connection string)" when libpq cannot parse it.
+ */
+void obx_pg_redact_conninfo(const char *conninfo, char *out, size_t out_size);
+
+#endif
