@@ -23,7 +23,7 @@ class PostgresFaultTest(IntegrationTest):
     def test_server_restarted_twice_mid_workload(self):
         d = self.outboxd(slot_name="restarts")
         d.wait_streaming()
-        events = 16000
+        events = 8000
         w = Workload(self.pg, "restarts", events=events).start()
         for part in (1, 2):
             wait_until(lambda: w.committed > events * part // 3, 120, "workload progress")
