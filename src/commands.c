@@ -300,7 +300,13 @@ int obx_cmd_slot_drop(const obx_config_t *conf, const obx_slot_options_t *opts)
 	}
 	/* recorded first: a run after a drop that the state does not know
 	 * of would still refuse, but say less about why */
-	if (!record_state(conf, &id, OBX_SLOT_DROPPED, s.confirmed_flush))
+	obx_lsn_t dropped_at = s.confirmed_flush;
+	/* a server restart sets the slot back to its lazily saved position;
+	 * what this connector recorded is what Kafka acknowledged */
+	if (id.state.found && id.state.mine.timeline == id.system.timeline &&
+	    id.state.mine.lsn > dropped_at)
+		dropped_at = id.state.mine.lsn;
+	if (!record_state(conf, &id, OBX_SLOT_DROPPED, dropped_at))
 		goto out;
 	if (obx_admin_slot_drop(a, conf->slot_name, err, sizeof(err)) !=
 	    OBX_OK) {
