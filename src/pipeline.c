@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <jansson.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -13,6 +12,7 @@
 #include <string.h>
 
 #include "outboxd/admin.h"
+#include "outboxd/deadletter.h"
 #include "outboxd/decoder.h"
 #include "outboxd/envelope.h"
 #include "outboxd/log.h"
@@ -336,6 +336,8 @@ static obx_err_t maybe_send_status(obx_pipeline_t *p, bool force, char *errstr,
 	if (flush < p->slot_floor)
 		flush = p->slot_floor;
 	log_progress(p, now);
+	if (!p->repl)
+		return OBX_OK; /* fed without a connection (tests) */
 	if (!force && since < OBX_MS_TO_US(p->conf->status_interval_ms) &&
 	    (flush == p->sent_flush || since < STATUS_MIN_GAP_US))
 		return OBX_OK;
@@ -442,50 +444,6 @@ static obx_err_t produce(obx_pipeline_t *p, const char *topic, const void *key,
 	}
 }
 
-/* Dead letters of rows Kafka refused as too large keep this much of each
- * column, so that the dead letter itself fits. */
-#define DEAD_LETTER_TRUNCATE 1024
-
-/*
- * The raw row as JSON for the dead letter topic (SPEC section 5).  Column
- * values longer than max_value bytes are cut and listed in "truncated".
- */
-static char *dead_letter_json(const obx_pipeline_t *p,
-			      const obx_change_t *change, const char *reason,
-			      size_t max_value)
-{
-	json_t *columns = json_object();
-	json_t *truncated = json_array();
-	char lsn[32];
-
-	for (size_t i = 0; i < change->ncolumns; i++) {
-		const obx_column_t *c = &change->columns[i];
-		size_t len = c->value_len;
-		if (c->value && len > max_value) {
-			/* cut on a UTF-8 character boundary */
-			len = max_value;
-			while (len > 0 &&
-			       ((unsigned char)c->value[len] & 0xC0) == 0x80)
-				len--;
-			json_array_append_new(truncated, json_string(c->name));
-		}
-		json_object_set_new(columns, c->name,
-				    c->value ? json_stringn(c->value, len)
-					     : json_null());
-	}
-	snprintf(lsn, sizeof(lsn), OBX_LSN_FMT, OBX_LSN_ARGS(change->lsn));
-	json_t *doc = json_pack(
-	    "{s:o, s:s, s:s, s:s, s:s, s:I, s:s}", "columns", columns, "db",
-	    p->router_db, "schema", change->schema, "table", change->table,
-	    "lsn", lsn, "txid", (json_int_t)change->xid, "error", reason);
-	if (doc && json_array_size(truncated))
-		json_object_set(doc, "truncated", truncated);
-	json_decref(truncated);
-	char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
-	json_decref(doc);
-	return text;
-}
-
 static obx_err_t handle_bad_event(obx_pipeline_t *p, const obx_change_t *change,
 				  const char *key, size_t key_len,
 				  obx_bad_reason_t why, const char *reason,
@@ -519,15 +477,10 @@ static obx_err_t handle_bad_event(obx_pipeline_t *p, const obx_change_t *change,
 	obx_err_t err = OBX_BAD_DATA;
 	char cause[1024] = "";
 	/* whole first; cut down if Kafka refuses that as too large too */
-	const size_t limits[] = { SIZE_MAX, DEAD_LETTER_TRUNCATE };
+	const size_t limits[] = { SIZE_MAX, OBX_DEAD_LETTER_TRUNCATE };
 	for (size_t i = 0; i < 2 && err == OBX_BAD_DATA; i++) {
-		char *doc = dead_letter_json(p, change, reason, limits[i]);
-		if (!doc) {
-			obx_errf(errstr, errstr_size,
-				 "could not write the dead letter for %s",
-				 where);
-			return OBX_FATAL;
-		}
+		char *doc = obx_dead_letter_json(p->router_db, change, reason,
+						 limits[i]);
 		err = produce(p, conf->errors_dlq_topic, key, key_len, doc,
 			      strlen(doc), headers, 1, cause, sizeof(cause));
 		free(doc);
@@ -691,12 +644,46 @@ static obx_err_t handle_change(obx_pipeline_t *p, const obx_change_t *change,
 	}
 }
 
+obx_err_t obx_pipeline_handle_message(obx_pipeline_t *p,
+				      const obx_repl_msg_t *msg,
+				      bool *reply_requested, char *errstr,
+				      size_t errstr_size)
+{
+	obx_change_t change;
+
+	*reply_requested = false;
+	switch (msg->kind) {
+	case OBX_REPL_KEEPALIVE:
+		if (msg->wal_end > p->received)
+			p->received = msg->wal_end;
+		p->server_wal_end = msg->wal_end;
+		p->keepalive_wal_end = msg->wal_end;
+		if (!p->txn)
+			obx_tracker_idle_position(p->tracker, msg->wal_end);
+		*reply_requested = msg->reply_requested;
+		return OBX_OK;
+	case OBX_REPL_DATA:
+		break;
+	default:
+		return OBX_OK;
+	}
+	obx_err_t err =
+	    obx_decoder_decode(p->decoder, msg->data, msg->len, msg->wal_start,
+			       &change, errstr, errstr_size);
+	if (err != OBX_OK)
+		return err;
+	if (msg->wal_start > p->received)
+		p->received = msg->wal_start;
+	if (msg->wal_end > p->server_wal_end)
+		p->server_wal_end = msg->wal_end;
+	return handle_change(p, &change, errstr, errstr_size);
+}
+
 /* Reads and handles up to READ_BATCH messages; *idle when none waited. */
 static obx_err_t read_stream(obx_pipeline_t *p, bool *idle, char *errstr,
 			     size_t errstr_size)
 {
 	obx_repl_msg_t msg;
-	obx_change_t change;
 	/* one clock read per pass: the stall check works in seconds */
 	int64_t pass_start = obx_now_us();
 
@@ -711,43 +698,21 @@ static obx_err_t read_stream(obx_pipeline_t *p, bool *idle, char *errstr,
 				 obx_repl_error(p->repl));
 			return err;
 		}
-		if (msg.kind != OBX_REPL_NONE)
-			p->last_heard_us = pass_start;
-		switch (msg.kind) {
-		case OBX_REPL_NONE:
+		if (msg.kind == OBX_REPL_NONE) {
 			*idle = true;
 			return OBX_OK;
-		case OBX_REPL_END:
+		}
+		p->last_heard_us = pass_start;
+		if (msg.kind == OBX_REPL_END) {
 			obx_errf(errstr, errstr_size, "%s",
 				 obx_repl_error(p->repl));
 			return OBX_RETRY;
-		case OBX_REPL_KEEPALIVE:
-			if (msg.wal_end > p->received)
-				p->received = msg.wal_end;
-			p->server_wal_end = msg.wal_end;
-			p->keepalive_wal_end = msg.wal_end;
-			if (!p->txn)
-				obx_tracker_idle_position(p->tracker,
-							  msg.wal_end);
-			if (msg.reply_requested &&
-			    (err = maybe_send_status(p, true, errstr,
-						     errstr_size)) != OBX_OK)
-				return err;
-			continue;
-		case OBX_REPL_DATA:
-			break;
 		}
-		err = obx_decoder_decode(p->decoder, msg.data, msg.len,
-					 msg.wal_start, &change, errstr,
-					 errstr_size);
-		if (err != OBX_OK)
-			return err;
-		if (msg.wal_start > p->received)
-			p->received = msg.wal_start;
-		if (msg.wal_end > p->server_wal_end)
-			p->server_wal_end = msg.wal_end;
-		if ((err = handle_change(p, &change, errstr, errstr_size)) !=
-		    OBX_OK)
+		bool reply = false;
+		if ((err = obx_pipeline_handle_message(
+			 p, &msg, &reply, errstr, errstr_size)) != OBX_OK ||
+		    (reply && (err = maybe_send_status(p, true, errstr,
+						       errstr_size)) != OBX_OK))
 			return err;
 	}
 	return OBX_OK;
@@ -972,6 +937,40 @@ obx_err_t obx_pipeline_stop_disconnected(obx_pipeline_t *p, char *errstr,
 	return OBX_OK;
 }
 
+void obx_pipeline_set_database(obx_pipeline_t *p, const char *db)
+{
+	if (p->router && strcmp(p->router_db, db) == 0)
+		return;
+	obx_router_destroy(p->router);
+	free(p->router_db);
+	p->router_db = obx_xstrdup(db);
+	p->router = obx_router_new(p->conf, db);
+}
+
+obx_lsn_t obx_pipeline_confirmed(const obx_pipeline_t *p)
+{
+	return obx_tracker_confirmed(p->tracker);
+}
+
+size_t obx_pipeline_inflight(const obx_pipeline_t *p)
+{
+	return obx_tracker_inflight(p->tracker);
+}
+
+obx_err_t obx_pipeline_serve_kafka(obx_pipeline_t *p, int timeout_ms,
+				   char *errstr, size_t errstr_size)
+{
+	obx_producer_poll(p->producer, timeout_ms);
+	return check_kafka(p, errstr, errstr_size);
+}
+
+void obx_pipeline_connection_lost(obx_pipeline_t *p)
+{
+	/* the server sends the open transaction again, whole */
+	obx_tracker_abandon_open(p->tracker);
+	p->txn = NULL;
+}
+
 /* Reads the state topic once per process; OBX_RETRY while Kafka cannot
  * tell (never taken for a first start). */
 static obx_err_t load_state(obx_pipeline_t *p, char *errstr, size_t errstr_size)
@@ -1097,13 +1096,7 @@ obx_err_t obx_pipeline_run(obx_pipeline_t *p, volatile sig_atomic_t *stop,
 	p->repl = obx_repl_connect(p->conf, &err, errstr, errstr_size);
 	if (!p->repl)
 		return err;
-	const char *db = obx_repl_database(p->repl);
-	if (!p->router || strcmp(p->router_db, db) != 0) {
-		obx_router_destroy(p->router);
-		free(p->router_db);
-		p->router_db = obx_xstrdup(db);
-		p->router = obx_router_new(p->conf, db);
-	}
+	obx_pipeline_set_database(p, obx_repl_database(p->repl));
 	obx_lsn_t start = OBX_LSN_INVALID;
 	if ((err = plan_start(p, &start, &p->slot_floor, errstr,
 			      errstr_size)) != OBX_OK) {
@@ -1132,10 +1125,8 @@ obx_err_t obx_pipeline_run(obx_pipeline_t *p, volatile sig_atomic_t *stop,
 		obx_metrics_set_streaming(p->metrics, false);
 		publish_state(p);
 	}
-	if (err != OBX_OK) {
-		obx_tracker_abandon_open(p->tracker);
-		p->txn = NULL;
-	}
+	if (err != OBX_OK)
+		obx_pipeline_connection_lost(p);
 	obx_repl_destroy(p->repl);
 	p->repl = NULL;
 	return err;

@@ -18,6 +18,7 @@
 
 #include "outboxd/config.h"
 #include "outboxd/metrics.h"
+#include "outboxd/replication.h"
 
 typedef struct obx_pipeline obx_pipeline_t;
 
@@ -57,6 +58,39 @@ obx_err_t obx_pipeline_stop_disconnected(obx_pipeline_t *p, char *errstr,
  */
 obx_err_t obx_pipeline_drain(obx_pipeline_t *p, int timeout_ms, char *errstr,
 			     size_t errstr_size);
+
+/*
+ * The handling of one replication message, without reading from or writing
+ * to PostgreSQL: a keepalive moves the known WAL end (and the idle
+ * confirmation); XLogData is decoded, routed, encoded, produced and tracked.
+ * *reply_requested says the server asked for a status update, which the
+ * caller sends.  Errors as obx_pipeline_run().  obx_pipeline_run() calls it
+ * for each message; tests feed recorded messages to it.
+ */
+obx_err_t obx_pipeline_handle_message(obx_pipeline_t *p,
+				      const obx_repl_msg_t *msg,
+				      bool *reply_requested, char *errstr,
+				      size_t errstr_size);
+
+/* The database events are attributed to (source.db); a connection sets it,
+ * tests without one call this first. */
+void obx_pipeline_set_database(obx_pipeline_t *p, const char *db);
+
+/* The highest LSN that may be confirmed now (acknowledged by Kafka). */
+obx_lsn_t obx_pipeline_confirmed(const obx_pipeline_t *p);
+
+/* Events handed to Kafka and not acknowledged yet. */
+size_t obx_pipeline_inflight(const obx_pipeline_t *p);
+
+/* Serves Kafka's delivery reports for up to timeout_ms; then OBX_OK, or
+ * what check_kafka says: OBX_FATAL for a failed delivery, OBX_RETRY for a
+ * producer that must be replaced. */
+obx_err_t obx_pipeline_serve_kafka(obx_pipeline_t *p, int timeout_ms,
+				   char *errstr, size_t errstr_size);
+
+/* The stream broke: an open transaction will come again, whole, and its
+ * copy so far never confirms anything. */
+void obx_pipeline_connection_lost(obx_pipeline_t *p);
 
 /* Whether Kafka answers within timeout_ms (false while the producer is being
  * replaced or an event waits for a missing topic); safe from any thread. */
