@@ -98,54 +98,15 @@ obx_err_t obx_admin_exec(obx_admin_t *a, const char *sql, int nparams,
 	return err;
 }
 
-static obx_lsn_t lsn_value(PGresult *res, int col)
-{
-	obx_lsn_t lsn = OBX_LSN_INVALID;
-	if (!PQgetisnull(res, 0, col)) {
-		const char *v = PQgetvalue(res, 0, col);
-		obx_lsn_parse(v, strlen(v), &lsn);
-	}
-	return lsn;
-}
-
 obx_err_t obx_admin_slot_info(obx_admin_t *a, const char *slot,
 			      obx_slot_info_t *out, char *errstr,
 			      size_t errstr_size)
 {
-	const char *params[] = { slot };
-	PGresult *res;
-	obx_err_t err = query(
-	    a,
-	    "SELECT s.plugin, s.database, s.active, s.active_pid, "
-	    "s.confirmed_flush_lsn, s.restart_lsn, pg_current_wal_lsn(), "
-	    "pg_wal_lsn_diff(pg_current_wal_lsn(), s.restart_lsn)::bigint, "
-	    "s.wal_status "
-	    "FROM (SELECT 1) AS one LEFT JOIN pg_catalog.pg_replication_slots "
-	    "s "
-	    "ON s.slot_name = $1",
-	    1, params, &res, errstr, errstr_size);
-	if (err != OBX_OK)
-		return err;
-	memset(out, 0, sizeof(*out));
-	out->exists = !PQgetisnull(res, 0, 0);
-	out->current_wal = lsn_value(res, 6);
-	if (out->exists) {
-		snprintf(out->plugin, sizeof(out->plugin), "%s",
-			 PQgetvalue(res, 0, 0));
-		snprintf(out->database, sizeof(out->database), "%s",
-			 PQgetvalue(res, 0, 1));
-		out->active = strcmp(PQgetvalue(res, 0, 2), "t") == 0;
-		out->active_pid =
-		    PQgetisnull(res, 0, 3) ? 0 : atoi(PQgetvalue(res, 0, 3));
-		out->confirmed_flush = lsn_value(res, 4);
-		out->restart_lsn = lsn_value(res, 5);
-		out->retained_bytes =
-		    PQgetisnull(res, 0, 7) ? 0 : atoll(PQgetvalue(res, 0, 7));
-		snprintf(out->wal_status, sizeof(out->wal_status), "%s",
-			 PQgetvalue(res, 0, 8));
-	}
-	PQclear(res);
-	return OBX_OK;
+	obx_err_t err =
+	    obx_pg_slot_info(a->conn, slot, out, errstr, errstr_size);
+	/* the admin callers' contract: retry when the connection broke */
+	return err == OBX_OK || PQstatus(a->conn) == CONNECTION_BAD ? err
+								    : OBX_FATAL;
 }
 
 obx_err_t obx_admin_slot_create(obx_admin_t *a, const char *slot,
@@ -161,7 +122,7 @@ obx_err_t obx_admin_slot_create(obx_admin_t *a, const char *slot,
 		  2, params, &res, errstr, errstr_size);
 	if (err != OBX_OK)
 		return err;
-	*at = lsn_value(res, 0);
+	*at = obx_pg_lsn_value(res, 0);
 	PQclear(res);
 	return OBX_OK;
 }
@@ -190,7 +151,7 @@ obx_err_t obx_admin_slot_advance(obx_admin_t *a, const char *slot, obx_lsn_t to,
 			      2, params, &res, errstr, errstr_size);
 	if (err != OBX_OK)
 		return err;
-	*moved_to = lsn_value(res, 0);
+	*moved_to = obx_pg_lsn_value(res, 0);
 	PQclear(res);
 	return OBX_OK;
 }

@@ -2,6 +2,7 @@
 #include "outboxd/pg.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 PGconn *obx_pg_connect(const obx_config_t *conf, bool replication,
@@ -46,6 +47,66 @@ obx_err_t obx_pg_classify(const PGresult *res, const PGconn *conn)
 	if (strcmp(state, "42704") == 0)
 		return OBX_BAD_DATA;
 	return OBX_FATAL;
+}
+
+obx_lsn_t obx_pg_lsn_value(const PGresult *res, int col)
+{
+	obx_lsn_t lsn = OBX_LSN_INVALID;
+	if (!PQgetisnull(res, 0, col)) {
+		const char *v = PQgetvalue(res, 0, col);
+		obx_lsn_parse(v, strlen(v), &lsn);
+	}
+	return lsn;
+}
+
+obx_err_t obx_pg_slot_info(PGconn *conn, const char *slot, obx_slot_info_t *out,
+			   char *errstr, size_t errstr_size)
+{
+	char sql[1024];
+	char *name = PQescapeLiteral(conn, slot, strlen(slot));
+	if (!name) {
+		obx_errf(errstr, errstr_size, "%s", PQerrorMessage(conn));
+		return OBX_RETRY;
+	}
+	snprintf(sql, sizeof(sql),
+		 "SELECT s.plugin, s.database, s.active, s.active_pid, "
+		 "s.confirmed_flush_lsn, s.restart_lsn, pg_current_wal_lsn(), "
+		 "pg_wal_lsn_diff(pg_current_wal_lsn(), "
+		 "s.restart_lsn)::bigint, s.wal_status "
+		 "FROM (SELECT 1) AS one LEFT JOIN "
+		 "pg_catalog.pg_replication_slots s ON s.slot_name = %s",
+		 name);
+	PQfreemem(name);
+	PGresult *res = PQexec(conn, sql);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+		obx_err_t err = obx_pg_classify(res, conn);
+		obx_errf(errstr, errstr_size, "%s", PQerrorMessage(conn));
+		size_t n = strlen(errstr);
+		while (n && errstr[n - 1] == '\n')
+			errstr[--n] = '\0';
+		PQclear(res);
+		return err;
+	}
+	memset(out, 0, sizeof(*out));
+	out->exists = !PQgetisnull(res, 0, 0);
+	out->current_wal = obx_pg_lsn_value(res, 6);
+	if (out->exists) {
+		snprintf(out->plugin, sizeof(out->plugin), "%s",
+			 PQgetvalue(res, 0, 0));
+		snprintf(out->database, sizeof(out->database), "%s",
+			 PQgetvalue(res, 0, 1));
+		out->active = strcmp(PQgetvalue(res, 0, 2), "t") == 0;
+		out->active_pid =
+		    PQgetisnull(res, 0, 3) ? 0 : atoi(PQgetvalue(res, 0, 3));
+		out->confirmed_flush = obx_pg_lsn_value(res, 4);
+		out->restart_lsn = obx_pg_lsn_value(res, 5);
+		out->retained_bytes =
+		    PQgetisnull(res, 0, 7) ? 0 : atoll(PQgetvalue(res, 0, 7));
+		snprintf(out->wal_status, sizeof(out->wal_status), "%s",
+			 PQgetvalue(res, 0, 8));
+	}
+	PQclear(res);
+	return OBX_OK;
 }
 
 void obx_pg_redact_conninfo(const char *conninfo, char *out, size_t out_size)

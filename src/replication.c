@@ -99,49 +99,37 @@ static obx_err_t identify_system(obx_repl_t *r)
 /* Reads the slot's state; r->slot_exists is false when there is none. */
 static obx_err_t read_slot(obx_repl_t *r)
 {
-	bool *exists = &r->slot_exists;
-	char sql[256];
-	PGresult *res = NULL;
-
-	/* slot names are validated as [a-z0-9_]{1,63}: safe inside quotes */
-	snprintf(sql, sizeof(sql),
-		 "SELECT plugin, confirmed_flush_lsn, wal_status "
-		 "FROM pg_catalog.pg_replication_slots "
-		 "WHERE slot_name = '%s' AND database = current_database()",
-		 r->slot);
-	obx_err_t err = run_command(r, sql, PGRES_TUPLES_OK, &res);
-	if (err != OBX_OK) {
-		PQclear(res);
-		return fail(r, err,
+	obx_slot_info_t info;
+	char why[512];
+	obx_err_t err =
+	    obx_pg_slot_info(r->conn, r->slot, &info, why, sizeof(why));
+	if (err != OBX_OK)
+		return fail(r, err == OBX_BAD_DATA ? OBX_FATAL : err,
 			    "could not read replication slot \"%s\": %s",
-			    r->slot, r->error);
-	}
-	*exists = PQntuples(res) == 1;
-	if (*exists) {
-		const char *plugin = PQgetvalue(res, 0, 0);
-		const char *lsn = PQgetvalue(res, 0, 1);
-		const char *status = PQgetvalue(res, 0, 2);
-		if (strcmp(plugin, r->plugin) != 0) {
-			err =
-			    fail(r, OBX_FATAL,
-				 "replication slot \"%s\" uses plugin \"%s\", "
-				 "not \"%s\" (plugin.name): drop it or use "
-				 "another slot.name",
-				 r->slot, plugin, r->plugin);
-		} else if (strcmp(status, "lost") == 0) {
-			err =
-			    fail(r, OBX_BAD_DATA,
-				 "replication slot \"%s\" is lost (wal_status "
-				 "= lost): the server removed WAL it still "
-				 "needed, so events were skipped; recreate "
-				 "the slot and reconcile the outbox",
-				 r->slot);
-		} else if (!PQgetisnull(res, 0, 1)) {
-			obx_lsn_parse(lsn, strlen(lsn), &r->slot_confirmed);
-		}
-	}
-	PQclear(res);
-	return err;
+			    r->slot, why);
+	r->slot_exists = info.exists;
+	if (!info.exists)
+		return OBX_OK;
+	if (strcmp(info.database, r->database) != 0)
+		return fail(r, OBX_FATAL,
+			    "replication slot \"%s\" belongs to database "
+			    "\"%s\", not \"%s\": use another slot.name",
+			    r->slot, info.database, r->database);
+	if (strcmp(info.plugin, r->plugin) != 0)
+		return fail(r, OBX_FATAL,
+			    "replication slot \"%s\" uses plugin \"%s\", not "
+			    "\"%s\" (plugin.name): drop it or use another "
+			    "slot.name",
+			    r->slot, info.plugin, r->plugin);
+	if (strcmp(info.wal_status, "lost") == 0)
+		return fail(r, OBX_BAD_DATA,
+			    "replication slot \"%s\" is lost (wal_status = "
+			    "lost): the server removed WAL it still needed, so "
+			    "events were skipped; recreate the slot and "
+			    "reconcile the outbox",
+			    r->slot);
+	r->slot_confirmed = info.confirmed_flush;
+	return OBX_OK;
 }
 
 obx_err_t obx_repl_create_slot(obx_repl_t *r)

@@ -14,21 +14,9 @@
 
 #include "outboxd/common.h"
 #include "outboxd/config.h"
+#include "outboxd/pg.h"
 
 typedef struct obx_admin obx_admin_t;
-
-typedef struct {
-	bool exists;
-	char plugin[64];
-	char database[128];
-	bool active;
-	int active_pid;
-	obx_lsn_t confirmed_flush;
-	obx_lsn_t restart_lsn;
-	obx_lsn_t current_wal;	  /* pg_current_wal_lsn() */
-	long long retained_bytes; /* current_wal - restart_lsn */
-	char wal_status[32];	  /* reserved, extended, unreserved, lost */
-} obx_slot_info_t;
 
 obx_admin_t *obx_admin_connect(const obx_config_t *conf,
 			       const char *application_name, char *errstr,
@@ -38,6 +26,7 @@ void obx_admin_destroy(obx_admin_t *admin);
 /* False once the connection broke (reconnect with a new obx_admin_t). */
 bool obx_admin_ok(const obx_admin_t *admin);
 
+/* obx_pg_slot_info() on this connection. */
 obx_err_t obx_admin_slot_info(obx_admin_t *admin, const char *slot,
 			      obx_slot_info_t *out, char *errstr,
 			      size_t errstr_size);

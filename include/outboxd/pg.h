@@ -40,6 +40,32 @@ obx_err_t obx_pg_classify(const PGresult *res, const PGconn *conn);
 /* The SQLSTATE of a failed result, "" when there is none. */
 const char *obx_pg_sqlstate(const PGresult *res);
 
+/* The LSN in column `col` of row 0; OBX_LSN_INVALID for NULL. */
+obx_lsn_t obx_pg_lsn_value(const PGresult *res, int col);
+
+/* A replication slot as pg_replication_slots shows it. */
+typedef struct {
+	bool exists;
+	char plugin[64];
+	char database[128];
+	bool active;
+	int active_pid;
+	obx_lsn_t confirmed_flush;
+	obx_lsn_t restart_lsn;
+	obx_lsn_t current_wal;	  /* pg_current_wal_lsn() */
+	long long retained_bytes; /* current_wal - restart_lsn */
+	char wal_status[32];	  /* reserved, extended, unreserved, lost */
+} obx_slot_info_t;
+
+/*
+ * The one query of a slot, on a normal or a replication connection (the
+ * simple query protocol; the name goes in as an escaped literal).
+ * out->exists is false when there is no such slot; current_wal is filled
+ * either way.  Errors as obx_pg_classify(), the text in errstr.
+ */
+obx_err_t obx_pg_slot_info(PGconn *conn, const char *slot, obx_slot_info_t *out,
+			   char *errstr, size_t errstr_size);
+
 /*
  * `conninfo` (key/value or URI form) as "key=value ..." with the value of
  * every option libpq marks secret (password, sslpassword, ...) replaced by
