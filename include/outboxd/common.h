@@ -4,10 +4,13 @@
  * Every fallible call returns an obx_err_t that tells the caller what to do
  * next, not what went wrong (the text says that):
  *   OBX_OK        carry on
- *   OBX_RETRY     transient (server restart, broker down): reconnect with
- * backoff OBX_FATAL     an invariant or the environment is broken: stop, exit 1
- *   OBX_BAD_DATA  the input cannot be processed: stop without confirming, exit
- * 3 OBX_CONFIG    the configuration is unusable: exit 2
+ *   OBX_RETRY     transient (server restart, broker down): reconnect
+ *                 with backoff
+ *   OBX_FATAL     an invariant or the environment is broken: stop,
+ *                 exit 1
+ *   OBX_BAD_DATA  the input cannot be processed: stop without
+ *                 confirming, exit 3
+ *   OBX_CONFIG    the configuration is unusable: exit 2
  */
 #ifndef OUTBOXD_COMMON_H
 #define OUTBOXD_COMMON_H
