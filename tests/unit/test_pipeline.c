@@ -85,24 +85,25 @@ static obx_err_t feed(obx_lsn_t lsn, const char *json)
 					   sizeof(err));
 }
 
-static obx_err_t feed_begin(int xid, obx_lsn_t commit_end)
+/* The BEGIN ('B') or COMMIT ('C') of a transaction ending at commit_end. */
+static obx_err_t feed_edge(char action, int xid, obx_lsn_t commit_end)
 {
 	char json[256];
 	snprintf(json, sizeof(json),
-		 "{\"action\":\"B\",\"xid\":%d,\"timestamp\":\"" TS
+		 "{\"action\":\"%c\",\"xid\":%d,\"timestamp\":\"" TS
 		 "\",\"nextlsn\":\"0/%X\"}",
-		 xid, (unsigned)commit_end);
-	return feed(commit_end - 0x80, json);
+		 action, xid, (unsigned)commit_end);
+	return feed(commit_end - (action == 'B' ? 0x80 : 0x10), json);
+}
+
+static obx_err_t feed_begin(int xid, obx_lsn_t commit_end)
+{
+	return feed_edge('B', xid, commit_end);
 }
 
 static obx_err_t feed_commit(int xid, obx_lsn_t commit_end)
 {
-	char json[256];
-	snprintf(json, sizeof(json),
-		 "{\"action\":\"C\",\"xid\":%d,\"timestamp\":\"" TS
-		 "\",\"nextlsn\":\"0/%X\"}",
-		 xid, (unsigned)commit_end);
-	return feed(commit_end - 0x10, json);
+	return feed_edge('C', xid, commit_end);
 }
 
 /* An INSERT (action I) or UPDATE (U) of an outbox row routed to
