@@ -24,7 +24,12 @@ enum {
 	OPT_REQUIRED = 1 << 0,	/* no default: must be set */
 	OPT_SECRET = 1 << 1,	/* never echoed back in messages */
 	OPT_NOT_EMPTY = 1 << 2, /* may not be set to "" */
+	OPT_NULLABLE = 1 << 3,	/* a column whose value may be NULL */
 };
+/* The option names the outbox column of this role (obx_column_role_t);
+ * the roles sit above the other flags' bits. */
+#define OPT_COLUMN(role)    ((unsigned)((role) + 1) << 8)
+#define OPT_COLUMN_ROLE(fl) ((int)((fl) >> 8) - 1)
 
 /* One row per option: everything parsing, validation, the environment
  * and the reference need. */
@@ -78,18 +83,23 @@ static option_t options[] = {
 	  "comma-separated outbox tables, schema-qualified (a bare name means "
 	  "public.name); names resolve as in SQL: unquoted ones fold to lower "
 	  "case, \"Quoted\" ones keep theirs; each must exist at start" },
-	{ "table.field.event.id", STR(field_event_id), "id", OPT_NOT_EMPTY,
+	{ "table.field.event.id", STR(field_event_id), "id",
+	  OPT_NOT_EMPTY | OPT_COLUMN(OBX_COL_ID),
 	  "column with the event id (header `id`, envelope `id`)" },
 	{ "table.field.event.key", STR(field_event_key), "aggregateid",
-	  OPT_NOT_EMPTY,
+	  OPT_NOT_EMPTY | OPT_COLUMN(OBX_COL_KEY),
 	  "column with the aggregate id: the Kafka message key" },
 	{ "table.field.event.type", STR(field_event_type), "type",
-	  OPT_NOT_EMPTY, "column with the event type (header `eventType`)" },
+	  OPT_NOT_EMPTY | OPT_COLUMN(OBX_COL_TYPE),
+	  "column with the event type (header `eventType`)" },
 	{ "table.field.event.payload", STR(field_event_payload), "payload",
-	  OPT_NOT_EMPTY, "column with the event body, kept as JSON text" },
-	{ "table.field.event.timestamp", STR(field_event_timestamp), NULL, 0,
+	  OPT_NOT_EMPTY | OPT_COLUMN(OBX_COL_PAYLOAD) | OPT_NULLABLE,
+	  "column with the event body, kept as JSON text" },
+	{ "table.field.event.timestamp", STR(field_event_timestamp), NULL,
+	  OPT_COLUMN(OBX_COL_TIMESTAMP) | OPT_NULLABLE,
 	  "column with the event time; when unset the commit time is used" },
-	{ "route.by.field", STR(route_by_field), "aggregatetype", OPT_NOT_EMPTY,
+	{ "route.by.field", STR(route_by_field), "aggregatetype",
+	  OPT_NOT_EMPTY | OPT_COLUMN(OBX_COL_ROUTE),
 	  "column whose value replaces ${routedByValue} in the topic" },
 	{ "route.topic.replacement", STR(route_topic_replacement),
 	  "outbox.event.${routedByValue}", OPT_NOT_EMPTY,
@@ -607,23 +617,17 @@ static bool slot_name_valid(const char *name)
 /* conf->columns from the mapped-column settings (obx_column_role_t). */
 static void list_columns(obx_config_t *conf)
 {
-	const obx_mapped_column_t fixed[OBX_COL_FIXED] = {
-		[OBX_COL_ID] = { "table.field.event.id", conf->field_event_id,
-				 false },
-		[OBX_COL_KEY] = { "table.field.event.key",
-				  conf->field_event_key, false },
-		[OBX_COL_TYPE] = { "table.field.event.type",
-				   conf->field_event_type, false },
-		[OBX_COL_ROUTE] = { "route.by.field", conf->route_by_field,
-				    false },
-		[OBX_COL_PAYLOAD] = { "table.field.event.payload",
-				      conf->field_event_payload, true },
-		[OBX_COL_TIMESTAMP] = { "table.field.event.timestamp",
-					conf->field_event_timestamp, true },
-	};
 	conf->ncolumns = OBX_COL_FIXED + conf->nadditional;
 	conf->columns = obx_xcalloc(conf->ncolumns, sizeof(*conf->columns));
-	memcpy(conf->columns, fixed, sizeof(fixed));
+	for (size_t i = 0; i < OBX_ARRAY_LEN(options); i++) {
+		int role = OPT_COLUMN_ROLE(options[i].flags);
+		if (role >= 0)
+			conf->columns[role] = (obx_mapped_column_t){
+				options[i].name,
+				*FIELD(conf, &options[i], char *),
+				(options[i].flags & OPT_NULLABLE) != 0
+			};
+	}
 	for (size_t i = 0; i < conf->nadditional; i++)
 		conf->columns[OBX_COL_FIXED + i] =
 		    (obx_mapped_column_t){ "table.fields.additional.placement",

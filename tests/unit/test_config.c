@@ -264,12 +264,40 @@ START_TEST(millisecond_settings_convert_in_64_bits)
 }
 END_TEST
 
+START_TEST(mapped_columns_come_from_the_option_table)
+{
+	const char *pairs[] = {
+		"table.field.event.key=account",
+		"table.field.event.timestamp=created_at",
+		"table.fields.additional.placement=tenant:header", NULL
+	};
+	obx_config_t *c = test_config(pairs);
+	ck_assert_uint_eq(c->ncolumns, OBX_COL_FIXED + 1);
+	ck_assert_str_eq(c->columns[OBX_COL_KEY].column, "account");
+	ck_assert_str_eq(c->columns[OBX_COL_KEY].option,
+			 "table.field.event.key");
+	ck_assert(!c->columns[OBX_COL_KEY].nullable);
+	ck_assert_str_eq(c->columns[OBX_COL_ROUTE].column, "aggregatetype");
+	ck_assert(c->columns[OBX_COL_PAYLOAD].nullable);
+	ck_assert_str_eq(c->columns[OBX_COL_TIMESTAMP].column, "created_at");
+	ck_assert_str_eq(c->columns[OBX_COL_FIXED].column, "tenant");
+	ck_assert(c->columns[OBX_COL_FIXED].nullable);
+	obx_config_destroy(c);
+
+	/* unset timestamp: no column */
+	c = test_config(NULL);
+	ck_assert_ptr_null(c->columns[OBX_COL_TIMESTAMP].column);
+	obx_config_destroy(c);
+}
+END_TEST
+
 Suite *config_suite(void)
 {
 	Suite *s = suite_create("config");
 	TCase *tc = tcase_create("parse");
 	tcase_add_test(tc, defaults_follow_the_spec);
 	tcase_add_test(tc, millisecond_settings_convert_in_64_bits);
+	tcase_add_test(tc, mapped_columns_come_from_the_option_table);
 	tcase_add_test(tc, file_sets_keys_and_kafka_passthrough);
 	tcase_add_test(tc, unknown_key_names_the_closest_and_the_line);
 	tcase_add_test(tc, bad_values_are_rejected_with_the_key);
