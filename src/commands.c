@@ -171,7 +171,7 @@ static bool load_identity(const obx_config_t *conf, identity_t *id)
 		return false;
 	}
 	if (obx_state_read(conf, id->system.system_id, id->database,
-			   STATE_WAIT_MS, &id->state, err,
+			   STATE_WAIT_MS, NULL, &id->state, err,
 			   sizeof(err)) != OBX_OK) {
 		fprintf(stderr,
 			"outboxd: %s; the slot is left as it is, since what "

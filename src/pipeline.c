@@ -268,13 +268,20 @@ static void log_progress(obx_pipeline_t *p, int64_t now)
 	p->last_progress_acked = p->acked;
 }
 
+/* How write_state() waits for the acknowledgement. */
+typedef enum {
+	STATE_NO_WAIT,
+	STATE_WAIT_UNLESS_STOPPED, /* a stop request ends the wait */
+	STATE_WAIT,		   /* the final record of a stop */
+} state_wait_t;
+
 /*
- * Hands a state record for the current server to Kafka; with wait_ms, waits
- * that long for its acknowledgement (OBX_RETRY without one).
+ * Hands a state record for the current server to Kafka; when it waits, up
+ * to wait_ms for its acknowledgement (OBX_RETRY without one).
  */
 static obx_err_t write_state(obx_pipeline_t *p, obx_slot_event_t event,
-			     obx_lsn_t lsn, int wait_ms, char *errstr,
-			     size_t errstr_size)
+			     obx_lsn_t lsn, state_wait_t how, int wait_ms,
+			     char *errstr, size_t errstr_size)
 {
 	obx_state_record_t rec = { .system_id = p->last_system_id,
 				   .timeline = p->last_timeline,
@@ -296,10 +303,13 @@ static obx_err_t write_state(obx_pipeline_t *p, obx_slot_event_t event,
 	p->state_sent_lsn = lsn;
 	p->last_state_us = obx_now_us();
 	p->state_write_failed = false;
+	if (how == STATE_NO_WAIT)
+		return OBX_OK;
 	int64_t deadline = obx_now_us() + OBX_MS_TO_US(wait_ms);
-	while (wait_ms && p->state_inflight && obx_now_us() < deadline)
+	while (p->state_inflight && obx_now_us() < deadline &&
+	       !(how == STATE_WAIT_UNLESS_STOPPED && p->stop && *p->stop))
 		obx_producer_poll(p->producer, 100);
-	if (wait_ms && (p->state_inflight || p->state_write_failed)) {
+	if (p->state_inflight || p->state_write_failed) {
 		obx_errf(errstr, errstr_size,
 			 "could not write to the state topic \"%s\" within %d "
 			 "ms",
@@ -318,8 +328,8 @@ static void maybe_write_state(obx_pipeline_t *p, int64_t now)
 	if (p->state_inflight ||
 	    now - p->last_state_us < OBX_MS_TO_US(p->conf->status_interval_ms))
 		return;
-	if (write_state(p, OBX_SLOT_STREAMED, p->sent_flush, 0, errstr,
-			sizeof(errstr)) != OBX_OK)
+	if (write_state(p, OBX_SLOT_STREAMED, p->sent_flush, STATE_NO_WAIT, 0,
+			errstr, sizeof(errstr)) != OBX_OK)
 		obx_warn("%s", errstr);
 }
 
@@ -885,8 +895,8 @@ static void record_final_state(obx_pipeline_t *p, obx_lsn_t acked)
 	char why[512];
 	/* a record still in flight would be dropped with the producer */
 	if (p->connected_before && acked > p->state_acked_lsn &&
-	    write_state(p, OBX_SLOT_STREAMED, acked, 5000, why, sizeof(why)) !=
-		OBX_OK)
+	    write_state(p, OBX_SLOT_STREAMED, acked, STATE_WAIT, 5000, why,
+			sizeof(why)) != OBX_OK)
 		obx_warn("%s: a restart may send events after " OBX_LSN_FMT
 			 " again",
 			 why, OBX_LSN_ARGS(p->state_acked_lsn));
@@ -980,7 +990,7 @@ static obx_err_t load_state(obx_pipeline_t *p, char *errstr, size_t errstr_size)
 		return OBX_OK;
 	obx_err_t err =
 	    obx_state_read(p->conf, sys->system_id, p->router_db, STATE_WAIT_MS,
-			   &p->state, errstr, errstr_size);
+			   p->stop, &p->state, errstr, errstr_size);
 	if (err != OBX_OK)
 		return err;
 	p->state_loaded = true;
@@ -1056,8 +1066,9 @@ static obx_err_t plan_start(obx_pipeline_t *p, obx_lsn_t *start,
 		obx_slot_event_t event = plan.action == OBX_START_CREATE_SLOT
 					     ? OBX_SLOT_CREATED
 					     : OBX_SLOT_STREAMED;
-		if ((err = write_state(p, event, slot_at, STATE_WAIT_MS, errstr,
-				       errstr_size)) != OBX_OK)
+		if ((err = write_state(p, event, slot_at,
+				       STATE_WAIT_UNLESS_STOPPED, STATE_WAIT_MS,
+				       errstr, errstr_size)) != OBX_OK)
 			return err;
 	}
 	/* within a process the resume point may lie past events still in

@@ -167,12 +167,21 @@ static void apply_record(const rd_kafka_message_t *msg, const char *my_key,
 	}
 }
 
+/* Waits no longer than this at a time, so that a stop is seen soon. */
+#define STATE_SLICE_MS 500
+
+static bool stopped(const volatile sig_atomic_t *stop)
+{
+	return stop && *stop;
+}
+
 /* Reads every partition from its start to its end (partition EOF). */
 static obx_err_t read_to_end(rd_kafka_t *rk, const char *topic, int partitions,
-			     int64_t deadline_us, uint64_t system_id,
-			     const char *database, const char *slot,
-			     obx_state_view_t *view, char *errstr,
-			     size_t errstr_size)
+			     int64_t deadline_us,
+			     const volatile sig_atomic_t *stop,
+			     uint64_t system_id, const char *database,
+			     const char *slot, obx_state_view_t *view,
+			     char *errstr, size_t errstr_size)
 {
 	char my_key[256];
 	obx_state_key(system_id, database, slot, my_key, sizeof(my_key));
@@ -195,7 +204,8 @@ static obx_err_t read_to_end(rd_kafka_t *rk, const char *topic, int partitions,
 	obx_err_t result = OBX_RETRY;
 	obx_errf(errstr, errstr_size,
 		 "could not read the state topic \"%s\" in time", topic);
-	while (ended < partitions && obx_now_us() < deadline_us) {
+	while (ended < partitions && !stopped(stop) &&
+	       obx_now_us() < deadline_us) {
 		rd_kafka_message_t *msg = rd_kafka_consumer_poll(rk, 200);
 		if (!msg)
 			continue;
@@ -228,8 +238,20 @@ static obx_err_t read_to_end(rd_kafka_t *rk, const char *topic, int partitions,
 	return result;
 }
 
+/* topic_partitions() in slices until it answers, the deadline or a stop. */
+static int wait_for_partitions(rd_kafka_t *rk, const char *topic,
+			       int64_t deadline_us,
+			       const volatile sig_atomic_t *stop)
+{
+	int n = -1;
+	while (n < 0 && !stopped(stop) && obx_now_us() < deadline_us)
+		n = topic_partitions(rk, topic, STATE_SLICE_MS);
+	return n;
+}
+
 obx_err_t obx_state_read(const obx_config_t *conf, uint64_t system_id,
 			 const char *database, int timeout_ms,
+			 const volatile sig_atomic_t *stop,
 			 obx_state_view_t *view, char *errstr,
 			 size_t errstr_size)
 {
@@ -259,7 +281,7 @@ obx_err_t obx_state_read(const obx_config_t *conf, uint64_t system_id,
 		return OBX_CONFIG;
 	}
 	obx_err_t result = OBX_RETRY;
-	int partitions = topic_partitions(rk, topic, timeout_ms);
+	int partitions = wait_for_partitions(rk, topic, deadline, stop);
 	if (partitions < 0) {
 		obx_errf(errstr, errstr_size,
 			 "could not read the state topic \"%s\": Kafka did not "
@@ -274,8 +296,10 @@ obx_err_t obx_state_read(const obx_config_t *conf, uint64_t system_id,
 			goto out;
 		/* the new topic's metadata reaches the brokers shortly */
 		result = OBX_RETRY;
-		while (partitions <= 0 && obx_now_us() < deadline)
-			partitions = topic_partitions(rk, topic, 1000);
+		while (partitions <= 0 && !stopped(stop) &&
+		       obx_now_us() < deadline)
+			partitions =
+			    topic_partitions(rk, topic, STATE_SLICE_MS);
 		if (partitions <= 0) {
 			obx_errf(errstr, errstr_size,
 				 "the new state topic \"%s\" has no "
@@ -285,8 +309,8 @@ obx_err_t obx_state_read(const obx_config_t *conf, uint64_t system_id,
 		}
 	}
 	result =
-	    read_to_end(rk, topic, partitions, deadline, system_id, database,
-			conf->slot_name, view, errstr, errstr_size);
+	    read_to_end(rk, topic, partitions, deadline, stop, system_id,
+			database, conf->slot_name, view, errstr, errstr_size);
 out:
 	rd_kafka_consumer_close(rk);
 	rd_kafka_destroy(rk);

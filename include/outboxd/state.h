@@ -18,6 +18,7 @@
 #ifndef OUTBOXD_STATE_H
 #define OUTBOXD_STATE_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -68,10 +69,12 @@ const char *obx_slot_event_name(obx_slot_event_t event);
  * Creates the topic when it is missing (compacted, one partition, the
  * cluster's default replication factor) and reads it to its end, filling
  * *view for this server's slot (system_id, database, conf->slot_name).
- * Waits up to timeout_ms.
+ * Waits up to timeout_ms, or until *stop (NULL: never) becomes non-zero:
+ * then OBX_RETRY, as for a timeout.
  */
 obx_err_t obx_state_read(const obx_config_t *conf, uint64_t system_id,
 			 const char *database, int timeout_ms,
+			 const volatile sig_atomic_t *stop,
 			 obx_state_view_t *view, char *errstr,
 			 size_t errstr_size);
 

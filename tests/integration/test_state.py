@@ -72,6 +72,12 @@ class StateTopicTest(IntegrationTest):
             d.wait_for_log(r"could not read the state topic[^\n]*reconnecting in", timeout=60)
             self.assertIsNone(self.pg.slot("patient"), "nothing created before the state is known")
             self.assertIsNone(d.proc.poll())
+            # a stop while it waits for the state is served at once, not
+            # after the 15 s the read may take
+            other = self.outboxd(slot_name="impatient")
+            other.wait_for_log(r"outboxd [0-9.]+ starting")
+            time.sleep(1)
+            self.assertEqual(other.stop(timeout=8), 0, other.output()[-2000:])
         finally:
             self.kafka.brokers_up()
         d.wait_for_log(r"streaming from replication slot", timeout=120)
