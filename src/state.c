@@ -270,6 +270,10 @@ obx_err_t obx_state_read(const obx_config_t *conf, uint64_t system_id,
 	    rd_kafka_conf_set(kconf, "enable.partition.eof", "true", err,
 			      sizeof(err)) ||
 	    rd_kafka_conf_set(kconf, "enable.auto.commit", "false", err,
+			      sizeof(err)) ||
+	    /* at the end of the topic the broker would hold each fetch for
+	     * fetch.wait.max.ms (500): the end is what we wait for */
+	    rd_kafka_conf_set(kconf, "fetch.wait.max.ms", "10", err,
 			      sizeof(err)))
 		abort();
 	rd_kafka_t *rk =
@@ -280,6 +284,9 @@ obx_err_t obx_state_read(const obx_config_t *conf, uint64_t system_id,
 			 "could not create the state topic's reader: %s", err);
 		return OBX_CONFIG;
 	}
+	/* a handle first: the metadata below then tells it the partitions'
+	 * leaders, which assign() would otherwise look up on a 500 ms timer */
+	rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
 	obx_err_t result = OBX_RETRY;
 	int partitions = wait_for_partitions(rk, topic, deadline, stop);
 	if (partitions < 0) {
@@ -312,6 +319,8 @@ obx_err_t obx_state_read(const obx_config_t *conf, uint64_t system_id,
 	    read_to_end(rk, topic, partitions, deadline, stop, system_id,
 			database, conf->slot_name, view, errstr, errstr_size);
 out:
+	if (rkt)
+		rd_kafka_topic_destroy(rkt);
 	rd_kafka_consumer_close(rk);
 	rd_kafka_destroy(rk);
 	return result;
