@@ -14,16 +14,6 @@ struct obx_admin {
 	PGconn *conn;
 };
 
-static void copy_error(PGconn *conn, const char *what, char *errstr,
-		       size_t errstr_size)
-{
-	obx_errf(errstr, errstr_size, "%s: %s", what, PQerrorMessage(conn));
-	/* libpq messages end in a newline */
-	size_t n = strlen(errstr);
-	while (n && errstr[n - 1] == '\n')
-		errstr[--n] = '\0';
-}
-
 obx_admin_t *obx_admin_connect(const obx_config_t *conf,
 			       const char *application_name, char *errstr,
 			       size_t errstr_size)
@@ -62,7 +52,7 @@ static obx_err_t query(obx_admin_t *a, const char *sql, int nparams,
 		*out = res;
 		return OBX_OK;
 	}
-	copy_error(a->conn, "query failed", errstr, errstr_size);
+	obx_pg_error(a->conn, "query failed", errstr, errstr_size);
 	PQclear(res);
 	return PQstatus(a->conn) == CONNECTION_OK ? OBX_FATAL : OBX_RETRY;
 }

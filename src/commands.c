@@ -14,9 +14,6 @@
 #include "outboxd/replication.h"
 #include "outboxd/state.h"
 
-/* How long a command waits to read or write the state topic. */
-#define STATE_WAIT_MS 15000
-
 static obx_admin_t *connect_or_report(const obx_config_t *conf)
 {
 	char err[1024];
@@ -171,7 +168,7 @@ static bool load_identity(const obx_config_t *conf, identity_t *id)
 		return false;
 	}
 	if (obx_state_read(conf, id->system.system_id, id->database,
-			   STATE_WAIT_MS, NULL, &id->state, err,
+			   OBX_STATE_WAIT_MS, NULL, &id->state, err,
 			   sizeof(err)) != OBX_OK) {
 		fprintf(stderr,
 			"outboxd: %s; the slot is left as it is, since what "
@@ -194,7 +191,7 @@ static bool record_state(const obx_config_t *conf, const identity_t *id,
 				   .written_us = obx_wallclock_us() };
 	snprintf(rec.database, sizeof(rec.database), "%s", id->database);
 	snprintf(rec.slot, sizeof(rec.slot), "%s", conf->slot_name);
-	if (obx_state_write(conf, &rec, STATE_WAIT_MS, err, sizeof(err)) ==
+	if (obx_state_write(conf, &rec, OBX_STATE_WAIT_MS, err, sizeof(err)) ==
 	    OBX_OK)
 		return true;
 	fprintf(stderr, "outboxd: %s\n", err);

@@ -5,6 +5,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+void obx_pg_error(const PGconn *conn, const char *what, char *errstr,
+		  size_t errstr_size)
+{
+	obx_errf(errstr, errstr_size, "%s%s%s", what ? what : "",
+		 what ? ": " : "", PQerrorMessage(conn));
+	size_t n = strlen(errstr);
+	while (n && errstr[n - 1] == '\n')
+		errstr[--n] = '\0';
+}
+
 PGconn *obx_pg_connect(const obx_config_t *conf, bool replication,
 		       const char *application_name, char *errstr,
 		       size_t errstr_size)
@@ -17,12 +27,8 @@ PGconn *obx_pg_connect(const obx_config_t *conf, bool replication,
 	PGconn *conn = PQconnectdbParams(keys, values, 1);
 	if (PQstatus(conn) == CONNECTION_OK)
 		return conn;
-	obx_errf(errstr, errstr_size, "could not connect to the server: %s",
-		 PQerrorMessage(conn));
-	/* libpq's messages end in a newline; ours are single lines */
-	size_t n = strlen(errstr);
-	while (n && errstr[n - 1] == '\n')
-		errstr[--n] = '\0';
+	obx_pg_error(conn, "could not connect to the server", errstr,
+		     errstr_size);
 	PQfinish(conn);
 	return NULL;
 }
@@ -65,7 +71,7 @@ obx_err_t obx_pg_slot_info(PGconn *conn, const char *slot, obx_slot_info_t *out,
 	char sql[1024];
 	char *name = PQescapeLiteral(conn, slot, strlen(slot));
 	if (!name) {
-		obx_errf(errstr, errstr_size, "%s", PQerrorMessage(conn));
+		obx_pg_error(conn, NULL, errstr, errstr_size);
 		return OBX_RETRY;
 	}
 	snprintf(sql, sizeof(sql),
@@ -80,10 +86,7 @@ obx_err_t obx_pg_slot_info(PGconn *conn, const char *slot, obx_slot_info_t *out,
 	PGresult *res = PQexec(conn, sql);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
 		obx_err_t err = obx_pg_classify(res, conn);
-		obx_errf(errstr, errstr_size, "%s", PQerrorMessage(conn));
-		size_t n = strlen(errstr);
-		while (n && errstr[n - 1] == '\n')
-			errstr[--n] = '\0';
+		obx_pg_error(conn, NULL, errstr, errstr_size);
 		PQclear(res);
 		return err;
 	}

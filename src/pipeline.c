@@ -40,9 +40,6 @@
 #define CAUGHT_UP_AGE_US 1000000
 /* How long sending at once may wait for the acknowledgements. */
 #define SEND_NOW_WAIT_MS 1
-/* How long reading the state topic, or a state record that must be written
- * before streaming, may take before the connection is retried. */
-#define STATE_WAIT_MS 15000
 
 struct obx_pipeline {
 	const obx_config_t *conf;
@@ -988,9 +985,9 @@ static obx_err_t load_state(obx_pipeline_t *p, char *errstr, size_t errstr_size)
 	const obx_repl_system_t *sys = obx_repl_system(p->repl);
 	if (p->state_loaded)
 		return OBX_OK;
-	obx_err_t err =
-	    obx_state_read(p->conf, sys->system_id, p->router_db, STATE_WAIT_MS,
-			   p->stop, &p->state, errstr, errstr_size);
+	obx_err_t err = obx_state_read(p->conf, sys->system_id, p->router_db,
+				       OBX_STATE_WAIT_MS, p->stop, &p->state,
+				       errstr, errstr_size);
 	if (err != OBX_OK)
 		return err;
 	p->state_loaded = true;
@@ -1066,9 +1063,9 @@ static obx_err_t plan_start(obx_pipeline_t *p, obx_lsn_t *start,
 		obx_slot_event_t event = plan.action == OBX_START_CREATE_SLOT
 					     ? OBX_SLOT_CREATED
 					     : OBX_SLOT_STREAMED;
-		if ((err = write_state(p, event, slot_at,
-				       STATE_WAIT_UNLESS_STOPPED, STATE_WAIT_MS,
-				       errstr, errstr_size)) != OBX_OK)
+		if ((err = write_state(
+			 p, event, slot_at, STATE_WAIT_UNLESS_STOPPED,
+			 OBX_STATE_WAIT_MS, errstr, errstr_size)) != OBX_OK)
 			return err;
 	}
 	/* within a process the resume point may lie past events still in

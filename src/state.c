@@ -238,13 +238,14 @@ static obx_err_t read_to_end(rd_kafka_t *rk, const char *topic, int partitions,
 	return result;
 }
 
-/* topic_partitions() in slices until it answers, the deadline or a stop. */
-static int wait_for_partitions(rd_kafka_t *rk, const char *topic,
+/* topic_partitions() in slices until it is at least `least`, the deadline
+ * or a stop; its last answer. */
+static int wait_for_partitions(rd_kafka_t *rk, const char *topic, int least,
 			       int64_t deadline_us,
 			       const volatile sig_atomic_t *stop)
 {
 	int n = -1;
-	while (n < 0 && !stopped(stop) && obx_now_us() < deadline_us)
+	while (n < least && !stopped(stop) && obx_now_us() < deadline_us)
 		n = topic_partitions(rk, topic, STATE_SLICE_MS);
 	return n;
 }
@@ -288,7 +289,8 @@ obx_err_t obx_state_read(const obx_config_t *conf, uint64_t system_id,
 	 * leaders, which assign() would otherwise look up on a 500 ms timer */
 	rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
 	obx_err_t result = OBX_RETRY;
-	int partitions = wait_for_partitions(rk, topic, deadline, stop);
+	/* an answer, even "no such topic" */
+	int partitions = wait_for_partitions(rk, topic, 0, deadline, stop);
 	if (partitions < 0) {
 		obx_errf(errstr, errstr_size,
 			 "could not read the state topic \"%s\": Kafka did not "
@@ -303,10 +305,7 @@ obx_err_t obx_state_read(const obx_config_t *conf, uint64_t system_id,
 			goto out;
 		/* the new topic's metadata reaches the brokers shortly */
 		result = OBX_RETRY;
-		while (partitions <= 0 && !stopped(stop) &&
-		       obx_now_us() < deadline)
-			partitions =
-			    topic_partitions(rk, topic, STATE_SLICE_MS);
+		partitions = wait_for_partitions(rk, topic, 1, deadline, stop);
 		if (partitions <= 0) {
 			obx_errf(errstr, errstr_size,
 				 "the new state topic \"%s\" has no "

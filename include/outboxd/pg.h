@@ -27,6 +27,11 @@ PGconn *obx_pg_connect(const obx_config_t *conf, bool replication,
 		       const char *application_name, char *errstr,
 		       size_t errstr_size);
 
+/* "<what>: <libpq's last message>" into errstr, without libpq's trailing
+ * newline (ours are single lines); what == NULL leaves the prefix out. */
+void obx_pg_error(const PGconn *conn, const char *what, char *errstr,
+		  size_t errstr_size);
+
 /*
  * What a failed command means, from its SQLSTATE and the connection's
  * status alone (message texts follow the server's lc_messages):

@@ -52,6 +52,10 @@ typedef struct {
 	obx_state_record_t other; /* the newest such */
 } obx_state_view_t;
 
+/* How long reading the state, or writing a record that must be there
+ * before anything else happens, may take before it counts as failed. */
+#define OBX_STATE_WAIT_MS 15000
+
 /* "7312345/app/outboxd": the record's key, NUL-terminated. */
 void obx_state_key(uint64_t system_id, const char *database, const char *slot,
 		   char *key, size_t key_size);
