@@ -11,6 +11,7 @@
 #include "outboxd/log.h"
 #include "outboxd/pg.h"
 #include "outboxd/producer.h"
+#include "outboxd/publication.h"
 #include "outboxd/replication.h"
 #include "outboxd/state.h"
 
@@ -245,6 +246,13 @@ int obx_cmd_slot_create(const obx_config_t *conf,
 	if (describe_gap(conf, &id, s.exists) &&
 	    !confirmed(opts, conf->slot_name)) {
 		rc = OBX_EXIT_USAGE;
+		goto out;
+	}
+	/* a pgoutput slot reads its publication as of each change: it must
+	 * exist before the slot's first change */
+	if (conf->plugin_name == OBX_PLUGIN_PGOUTPUT &&
+	    obx_publication_ensure(a, conf, err, sizeof(err)) != OBX_OK) {
+		fprintf(stderr, "outboxd: %s\n", err);
 		goto out;
 	}
 	if (s.exists && !id.state.found && id.state.other_found) {
@@ -607,9 +615,12 @@ static void check_plugin(check_t *c, obx_admin_t *a, const obx_config_t *conf)
 		"'outboxd_check_' || pg_backend_pid(), $1, true)",
 		1, params, v, sizeof(v), err, sizeof(err)) != OBX_OK) {
 		result(c, false, "output plugin",
-		       "%s does not load: %s (install postgresql-15-%s; on "
-		       "15.20+ add it to output_plugin_libraries)",
-		       plugin, err, plugin);
+		       "%s does not load: %s (%s; on 15.20+ add it to "
+		       "output_plugin_libraries)",
+		       plugin, err,
+		       conf->plugin_name == OBX_PLUGIN_PGOUTPUT
+			   ? "it is built in: check wal_level = logical"
+			   : "install postgresql-15-wal2json");
 		return;
 	}
 	obx_admin_exec(a,
@@ -617,6 +628,75 @@ static void check_plugin(check_t *c, obx_admin_t *a, const obx_config_t *conf)
 		       "'outboxd_check_' || pg_backend_pid())",
 		       0, NULL, err, sizeof(err));
 	result(c, true, "output plugin", "%s loads", plugin);
+}
+
+/* pgoutput: the publication covers every outbox table, or run can make it
+ * so (publication.autocreate.mode=filtered and the privilege to). */
+static void check_publication(check_t *c, obx_admin_t *a,
+			      const obx_config_t *conf)
+{
+	obx_publication_info_t info;
+	char err[1024], v[8], sql[8192], tables[4096] = "";
+	const char *pub = conf->publication_name;
+	bool autocreate =
+	    conf->publication_autocreate_mode == OBX_PUBLICATION_FILTERED;
+
+	if (obx_publication_inspect(a, conf, &info, err, sizeof(err)) !=
+	    OBX_OK) {
+		result(c, false, "publication", "%s", err);
+		return;
+	}
+	if (info.exists && (!info.publishes_insert || *info.filtered)) {
+		result(c, false, "publication",
+		       "\"%s\" %s: outbox rows would be lost", pub,
+		       !info.publishes_insert ? "does not publish INSERTs"
+					      : "filters rows or columns of "
+						"an outbox table");
+		return;
+	}
+	if (info.exists && !*info.missing) {
+		result(c, true, "publication",
+		       "\"%s\" publishes every outbox table", pub);
+		return;
+	}
+	if (!autocreate) {
+		obx_publication_create_sql(conf, sql, sizeof(sql));
+		result(c, false, "publication",
+		       info.exists ? "\"%s\" does not publish %s "
+				     "(publication.autocreate.mode=disabled)"
+				   : "\"%s\" does not exist "
+				     "(publication.autocreate.mode=disabled): "
+				     "%s%s",
+		       pub, info.exists ? info.missing : "",
+		       info.exists ? "" : sql);
+		return;
+	}
+	/* creating a publication takes CREATE on the database; adding a
+	 * table, owning it (as creating one FOR TABLE does) */
+	for (size_t i = 0, used = 0; i < conf->ntables; i++) {
+		int n = snprintf(tables + used, sizeof(tables) - used,
+				 "%s%s.%s", i ? "," : "",
+				 conf->tables[i].schema, conf->tables[i].table);
+		if (n > 0 && (size_t)n < sizeof(tables) - used)
+			used += (size_t)n;
+	}
+	obx_err_t e = obx_admin_query_value(
+	    a,
+	    "SELECT pg_catalog.has_database_privilege("
+	    "pg_catalog.current_database(), 'CREATE') AND "
+	    "pg_catalog.bool_and(pg_catalog.pg_has_role(c.relowner, "
+	    "'USAGE')) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace "
+	    "n ON n.oid = c.relnamespace WHERE (n.nspname || '.' || "
+	    "c.relname) = ANY (pg_catalog.string_to_array($1, ','))",
+	    1, (const char *[]){ tables }, v, sizeof(v), err, sizeof(err));
+	bool may = e == OBX_OK && strcmp(v, "t") == 0;
+	result(c, may, "publication",
+	       may ? "\"%s\" %s at start"
+		   : "\"%s\" would be %s at start, but this user may not "
+		     "(CREATE on the database and owning the outbox tables "
+		     "are needed): create it as the tables' owner",
+	       pub,
+	       info.exists ? "gains the missing outbox tables" : "is created");
 }
 
 static void ignore_delivery(void *ctx, void *msg_opaque, const char *topic,
@@ -763,6 +843,8 @@ int obx_cmd_check(const obx_config_t *conf)
 		check_server(&c, a, conf);
 		check_tables(&c, a, conf);
 		check_plugin(&c, a, conf);
+		if (conf->plugin_name == OBX_PLUGIN_PGOUTPUT)
+			check_publication(&c, a, conf);
 		obx_admin_destroy(a);
 	}
 	check_kafka(&c, conf);

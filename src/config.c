@@ -45,7 +45,9 @@ typedef struct {
 	const char *help;
 } option_t;
 
-static const char *const plugin_choices[] = { "wal2json", NULL };
+static const char *const plugin_choices[] = { "wal2json", "pgoutput", NULL };
+static const char *const autocreate_choices[] = { "filtered", "disabled",
+						  NULL };
 static const char *const invalid_op_choices[] = { "warn", "error", "fatal",
 						  NULL };
 static const char *const bad_event_choices[] = { "dlq", "fail", "skip", NULL };
@@ -65,8 +67,9 @@ static option_t options[] = {
 	  "libpq connection string or URI of the database with the outbox "
 	  "tables; libpq environment variables and the passfile work too" },
 	{ "plugin.name", ENUM(plugin_name, plugin_choices), "wal2json", 0,
-	  "logical decoding output plugin: wal2json (format-version 2); "
-	  "pgoutput is planned" },
+	  "logical decoding output plugin: pgoutput (built into PostgreSQL, "
+	  "protocol version 1) or wal2json (the extension, format-version "
+	  "2)" },
 	{ "slot.name", STR(slot_name), "outboxd", 0,
 	  "logical replication slot (lower-case letters, digits, underscore)" },
 	{ "slot.create", BOOL(slot_create), "true", 0,
@@ -78,7 +81,19 @@ static option_t options[] = {
 	  "streamed (system identifier, timeline, confirmed LSN); created "
 	  "with the cluster's replication factor when missing" },
 	{ "publication.name", STR(publication_name), "outboxd", 0,
-	  "pgoutput only: publication on the outbox tables" },
+	  "pgoutput only: the publication on the outbox tables (1-63 "
+	  "lower-case letters, digits and underscores)" },
+	{ "publication.autocreate.mode",
+	  ENUM(publication_autocreate_mode, autocreate_choices), "filtered", 0,
+	  "pgoutput only: filtered (create the publication on exactly the "
+	  "outbox tables when missing, add a missing outbox table to it) or "
+	  "disabled (never change it; a missing publication or table is an "
+	  "error)" },
+	{ "outbox.messages.prefix", STR(outbox_messages_prefix), NULL, 0,
+	  "when set, a transactional logical decoding message with this "
+	  "prefix, written by pg_logical_emit_message(true, prefix, json), "
+	  "is an event: its JSON object carries the outbox columns by the "
+	  "same names; unset: messages are ignored" },
 	{ "table.include.list", STR(table_include_list), "public.outbox", 0,
 	  "comma-separated outbox tables, schema-qualified (a bare name means "
 	  "public.name); names resolve as in SQL: unquoted ones fold to lower "
@@ -649,12 +664,19 @@ obx_err_t obx_config_validate(obx_config_t *conf, char *errstr,
 			return OBX_CONFIG;
 		}
 	}
-	if (!conf->slot_name || !slot_name_valid(conf->slot_name)) {
-		obx_errf(errstr, errstr_size,
-			 "invalid slot.name \"%s\": use 1-63 lower-case "
-			 "letters, digits and underscores",
-			 conf->slot_name ? conf->slot_name : "");
-		return OBX_CONFIG;
+	/* both names reach SQL and the START_REPLICATION options: keeping
+	 * them plain identifiers needs no quoting anywhere */
+	const char *names[][2] = { { "slot.name", conf->slot_name },
+				   { "publication.name",
+				     conf->publication_name } };
+	for (size_t i = 0; i < OBX_ARRAY_LEN(names); i++) {
+		if (!names[i][1] || !slot_name_valid(names[i][1])) {
+			obx_errf(errstr, errstr_size,
+				 "invalid %s \"%s\": use 1-63 lower-case "
+				 "letters, digits and underscores",
+				 names[i][0], names[i][1] ? names[i][1] : "");
+			return OBX_CONFIG;
+		}
 	}
 	for (size_t i = 0; i < OBX_ARRAY_LEN(options); i++) {
 		if ((options[i].flags & OPT_NOT_EMPTY) &&

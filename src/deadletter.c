@@ -3,6 +3,28 @@
 
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
+
+/* A value as a JSON string; bytes that are not UTF-8 (a message's binary
+ * content, a SQL_ASCII database) as PostgreSQL writes bytea: "\\x" + hex. */
+static json_t *text_or_hex(const char *value, size_t len)
+{
+	json_t *text = json_stringn(value, len);
+	if (text)
+		return text;
+	char *hex = obx_xmalloc(2 * len + 3);
+	static const char digits[] = "0123456789abcdef";
+	hex[0] = '\\';
+	hex[1] = 'x';
+	for (size_t i = 0; i < len; i++) {
+		hex[2 + 2 * i] = digits[(unsigned char)value[i] >> 4];
+		hex[3 + 2 * i] = digits[(unsigned char)value[i] & 15];
+	}
+	hex[2 + 2 * len] = '\0';
+	text = json_string(hex);
+	free(hex);
+	return text;
+}
 
 char *obx_dead_letter_json(const char *db, const obx_change_t *change,
 			   const char *reason, size_t max_value)
@@ -23,7 +45,7 @@ char *obx_dead_letter_json(const char *db, const obx_change_t *change,
 			json_array_append_new(truncated, json_string(c->name));
 		}
 		json_object_set_new(columns, c->name,
-				    c->value ? json_stringn(c->value, len)
+				    c->value ? text_or_hex(c->value, len)
 					     : json_null());
 	}
 	snprintf(lsn, sizeof(lsn), OBX_LSN_FMT, OBX_LSN_ARGS(change->lsn));

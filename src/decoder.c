@@ -13,7 +13,8 @@ struct obx_decoder {
 	void *state;
 };
 
-static const obx_decoder_ops_t *const decoders[] = { &obx_wal2json_decoder };
+static const obx_decoder_ops_t *const decoders[] = { &obx_wal2json_decoder,
+						     &obx_pgoutput_decoder };
 
 obx_decoder_t *obx_decoder_new(const obx_config_t *conf, char *errstr,
 			       size_t errstr_size)

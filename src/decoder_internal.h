@@ -20,5 +20,31 @@ typedef struct {
 } obx_decoder_ops_t;
 
 extern const obx_decoder_ops_t obx_wal2json_decoder;
+extern const obx_decoder_ops_t obx_pgoutput_decoder;
+
+/* Storage for the columns of outbox messages (decoder_message.c). */
+typedef struct {
+	obx_column_t *columns;
+	size_t cap;
+	char *arena;
+	size_t arena_cap;
+	char invalid[160];
+} obx_message_reader_t;
+
+void obx_message_reader_free(obx_message_reader_t *m);
+
+/*
+ * A logical decoding message at `lsn`: OBX_CHANGE_MESSAGE when its prefix is
+ * conf->outbox_messages_prefix and it is transactional, else
+ * OBX_CHANGE_NONE (a non-transactional one with the prefix is logged as
+ * ignored).  Content that is no JSON object is a bad event, not a bad
+ * stream: out->invalid says why, for errors.bad.event to handle.  The
+ * caller sets out->xid.  out points into m and `content` until the next
+ * call.
+ */
+void obx_message_decode(obx_message_reader_t *m, const obx_config_t *conf,
+			const char *prefix, size_t prefix_len,
+			bool transactional, const char *content, size_t len,
+			obx_lsn_t lsn, obx_change_t *out);
 
 #endif

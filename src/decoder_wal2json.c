@@ -34,6 +34,7 @@ typedef struct {
 	size_t arena_cap;
 	column_list_t columns, identity;
 	const obx_config_t *conf;
+	obx_message_reader_t messages;
 } wal2json_t;
 
 static void *wal2json_create(const obx_config_t *conf, char *errstr,
@@ -53,6 +54,7 @@ static void wal2json_destroy(void *state)
 	free(w->arena);
 	free(w->columns.items);
 	free(w->identity.items);
+	obx_message_reader_free(&w->messages);
 	free(w);
 }
 
@@ -119,6 +121,10 @@ typedef struct {
 	const char *action, *timestamp, *nextlsn, *schema, *table;
 	size_t action_len, timestamp_len, nextlsn_len;
 	const char *xid;
+	/* a logical decoding message ("M") */
+	const char *prefix, *content, *lsn;
+	size_t prefix_len, content_len, lsn_len;
+	bool transactional;
 } fields_t;
 
 /* Reads [{"name": ..., "value": ...}, ...], noting the first bad column. */
@@ -247,6 +253,21 @@ static bool read_fields(wal2json_t *w, obx_js_t *js, fields_t *f)
 			slot = &f->schema;
 		} else if (is_key(key, key_len, "table")) {
 			slot = &f->table;
+		} else if (is_key(key, key_len, "prefix")) {
+			slot = &f->prefix;
+			slot_len = &f->prefix_len;
+		} else if (is_key(key, key_len, "content")) {
+			slot = &f->content;
+			slot_len = &f->content_len;
+		} else if (is_key(key, key_len, "lsn") && f->action &&
+			   f->action[0] == 'M') {
+			/* only a message's: rows have theirs in XLogData */
+			slot = &f->lsn;
+			slot_len = &f->lsn_len;
+		} else if (is_key(key, key_len, "transactional")) {
+			if (!obx_js_peek(js, &t))
+				return false;
+			f->transactional = t == OBX_JS_TRUE;
 		} else if (is_key(key, key_len, "xid")) {
 			if (!obx_js_peek(js, &t))
 				return false;
@@ -327,6 +348,24 @@ static obx_err_t decode_row(const wal2json_t *w, const fields_t *f, char kind,
 	return OBX_OK;
 }
 
+/* pg_logical_emit_message(): "content" is the message's text as a JSON
+ * string (wal2json escapes it), "lsn" the message's own position. */
+static obx_err_t decode_message(wal2json_t *w, const fields_t *f, obx_lsn_t lsn,
+				obx_change_t *out, char *errstr,
+				size_t errstr_size)
+{
+	obx_lsn_t at = lsn;
+	if (!f->prefix || !f->content)
+		BAD("\"prefix\" or \"content\" is missing");
+	if (f->lsn && obx_lsn_parse(f->lsn, f->lsn_len, &at) < 0)
+		BAD("\"lsn\" is not an LSN");
+	obx_message_decode(&w->messages, w->conf, f->prefix, f->prefix_len,
+			   f->transactional, f->content, f->content_len, at,
+			   out);
+	out->xid = f->xid ? strtoll(f->xid, NULL, 10) : 0;
+	return OBX_OK;
+}
+
 static obx_err_t wal2json_decode(void *state, const char *data, size_t len,
 				 obx_lsn_t lsn, obx_change_t *out, char *errstr,
 				 size_t errstr_size)
@@ -363,9 +402,8 @@ static obx_err_t wal2json_decode(void *state, const char *data, size_t len,
 	case 'D':
 	case 'T':
 		return decode_row(w, &f, kind, lsn, out, errstr, errstr_size);
-	case 'M': /* pg_logical_emit_message(): not a row, nothing to route */
-		out->kind = OBX_CHANGE_NONE;
-		return OBX_OK;
+	case 'M':
+		return decode_message(w, &f, lsn, out, errstr, errstr_size);
 	default:
 		BAD("unknown action \"%c\"", kind);
 	}

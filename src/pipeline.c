@@ -17,6 +17,7 @@
 #include "outboxd/envelope.h"
 #include "outboxd/log.h"
 #include "outboxd/partitions.h"
+#include "outboxd/publication.h"
 #include "outboxd/producer.h"
 #include "outboxd/replication.h"
 #include "outboxd/router.h"
@@ -86,7 +87,7 @@ struct obx_pipeline {
 	bool connected_before;
 	uint64_t last_system_id;
 	uint32_t last_timeline;
-	bool tables_verified; /* table.include.list exists on the server */
+	bool server_prepared; /* tables verified, publication ready */
 	bool *partitioned;    /* per conf->tables: a partitioned table */
 	obx_partitions_t *partitions; /* when any is: partition -> table */
 
@@ -461,9 +462,16 @@ static obx_err_t handle_bad_event(obx_pipeline_t *p, const obx_change_t *change,
 
 	obx_metrics_bad_event(p->metrics, why);
 
-	snprintf(where, sizeof(where), "%s.%s at " OBX_LSN_FMT " (xid %lld)",
-		 change->schema, change->table, OBX_LSN_ARGS(change->lsn),
-		 (long long)change->xid);
+	if (change->kind == OBX_CHANGE_MESSAGE)
+		snprintf(where, sizeof(where),
+			 "message \"%s\" at " OBX_LSN_FMT " (xid %lld)",
+			 change->table, OBX_LSN_ARGS(change->lsn),
+			 (long long)change->xid);
+	else
+		snprintf(where, sizeof(where),
+			 "%s.%s at " OBX_LSN_FMT " (xid %lld)", change->schema,
+			 change->table, OBX_LSN_ARGS(change->lsn),
+			 (long long)change->xid);
 	switch (conf->errors_bad_event) {
 	case OBX_BAD_EVENT_FAIL:
 		obx_errf(errstr, errstr_size,
@@ -513,7 +521,7 @@ static obx_err_t map_partition(obx_pipeline_t *p, const obx_change_t **change,
 	const obx_change_t *c = *change;
 	obx_partition_kind_t kind;
 	size_t index;
-	if (!p->partitions ||
+	if (!p->partitions || c->kind == OBX_CHANGE_MESSAGE ||
 	    obx_router_is_outbox_table(p->router, c->schema, c->table))
 		return OBX_OK;
 	obx_err_t err =
@@ -1079,6 +1087,38 @@ static obx_err_t plan_start(obx_pipeline_t *p, obx_lsn_t *start,
 	return OBX_OK;
 }
 
+/*
+ * Once per process, before the slot is created or anything streamed: a
+ * misnamed table matches nothing, and every event written meanwhile would
+ * be lost; pgoutput's publication must exist before its slot does.
+ */
+static obx_err_t prepare_server(obx_pipeline_t *p, char *errstr,
+				size_t errstr_size)
+{
+	obx_err_t err = obx_admin_verify_tables(p->conf, p->partitioned, errstr,
+						errstr_size);
+	if (err != OBX_OK)
+		return err;
+	for (size_t i = 0; i < p->conf->ntables; i++)
+		if (p->partitioned[i] && !p->partitions)
+			p->partitions = obx_partitions_new(p->conf);
+	if (p->conf->plugin_name == OBX_PLUGIN_PGOUTPUT) {
+		obx_admin_t *a = obx_admin_connect(
+		    p->conf, "outboxd-publication", errstr, errstr_size);
+		if (!a)
+			return OBX_RETRY;
+		err = obx_publication_ensure(a, p->conf, errstr, errstr_size);
+		/* a broken connection is worth another try, a refusal not */
+		if (err == OBX_FATAL && !obx_admin_ok(a))
+			err = OBX_RETRY;
+		obx_admin_destroy(a);
+		if (err != OBX_OK)
+			return err;
+	}
+	p->server_prepared = true;
+	return OBX_OK;
+}
+
 obx_err_t obx_pipeline_run(obx_pipeline_t *p, volatile sig_atomic_t *stop,
 			   char *errstr, size_t errstr_size)
 {
@@ -1089,18 +1129,9 @@ obx_err_t obx_pipeline_run(obx_pipeline_t *p, volatile sig_atomic_t *stop,
 	if (p->producer_failed &&
 	    (err = replace_failed_producer(p, errstr, errstr_size)) != OBX_OK)
 		return err;
-	/* before the slot is created or anything streamed: a misnamed table
-	 * matches nothing, and every event written meanwhile would be lost */
-	if (!p->tables_verified) {
-		if ((err = obx_admin_verify_tables(p->conf, p->partitioned,
-						   errstr, errstr_size)) !=
-		    OBX_OK)
-			return err;
-		p->tables_verified = true;
-		for (size_t i = 0; i < p->conf->ntables; i++)
-			if (p->partitioned[i] && !p->partitions)
-				p->partitions = obx_partitions_new(p->conf);
-	}
+	if (!p->server_prepared &&
+	    (err = prepare_server(p, errstr, errstr_size)) != OBX_OK)
+		return err;
 	p->repl = obx_repl_connect(p->conf, &err, errstr, errstr_size);
 	if (!p->repl)
 		return err;

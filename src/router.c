@@ -142,9 +142,15 @@ static const obx_column_t *required_column(obx_router_t *r,
 	    find_column(change, name, &r->column_hints[index]);
 	r->bad_reason = col ? OBX_BAD_NULL_COLUMN : OBX_BAD_MISSING_COLUMN;
 	if (!col) {
-		obx_errf(reason, reason_size,
-			 "column \"%s\" (%s) is missing from %s.%s", name,
-			 option, change->schema, change->table);
+		if (change->kind == OBX_CHANGE_MESSAGE)
+			obx_errf(reason, reason_size,
+				 "field \"%s\" (%s) is missing from the "
+				 "message",
+				 name, option);
+		else
+			obx_errf(reason, reason_size,
+				 "column \"%s\" (%s) is missing from %s.%s",
+				 name, option, change->schema, change->table);
 		return NULL;
 	}
 	if (!nullable && !col->value) {
@@ -161,6 +167,7 @@ static obx_route_t outbox_operation(const obx_change_t *change, char *reason,
 {
 	switch (change->kind) {
 	case OBX_CHANGE_INSERT:
+	case OBX_CHANGE_MESSAGE:
 		break;
 	case OBX_CHANGE_DELETE:
 		/* the documented cleanup: insert-then-delete, or a purge job */
@@ -239,7 +246,14 @@ obx_route_t obx_router_route(obx_router_t *r, const obx_change_t *change,
 {
 	const obx_config_t *conf = r->conf;
 
-	if (!obx_router_is_outbox_table(r, change->schema, change->table))
+	if (change->kind == OBX_CHANGE_MESSAGE && change->invalid) {
+		r->bad_reason = OBX_BAD_OTHER;
+		obx_errf(reason, reason_size, "%s", change->invalid);
+		return OBX_ROUTE_BAD_EVENT;
+	}
+	/* a message is the decoder's only when its prefix is ours */
+	if (change->kind != OBX_CHANGE_MESSAGE &&
+	    !obx_router_is_outbox_table(r, change->schema, change->table))
 		return OBX_ROUTE_IGNORE;
 	obx_route_t op = outbox_operation(change, reason, reason_size);
 	if (op != OBX_ROUTE_EVENT)

@@ -48,7 +48,14 @@ typedef struct {
 /* plugin.name */
 typedef enum {
 	OBX_PLUGIN_WAL2JSON = 0,
+	OBX_PLUGIN_PGOUTPUT,
 } obx_plugin_t;
+
+/* publication.autocreate.mode */
+typedef enum {
+	OBX_PUBLICATION_FILTERED = 0,
+	OBX_PUBLICATION_DISABLED,
+} obx_publication_mode_t;
 
 /* The outbox table's columns the connector reads, in this order in
  * obx_config_t.columns; the additional placement columns follow. */
@@ -82,6 +89,8 @@ typedef struct obx_config {
 	bool slot_create;
 	char *state_topic;
 	char *publication_name;
+	obx_publication_mode_t publication_autocreate_mode;
+	char *outbox_messages_prefix; /* NULL: messages are not events */
 	char *table_include_list;
 	char *field_event_id;
 	char *field_event_key;

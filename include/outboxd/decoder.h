@@ -4,6 +4,9 @@
  * obx_change_t, so another plugin (pgoutput) is one more decoder behind the
  * same interface.
  *
+ * Both decoders produce the same changes for the same WAL: a column's value
+ * is the server's text output of it (jsonb byte for byte), NULL is NULL.
+ *
  * Ownership: everything an obx_change_t points to belongs to the decoder and
  * stays valid until the next obx_decoder_decode() or obx_decoder_destroy().
  * Errors: OBX_BAD_DATA for a message that cannot be parsed (the connector
@@ -26,6 +29,9 @@ typedef enum {
 	OBX_CHANGE_DELETE,
 	OBX_CHANGE_TRUNCATE,
 	OBX_CHANGE_COMMIT,
+	/* a transactional logical decoding message with the prefix of
+	 * outbox.messages.prefix: an event like an outbox INSERT */
+	OBX_CHANGE_MESSAGE,
 } obx_change_kind_t;
 
 /* A column as text; value == NULL is SQL NULL. Strings are NUL-terminated. */
@@ -45,10 +51,14 @@ typedef struct {
 	obx_lsn_t commit_lsn;
 	/* commit time in microseconds since the Unix epoch */
 	int64_t commit_time_us;
-	const char *schema; /* row changes only */
+	/* row changes: the table; a message: schema "" and its prefix */
+	const char *schema;
 	const char *table;
 	const obx_column_t *columns;
 	size_t ncolumns;
+	/* a message whose content is no JSON object: why (its one column,
+	 * "content", holds the bytes); NULL otherwise */
+	const char *invalid;
 } obx_change_t;
 
 typedef struct obx_decoder obx_decoder_t;

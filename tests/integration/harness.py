@@ -1,4 +1,4 @@
-"""Test helpers: a throwaway PostgreSQL 15 with wal2json, Kafka (a real
+"""Test helpers: a throwaway PostgreSQL 15 (pgoutput and wal2json), Kafka (a real
 Apache Kafka broker, or librdkafka's mock cluster where a test injects
 protocol error codes), the real outboxd binary, and an independent consumer
 (kafka-python + python3-avro) that checks what reached Kafka.
@@ -7,6 +7,10 @@ Which Kafka a run uses is the fixture parameter OUTBOXD_TEST_KAFKA: `real`
 (default) or `mock`.  A test class lists the kinds it runs on in
 `kafka_kinds`; main() runs the classes that fit the run's kind, so one test
 body serves both where it makes sense.
+
+Which logical decoding plugin outboxd uses is the fixture parameter
+OUTBOXD_TEST_PLUGIN: `wal2json` (default) or `pgoutput`; every Outboxd the
+tests start, and every slot they create themselves (create_slot), uses it.
 
 Everything is started fresh per test class and stopped at the end.  When run
 as root (CI), PostgreSQL runs as the `postgres` user, since it refuses root.
@@ -40,6 +44,7 @@ SCHEMA_FILE = os.environ.get("SCHEMA_FILE", "schemas/envelope.avsc")
 PG_BIN = os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin")
 
 KAFKA_KIND = os.environ.get("OUTBOXD_TEST_KAFKA", "real")
+PLUGIN = os.environ.get("OUTBOXD_TEST_PLUGIN", "wal2json")
 
 SKIP = 77  # meson's "skipped", for a missing precondition when run by hand
 
@@ -54,7 +59,12 @@ def require(condition, why):
 
 def write_properties(path, settings):
     """An outboxd properties file at `path` ("key = value" lines); keys may
-    use underscores for dots (database_url).  Returns the path."""
+    use underscores for dots (database_url).  A connector's file (one with
+    database.url) gets the run's plugin unless it names one.  Returns the
+    path."""
+    settings = {k.replace("_", "."): v for k, v in settings.items()}
+    if "database.url" in settings:
+        settings.setdefault("plugin.name", PLUGIN)
     with open(path, "w") as f:
         for k, v in settings.items():
             f.write("%s = %s\n" % (k.replace("_", "."), v))
@@ -272,6 +282,16 @@ class Postgres:
             self.sql("ALTER SYSTEM RESET max_slot_wal_keep_size")
             self.sql("SELECT pg_reload_conf()")
 
+    def create_slot(self, name, publication="outboxd", tables="outbox"):
+        """A slot for the run's plugin, as outboxd would create it: for
+        pgoutput its publication first (the slot reads it as of each change)."""
+        if PLUGIN == "pgoutput" and not self.sql(
+                "SELECT 1 FROM pg_publication WHERE pubname = '%s'" % publication):
+            self.sql("CREATE PUBLICATION %s FOR TABLE %s WITH (publish = 'insert, update, truncate', "
+                     "publish_via_partition_root = true)" % (publication, tables))
+        return lsn_int(self.sql("SELECT lsn FROM pg_create_logical_replication_slot('%s', '%s')"
+                                % (name, PLUGIN))[0][0])
+
     def current_lsn(self):
         return lsn_int(self.sql("SELECT pg_current_wal_lsn()")[0][0])
 
@@ -486,8 +506,11 @@ class Outboxd:
             return f.read()
 
     def wait_for_log(self, pattern, timeout=30):
-        return wait_until(lambda: re.search(pattern, self.output()), timeout,
-                          "log line /%s/ in:\n%s" % (pattern, self.output()[-3000:]))
+        try:
+            return wait_until(lambda: re.search(pattern, self.output()), timeout,
+                              "log line /%s/" % pattern)
+        except AssertionError as e:  # the log as it is now, not as it was
+            raise AssertionError("%s in:\n%s" % (e, self.output()[-3000:])) from None
 
     def wait_streaming(self):
         self.wait_for_log(r"streaming from replication slot")

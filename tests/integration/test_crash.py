@@ -20,7 +20,7 @@ class CrashConsistencyTest(IntegrationTest):
         # the slot exists before the first commit: left to outboxd's first
         # start (slow under ASan) the first transaction could commit before
         # the slot, and its events were never outboxd's to deliver
-        self.pg.sql("SELECT pg_create_logical_replication_slot('crash', 'wal2json')")
+        self.pg.create_slot("crash")
         workload = Workload(self.pg, "crash", events=EVENTS, per_txn=10, keys=50).start()
         kills = 0
         while kills < KILLS:

@@ -7,7 +7,7 @@ import pwd
 import subprocess
 import tempfile
 
-from harness import (OUTBOXD, IntegrationTest, Postgres, free_port, main, run_cli,
+from harness import (OUTBOXD, PLUGIN, IntegrationTest, Postgres, free_port, main, run_cli,
                      wait_until, write_properties)
 
 
@@ -89,10 +89,10 @@ class OperationsTest(IntegrationTest):
         path = self.conf(slot_name="adm")
         r = run_cli("slot", "create", "-c", path)
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertRegex(r.stdout, r'created replication slot "adm" \(plugin wal2json\) at')
+        self.assertRegex(r.stdout, r'created replication slot "adm" \(plugin %s\) at' % PLUGIN)
         r = run_cli("slot", "status", "-c", path)
         self.assertEqual(r.returncode, 0, r.stderr)
-        for field in ("plugin              wal2json", "active              no",
+        for field in ("plugin              " + PLUGIN, "active              no",
                       "confirmed_flush_lsn", "restart_lsn", "retained_wal",
                       "wal_status          reserved"):
             self.assertIn(field, r.stdout)
