@@ -1,9 +1,13 @@
 #!/usr/bin/env python3
-"""outboxd benchmark: measures, in one run on the same WAL, the server's
-decoding limit (pg_recvlogical -> /dev/null with outboxd's own wal2json
-options), two naive pipes, and outboxd itself, each into librdkafka's mock
-cluster and into a real single-node Apache Kafka broker; then live commit ->
-Kafka-ack latency at a fixed offered load into each, and optionally a soak.
+"""outboxd benchmark: measures, in one run on the same WAL, for each decoding
+plugin (pgoutput and wal2json) the server's decoding limit (pg_recvlogical ->
+/dev/null with outboxd's own options for that plugin) and outboxd itself, and
+two naive pipes (wal2json), each into librdkafka's mock cluster and into a
+real single-node Apache Kafka broker; then catch-up as a user sees it (topics
+auto-created by their first event, timed from process start until the slot's
+confirmed_flush_lsn passes the load, watched from the server); then live
+commit -> Kafka-ack latency at a fixed offered load into each, and optionally
+a soak.
 
 The naive pipes (../shared/bench's naive peers, rebuilt here):
   keyed    pg_recvlogical | mawk (aggregateid as the key) | kcat -K, into one
@@ -22,6 +26,9 @@ Settings (environment):
   BENCH_REPEAT   catch-up runs of each contender, interleaved; the table
                  shows medians                      (default 3)
   BENCH_BROKERS  the Kafka brokers to run against  (default "mock real")
+  BENCH_PLUGINS  decoding plugins to compare       (default "pgoutput wal2json")
+  USER_EVENTS    backlog for the user's-view catch-up, 0 = skip (default 500000)
+  LIVE_PLUGINS   plugins of the live runs          (default "pgoutput wal2json")
   VARIANTS       further outboxd catch-up runs on the same WAL, separated by
                  "|", each "key=value;key=value" on top of OUTBOXD_EXTRA,
                  e.g. VARIANTS="kafka.linger.ms=5|kafka.compression.type=lz4"
@@ -158,6 +165,40 @@ class WalsenderWatch(threading.Thread):
         return self.cpu
 
 
+class SlotWatch:
+    """Watches a slot's confirmed_flush_lsn from the server, through one
+    psql session (a new connection per look would cost more than it
+    measures)."""
+
+    def __init__(self, pg, slot):
+        self.slot = slot
+        self.psql = subprocess.Popen(
+            ["psql", "-X", "-q", "-A", "-t", "-h", pg.root, "-p", str(pg.port), "-U", "postgres",
+             "-d", pg.dbname], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def confirmed(self):
+        self.psql.stdin.write("SELECT COALESCE(confirmed_flush_lsn, '0/0') FROM "
+                              "pg_replication_slots WHERE slot_name = '%s';\n" % self.slot)
+        self.psql.stdin.flush()
+        return harness.lsn_int(self.psql.stdout.readline().strip())
+
+    def until(self, end, d, timeout=600):
+        """The monotonic time at which the slot was first seen at or past end."""
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                if self.confirmed() >= end:
+                    return time.monotonic()
+                if d.proc.poll() is not None:
+                    raise RuntimeError("outboxd exited:\n" + d.output()[-3000:])
+                time.sleep(0.01)
+            raise RuntimeError("slot %s not confirmed past the load in %d s" % (
+                self.slot, timeout))
+        finally:
+            self.psql.stdin.close()
+            self.psql.wait()
+
+
 class Bench:
     def __init__(self):
         self.pg = harness.Postgres(extra_conf="fsync = on\nsynchronous_commit = on\n"
@@ -172,9 +213,11 @@ class Bench:
         with open(self.script, "w") as f:
             f.write(WORKLOAD)
         self.rows = []
+        self.user_rows = []
         self.extra = self.settings(os.environ.get("OUTBOXD_EXTRA", ""))
         self.variants = [v for v in os.environ.get("VARIANTS", "").split("|") if v.strip()]
         self.repeat = int(os.environ.get("BENCH_REPEAT", "3"))
+        self.plugins = os.environ.get("BENCH_PLUGINS", "pgoutput wal2json").split()
 
     @staticmethod
     def settings(text):
@@ -197,21 +240,66 @@ class Bench:
         return sh([PG_BIN + "/pgbench", "-n", "-f", self.script, "-h", self.pg.root,
                    "-p", str(self.pg.port), "-U", "postgres"] + list(args) + [self.pg.dbname])
 
-    def decoder_options(self):
+    @staticmethod
+    def decoder_options(plugin):
         """outboxd's own START_REPLICATION options, as pg_recvlogical -o."""
-        opts = ["format-version=2", "include-lsn=1", "include-xids=1", "include-timestamp=1",
-                "include-transaction=1", "include-types=0", "add-tables=public.outbox",
-                "actions=insert,update,truncate"]
+        if plugin == "pgoutput":
+            opts = ["proto_version=1", "publication_names=outboxd"]
+        else:
+            opts = ["format-version=2", "include-lsn=1", "include-xids=1",
+                    "include-timestamp=1", "include-transaction=1", "include-types=0",
+                    "add-tables=public.outbox", "actions=insert,update,truncate"]
         return sum((["-o", o] for o in opts), [])
 
-    def copy_slot(self, name):
-        self.pg.sql("SELECT pg_copy_logical_replication_slot('tmpl', '%s')" % name)
+    def template_slots(self):
+        """One slot per plugin at the same position, before the load; the
+        publication exists before pgoutput's slot, as outboxd makes it."""
+        if not self.pg.sql("SELECT 1 FROM pg_publication WHERE pubname = 'outboxd'"):
+            self.pg.sql("CREATE PUBLICATION outboxd FOR TABLE outbox WITH (publish = "
+                        "'insert, update, truncate', publish_via_partition_root = true)")
+        for plugin in self.plugins:
+            self.pg.sql("SELECT pg_create_logical_replication_slot('tmpl_%s', '%s')"
+                        % (plugin, plugin))
 
-    def recvlogical(self, slot, end):
+    def drop_template_slots(self):
+        for plugin in self.plugins:
+            self.pg.sql("SELECT pg_drop_replication_slot('tmpl_%s')" % plugin)
+
+    def copy_slot(self, name, plugin):
+        self.pg.sql("SELECT pg_copy_logical_replication_slot('tmpl_%s', '%s')" % (plugin, name))
+
+    def recvlogical(self, slot, end, plugin):
         return [PG_BIN + "/pg_recvlogical", "-h", self.pg.root, "-p", str(self.pg.port),
                 "-U", "postgres", "-d", self.pg.dbname, "--slot", slot, "--start",
                 "-E", "%X/%X" % (end >> 32, end & 0xFFFFFFFF), "-F", "0", "--no-loop",
-                "-f", "-"] + self.decoder_options()
+                "-f", "-"] + self.decoder_options(plugin)
+
+    def load(self, n):
+        """n events in transactions of BATCH; returns the WAL end after it."""
+        self.pg.sql("CHECKPOINT")
+        clients = 4
+        t0 = time.monotonic()
+        self.pgbench("-c", str(clients), "-j", "2", "-t", str(n // BATCH // clients))
+        load_secs = time.monotonic() - t0
+        end = self.pg.current_lsn()
+        print("loaded %d events in %.1f s (%.0f/s), %.0f MB of WAL" % (
+            n, load_secs, n / load_secs, (end - self.slot_start()) / 1e6), flush=True)
+        # one untimed pass first, so that every timed run reads the WAL
+        # from the page cache (the first reader would pay for the disk)
+        plugin = self.plugins[0]
+        self.copy_slot("warm", plugin)
+        sh(["bash", "-c", " ".join("'%s'" % a for a in self.recvlogical("warm", end, plugin)) +
+            " > /dev/null"])
+        self.pg.sql("SELECT pg_drop_replication_slot('warm')")
+        return end
+
+    def decode_limit(self, n, end, plugin):
+        self.copy_slot("base", plugin)
+        argv = " ".join("'%s'" % a for a in self.recvlogical("base", end, plugin))
+        secs = self.timed("decode limit [%s]: pg_recvlogical > /dev/null" % plugin, n, "base",
+                          argv + " > /dev/null")
+        self.pg.sql("SELECT pg_drop_replication_slot('base')")
+        return secs
 
     def timed(self, label, n, slot, argv_shell, kafka=None):
         walsender = WalsenderWatch(self.pg, slot)
@@ -228,48 +316,60 @@ class Bench:
         return secs
 
     def catch_up(self, n):
-        self.pg.sql("SELECT pg_create_logical_replication_slot('tmpl', 'wal2json')")
-        self.pg.sql("CHECKPOINT")
-        clients = 4
-        t0 = time.monotonic()
-        self.pgbench("-c", str(clients), "-j", "2", "-t", str(n // BATCH // clients))
-        load_secs = time.monotonic() - t0
-        end = self.pg.current_lsn()
-        print("loaded %d events in %.1f s (%.0f/s), %.0f MB of WAL" % (
-            n, load_secs, n / load_secs, (end - self.slot_start()) / 1e6), flush=True)
-
-        # one untimed pass first, so that every timed run reads the WAL
-        # from the page cache (the first reader would pay for the disk)
-        self.copy_slot("warm")
-        sh(["bash", "-c", " ".join("'%s'" % a for a in self.recvlogical("warm", end)) +
-            " > /dev/null"])
-        self.pg.sql("SELECT pg_drop_replication_slot('warm')")
-
+        self.template_slots()
+        end = self.load(n)
         # rates on a shared 2-core machine wander by 10% from run to run:
         # every contender runs `repeat` times, interleaved, and the table
         # shows medians
         for r in range(self.repeat):
-            self.copy_slot("base")
-            argv = " ".join("'%s'" % a for a in self.recvlogical("base", end))
-            decode_secs = self.timed("decode limit: pg_recvlogical > /dev/null", n, "base",
-                                     argv + " > /dev/null")
-            self.pg.sql("SELECT pg_drop_replication_slot('base')")
+            for plugin in self.plugins:
+                decode_secs = self.decode_limit(n, end, plugin)
+                for kafka in self.kafkas:
+                    if plugin == "wal2json":  # the naive pipes read its text
+                        self.naive_pipe(kafka, n, end, r, keyed=True)
+                        self.naive_pipe(kafka, n, end, r, keyed=False)
+                    for i, variant in enumerate([""] + self.variants):
+                        self.catch_up_outboxd(kafka, n, end, decode_secs,
+                                              "%d_%d" % (r, i), variant, plugin)
+        self.drop_template_slots()
 
-            for kafka in self.kafkas:
-                self.naive_pipe(kafka, n, end, r, keyed=True)
-                self.naive_pipe(kafka, n, end, r, keyed=False)
-                for i, variant in enumerate([""] + self.variants):
-                    self.catch_up_outboxd(kafka, n, end, decode_secs, "%d_%d" % (r, i),
-                                          variant)
-        self.pg.sql("SELECT pg_drop_replication_slot('tmpl')")
+    def user_view(self, n):
+        """Catch-up as a user measures it: topics auto-created by their
+        first event, outboxd timed from its start until the slot's
+        confirmed_flush_lsn (as the server shows it) passes the load."""
+        self.template_slots()
+        end = self.load(n)
+        for r in range(self.repeat):
+            for plugin in self.plugins:
+                decode_secs = self.decode_limit(n, end, plugin)
+                for kafka in self.kafkas:
+                    slot = "user_%s_%d_%s" % (plugin, r, kafka.kind)
+                    self.copy_slot(slot, plugin)
+                    watch = SlotWatch(self.pg, slot)
+                    start = time.monotonic()
+                    d = self.outboxd(kafka, plugin_name=plugin, slot_name=slot,
+                                     slot_create="false",
+                                     route_topic_replacement="u%s.${routedByValue}" % slot)
+                    walsender = WalsenderWatch(self.pg, slot)
+                    passed = watch.until(end, d)
+                    secs = passed - start
+                    cpu, rss = proc_stats(d.proc.pid)
+                    d.stop()
+                    walsender_cpu = walsender.stop()
+                    self.pg.sql("SELECT pg_drop_replication_slot('%s')" % slot)
+                    label = "user's view: outboxd %s [%s]" % (plugin, kafka.kind)
+                    self.user_rows.append((label, n, secs, cpu, rss, walsender_cpu, 0.0))
+                    print("%s: %.2f s, %.2fx of the decode limit" % (
+                        label, secs, decode_secs / secs), flush=True)
+        self.drop_template_slots()
 
     def naive_pipe(self, kafka, n, end, r, keyed):
         # topics exist in production: create them first, so that no run
         # waits for auto-creation
         topic = "naive%s%d_%d" % ("keyed" if keyed else "", n, r)
         kafka.create_topic(topic, PARTITIONS * len(TYPES))
-        self.copy_slot("naive")
-        argv = " ".join("'%s'" % a for a in self.recvlogical("naive", end))
+        self.copy_slot("naive", "wal2json")
+        argv = " ".join("'%s'" % a for a in self.recvlogical("naive", end, "wal2json"))
         kcat = "kcat -P -b %s -t %s -X acks=all" % (kafka.bootstrap, topic)
         if keyed:
             self.timed("naive pipe, keyed [%s]: pg_recvlogical | mawk | kcat" % kafka.kind,
@@ -286,20 +386,20 @@ class Bench:
                        "naive", "%s | %s" % (argv, kcat), kafka)
         self.pg.sql("SELECT pg_drop_replication_slot('naive')")
 
-    def catch_up_outboxd(self, kafka, n, end, decode_secs, index, variant):
+    def catch_up_outboxd(self, kafka, n, end, decode_secs, index, variant, plugin):
         """Times outboxd from its start until all n events are acked and
         the slot confirmed past end, on a copy of the template slot."""
-        prefix = "bench%d_%s" % (n, index)
+        prefix = "bench%d_%s_%s" % (n, index, plugin)
         # a slot name of its own per run: the state topic remembers what
         # a connector of the same slot name already streamed, and would
         # (rightly) resume after it
         slot = "obx_" + prefix
-        self.copy_slot(slot)
+        self.copy_slot(slot, plugin)
         topics = ["%s.%s" % (prefix, t) for t in TYPES]
         for t in topics:
             kafka.create_topic(t, PARTITIONS)
         d = self.outboxd(kafka, self.settings(variant), slot_name=slot, slot_create="false",
-                         route_topic_replacement=prefix + ".${routedByValue}")
+                         plugin_name=plugin, route_topic_replacement=prefix + ".${routedByValue}")
         walsender = WalsenderWatch(self.pg, slot)
         broker0 = broker_cpu(kafka)
         own0 = time.process_time()
@@ -340,7 +440,8 @@ class Bench:
         self.pg.sql("SELECT pg_drop_replication_slot('%s')" % slot)
         if in_kafka != n:
             raise RuntimeError("outboxd: %d events in Kafka, expected %d" % (in_kafka, n))
-        label = "outboxd [%s] %s" % (kafka.kind, variant.strip() or "(acked + confirmed)")
+        label = "outboxd %s [%s] %s" % (plugin, kafka.kind,
+                                        variant.strip() or "(acked + confirmed)")
         self.rows.append((label, n, secs, cpu, rss, walsender_cpu, broker_cpu_s))
         print("catch-up %d, %s: decode limit %.0f/s, outboxd %.0f/s (%.2fx), %.0f MiB; %s" % (
             n, label, n / decode_secs, n / secs, decode_secs / secs, rss,
@@ -354,13 +455,15 @@ class Bench:
 
     def slot_start(self):
         return harness.lsn_int(self.pg.sql(
-            "SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = 'tmpl'")[0][0])
+            "SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = 'tmpl_%s'"
+            % self.plugins[0])[0][0])
 
-    def live(self, kafka, rate, seconds, label):
+    def live(self, kafka, rate, seconds, label, plugin):
+        label = "%s_%s" % (label, plugin)
         for t in TYPES:
             kafka.create_topic("live_%s.%s" % (label, t), PARTITIONS)
         broker0 = broker_cpu(kafka)
-        d = self.outboxd(kafka, slot_name="live_%s" % label,
+        d = self.outboxd(kafka, slot_name="live_%s" % label, plugin_name=plugin,
                          route_topic_replacement="live_%s.${routedByValue}" % label)
         d.wait_streaming()
         rss_samples = []
@@ -383,7 +486,7 @@ class Bench:
         cpu, rss = proc_stats(d.proc.pid)
         d.stop()
         self.pg.sql("SELECT pg_drop_replication_slot('live_%s')" % label)
-        return m, cpu, rss, rss_samples, kafka.kind, broker_cpu(kafka) - broker0
+        return m, cpu, rss, rss_samples, "%s %s" % (plugin, kafka.kind), broker_cpu(kafka) - broker0
 
     @staticmethod
     def percentile(m, q, name="outboxd_commit_to_ack_seconds"):
@@ -412,30 +515,47 @@ def main():
         sh([PG_BIN + "/postgres", "--version"]).stdout.split()[-1],
         sh(["pkg-config", "--modversion", "rdkafka"]).stdout.strip()), flush=True)
     b = Bench()
+    user_events = int(os.environ.get("USER_EVENTS", "500000"))
+    live_plugins = os.environ.get("LIVE_PLUGINS", "pgoutput wal2json").split()
     try:
         for n in sizes:
             b.catch_up(n)
-        live = [b.live(k, rate, live_secs, "latency_" + k.kind) for k in b.kafkas
-                if live_secs]
+        if user_events:
+            b.user_view(user_events)
+        live = [b.live(k, rate, live_secs, "latency_" + k.kind, plugin) for k in b.kafkas
+                for plugin in live_plugins if live_secs]
         soak = None
         if soak_secs:
-            soak = b.live(b.kafkas[0], rate // 2, soak_secs, "soak")
+            soak = b.live(b.kafkas[0], rate // 2, soak_secs, "soak", live_plugins[0])
     finally:
         b.close()
 
     report_catch_up(b.rows, b.repeat)
+    if b.user_rows:
+        report_catch_up(b.user_rows + [r for r in b.rows if r[1] == user_events and
+                                       r[0].startswith("decode limit")], b.repeat,
+                        "catch-up as a user sees it: topics auto-created, start -> the "
+                        "slot's confirmed_flush_lsn past the load")
     for one in live:
         report_live(one, rate, live_secs)
     if soak:
         report_soak(soak, rate // 2, soak_secs)
 
 
-def report_catch_up(rows, repeat):
+def plugin_of(label):
+    return "pgoutput" if "pgoutput" in label else "wal2json"
+
+
+def report_catch_up(rows, repeat, title="catch-up"):
     """One line per contender and size: medians over the repeated runs."""
     groups = {}
     for label, n, secs, cpu_s, rss_mb, wal_cpu, broker_cpu_s in rows:
         groups.setdefault((n, label), []).append((secs, cpu_s, rss_mb, wal_cpu, broker_cpu_s))
-    print("\n== catch-up: median of %d runs each (same WAL for every row of one size) ==" % repeat)
+    # the decode limits first: every other row's ratio is to its plugin's
+    groups = dict(sorted(groups.items(), key=lambda kv: (kv[0][0], not kv[0][1].startswith(
+        "decode limit"))))
+    print("\n== %s: median of %d runs each (same WAL for every row of one size) ==" % (
+        title, repeat))
     print("%-52s %9s %8s %10s %7s %15s %8s %10s %9s %10s %9s" % (
         "run", "events", "secs", "events/s", "ratio", "range/s", "cpu s", "us/event",
         "RSS MiB", "walsender", "broker cpu"))
@@ -446,11 +566,19 @@ def report_catch_up(rows, repeat):
         rss_mb = max(r[2] for r in runs)
         rates = [n / r[0] for r in runs]
         if label.startswith("decode limit"):
-            limits[n] = n / secs
+            limits[n, plugin_of(label)] = n / secs
         print("%-52s %9d %8.2f %10.0f %7.2f %7.0f-%-7.0f %8.2f %10.2f %9.1f %9.0f%% %8.2fs" % (
-            label, n, secs, n / secs, (n / secs) / limits[n], min(rates), max(rates), cpu_s,
+            label, n, secs, n / secs, (n / secs) / limits[n, plugin_of(label)], min(rates),
+            max(rates), cpu_s,
             1e6 * cpu_s / n, rss_mb, 100 * wal_cpu / secs, broker_cpu_s))
-    print("(ratio: median rate over the decode limit's median rate; cpu s and us/event: the "
+    medians = {key: key[0] / statistics.median(r[0] for r in runs)
+               for key, runs in groups.items()}
+    for (n, label), rate in medians.items():
+        other = (n, label.replace("pgoutput", "wal2json"))
+        if "outboxd pgoutput" in label and other in medians:
+            print("%d events, %s: %.2fx the events/s of outboxd wal2json" % (
+                n, label, rate / medians[other]))
+    print("(ratio: median rate over the same plugin's decode limit; cpu s and us/event: the "
           "client's own CPU, all threads; RSS: the highest peak; walsender: its CPU as a share "
           "of the run's wall time; broker cpu: the Kafka broker's CPU during the run, [mock] or "
           "[real] as the label says)")

@@ -682,8 +682,9 @@ class TimedResult(unittest.TextTestResult):
 
 
 def main():
-    """Runs the module's test classes that fit this run's Kafka kind; a
-    module with none for it is a registration mistake, not a pass."""
+    """Runs the module's test classes that fit this run's Kafka kind and
+    plugin (a class's `plugins`, default both); a module with none for the
+    run is a registration mistake, not a pass."""
     module = sys.modules["__main__"]
     loader = unittest.defaultTestLoader
     suite = unittest.TestSuite()
@@ -691,7 +692,8 @@ def main():
         cls = getattr(module, name)
         if (isinstance(cls, type) and issubclass(cls, unittest.TestCase)
                 and cls.__module__ == "__main__"
-                and KAFKA_KIND in getattr(cls, "kafka_kinds", (KAFKA_KIND,))):
+                and KAFKA_KIND in getattr(cls, "kafka_kinds", (KAFKA_KIND,))
+                and PLUGIN in getattr(cls, "plugins", (PLUGIN,))):
             suite.addTests(loader.loadTestsFromTestCase(cls))
     if suite.countTestCases() == 0:
         sys.exit("no test in %s runs on Kafka kind %r" % (module.__file__, KAFKA_KIND))

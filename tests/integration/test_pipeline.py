@@ -1,9 +1,12 @@
-"""End to end: PostgreSQL + wal2json -> outboxd -> mock Kafka, checked by an
-independent consumer (kafka-python) and Avro decoder (python3-avro)."""
+"""End to end: PostgreSQL (pgoutput or wal2json) -> outboxd -> Kafka, checked
+by an independent consumer (kafka-python) and Avro decoder (python3-avro)."""
 import datetime
 import json
+import os
+import tempfile
 
-from harness import IntegrationTest, lsn_int, main, record_headers, wait_until
+from harness import (IntegrationTest, lsn_int, main, quote, record_headers, run_cli,
+                     wait_until, write_properties)
 
 
 class PipelineTest(IntegrationTest):
@@ -241,6 +244,171 @@ class PipelineTest(IntegrationTest):
         d.wait_for_log(r"warn UPDATE on outbox table public\.outbox is not an event")
         d.wait_for_log(r"warn TRUNCATE on outbox table public\.outbox is not an event")
         self.assertEqual(d.stop(), 0)
+
+
+    def test_logical_decoding_messages_are_events(self):
+        """outbox.messages.prefix: events written without an outbox table."""
+        d = self.outboxd(slot_name="messages", outbox_messages_prefix="outbox")
+        d.wait_streaming()
+
+        def content(event_id, key, payload='{"amount" : 12.50, "note": "Zoë ✓"}'):
+            return ('{"id": "%s", "aggregatetype": "msg", "aggregateid": "%s", '
+                    '"type": "Paid", "tenant": "acme", "payload": %s}' % (event_id, key, payload))
+
+        def emit(text, transactional=True, prefix="outbox"):
+            return "SELECT pg_logical_emit_message(%s, '%s', %s);" % (
+                "true" if transactional else "false", prefix, quote(text))
+
+        self.pg.sql("BEGIN; UPDATE orders SET status = 'PAID';" + emit(content("m-1", "k-1")) + "COMMIT;")
+        # rolled back: never an event
+        self.pg.sql("BEGIN;" + emit(content("m-rolled-back", "k-1")) + "ROLLBACK;")
+        # not part of a transaction, or another application's: ignored
+        self.pg.sql(emit(content("m-untied", "k-1"), transactional=False))
+        self.pg.sql("BEGIN;" + emit(content("m-other", "k-1"), prefix="other") + "COMMIT;")
+        # bad ones go where bad rows go, with their bytes
+        self.pg.sql("BEGIN;" + emit("not json") + emit('{"id": "m-nokey", "aggregatetype": "msg", '
+                                                       '"type": "Paid", "payload": null}') + "COMMIT;")
+        last = lsn_int(self.pg.sql("BEGIN;" + emit(content("m-2", "k-1", "[]")) +
+                                   "SELECT pg_current_wal_insert_lsn(); COMMIT;")[0][0])
+
+        records = self.consumer.read(["outbox.event.msg"], 2)
+        self.assertEqual([record_headers(r)["id"] for r in records], ["m-1", "m-2"])
+        env = self.envelopes.decode(records[0].value)
+        self.assertEqual(records[0].key, b"k-1")
+        self.assertEqual(env["type"], "Paid")
+        # a JSON value is kept as written; source names the message prefix
+        self.assertEqual(env["payload"], '{"amount" : 12.50, "note": "Zoë ✓"}')
+        self.assertEqual(self.envelopes.decode(records[1].value)["payload"], "[]")
+        self.assertEqual((env["source"]["schema"], env["source"]["table"]), ("", "outbox"))
+        self.assertGreater(env["source"]["txid"], 0)
+        # keyless dead letters may land on any partition: matched by error
+        dead = {record_headers(r)["error"]: json.loads(r.value)
+                for r in self.consumer.read(["outbox.dlq"], 2)}
+        errors = sorted(dead)
+        self.assertIn('field "aggregateid" (table.field.event.key) is missing from the message',
+                      errors[0])
+        self.assertIn("not a JSON object", errors[1])
+        self.assertEqual(dead[errors[1]]["columns"], {"content": "not json"})
+        self.assertEqual(dead[errors[0]]["columns"]["id"], "m-nokey")
+        self.assertRegex(d.output(), r"ignored a non-transactional logical decoding message "
+                                     r'with prefix "outbox" at [0-9A-F]+/[0-9A-F]{8}')
+        wait_until(lambda: self.pg.confirmed_lsn("messages") > last, 30, "confirm past the messages")
+        self.assertEqual(d.stop(), 0)
+
+    def test_columns_added_and_dropped_mid_stream(self):
+        d = self.outboxd(slot_name="ddl")
+        d.wait_streaming()
+        self.insert_events([("ddl", "d-1", "Before", "{}")])
+        self.pg.sql("ALTER TABLE outbox ADD COLUMN region text DEFAULT 'eu'")
+        self.pg.sql("INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload, region) "
+                    "VALUES (gen_random_uuid(), 'ddl', 'd-1', 'Added', '{}', 'us')")
+        self.pg.sql("ALTER TABLE outbox DROP COLUMN region")
+        self.insert_events([("ddl", "d-1", "Dropped", "{}")])
+        records = self.consumer.read(["outbox.event.ddl"], 3)
+        self.assertEqual([record_headers(r)["eventType"] for r in records],
+                         ["Before", "Added", "Dropped"])
+        self.assertEqual(d.stop(), 0)
+
+
+class PublicationTest(IntegrationTest):
+    """pgoutput's publication: created, extended, verified, or refused."""
+
+    plugins = ("pgoutput",)
+
+    def publication(self, name):
+        return self.pg.sql("SELECT pubinsert, pubupdate, pubdelete, pubtruncate, pubviaroot "
+                           "FROM pg_publication WHERE pubname = '%s'" % name)
+
+    def published(self, name):
+        return sorted(self.pg.sql("SELECT schemaname, tablename FROM pg_publication_tables "
+                                  "WHERE pubname = '%s'" % name))
+
+    def test_created_on_exactly_the_outbox_tables(self):
+        d = self.outboxd(slot_name="pub_made", publication_name="pub_made")
+        d.wait_streaming()
+        # DELETE is never an event, and the cleanup job's deletes would
+        # double the stream: not published
+        self.assertEqual(self.publication("pub_made"), [["t", "t", "f", "t", "t"]])
+        self.assertEqual(self.published("pub_made"), [["public", "outbox"]])
+        self.assertIn('created publication "pub_made"', d.output())
+        self.assertEqual(d.stop(), 0)
+
+    def test_a_missing_table_is_added_with_its_start(self):
+        self.pg.sql("CREATE TABLE outbox_b (LIKE outbox INCLUDING ALL);"
+                    "CREATE PUBLICATION pub_add FOR TABLE outbox WITH (publish = 'insert')")
+        d = self.outboxd(slot_name="pub_add", publication_name="pub_add",
+                         table_include_list="public.outbox,public.outbox_b")
+        d.wait_streaming()
+        self.assertRegex(d.output(), r'added public\.outbox_b to publication "pub_add": their '
+                                     r"events are published from about [0-9A-F]+/[0-9A-F]+ on")
+        self.assertIn("does not publish UPDATE or TRUNCATE", d.output())
+        self.assertEqual(self.published("pub_add"), [["public", "outbox"], ["public", "outbox_b"]])
+        self.pg.sql("INSERT INTO outbox_b (id, aggregatetype, aggregateid, type, payload) "
+                    "VALUES (gen_random_uuid(), 'added', 'a-1', 'Made', '{}')")
+        self.assertEqual(len(self.consumer.read(["outbox.event.added"], 1)), 1)
+        self.assertEqual(d.stop(), 0)
+
+    def test_what_would_lose_events_is_refused(self):
+        self.pg.sql("CREATE PUBLICATION pub_partial FOR TABLE orders;"
+                    "CREATE PUBLICATION pub_filtered FOR TABLE outbox "
+                    "WHERE (aggregatetype <> 'secret')")
+        cases = [
+            ({"publication_name": "pub_none", "publication_autocreate_mode": "disabled"},
+             'publication "pub_none" does not exist (publication.autocreate.mode=disabled): '
+             'create it with CREATE PUBLICATION "pub_none" FOR TABLE "public"."outbox"'),
+            ({"publication_name": "pub_partial", "publication_autocreate_mode": "disabled"},
+             'publication "pub_partial" does not publish public.outbox '
+             '(publication.autocreate.mode=disabled): run ALTER PUBLICATION "pub_partial" '
+             'ADD TABLE "public"."outbox"'),
+            ({"publication_name": "pub_filtered"},
+             'publication "pub_filtered" filters the rows or columns of public.outbox'),
+        ]
+        for settings, message in cases:
+            d = self.outboxd(slot_name="refused", **settings)
+            self.assertEqual(d.wait(60), 2, d.output())
+            self.assertIn(message, d.output())
+            self.assertIsNone(self.pg.slot("refused"), "no slot before its publication fits")
+        self.assertEqual(self.published("pub_partial"), [["public", "orders"]], "left alone")
+
+    def test_a_publication_dropped_under_its_slot_stops_the_connector(self):
+        d = self.outboxd(slot_name="pub_gone", publication_name="pub_gone")
+        d.wait_streaming()
+        self.assertEqual(d.stop(), 0)
+        self.pg.sql("DROP PUBLICATION pub_gone")
+        self.insert_events([("gone", "g-1", "Lost", "{}")])
+        # recreated at start, but the server decodes the slot's older WAL
+        # with the catalog of its time, where it did not exist
+        d = self.outboxd(slot_name="pub_gone", publication_name="pub_gone")
+        self.assertEqual(d.wait(60), 3, d.output())
+        self.assertIn('publication "pub_gone" does not exist', d.output())
+        self.assertEqual(self.pg.confirmed_lsn("pub_gone") < self.pg.current_lsn(), True)
+
+    def test_check_and_slot_create(self):
+        fd, path = tempfile.mkstemp(suffix=".properties", dir=self.workdir)
+        os.close(fd)
+        base = {"database.url": self.pg.url, "kafka.bootstrap.servers": self.kafka.bootstrap,
+                "slot.name": "pub_cli", "publication.name": "pub_cli"}
+
+        def publication_line(**settings):
+            r = run_cli("check", "-c", write_properties(path, dict(base, **settings)))
+            line = [l for l in r.stdout.splitlines() if " publication " in l]
+            self.assertEqual(len(line), 1, r.stdout)
+            return r.returncode, line[0]
+
+        rc, line = publication_line()
+        self.assertEqual(rc, 0, line)
+        self.assertRegex(line, r'^PASS publication +"pub_cli" is created at start')
+        rc, line = publication_line(**{"publication.autocreate.mode": "disabled"})
+        self.assertEqual(rc, 1)
+        self.assertRegex(line, r'^FAIL publication +"pub_cli" does not exist')
+        # slot create makes the publication first, then the slot
+        r = run_cli("slot", "create", "-c", write_properties(path, base))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.published("pub_cli"), [["public", "outbox"]])
+        self.assertIsNotNone(self.pg.slot("pub_cli"))
+        rc, line = publication_line(**{"publication.autocreate.mode": "disabled"})
+        self.assertEqual(rc, 0, line)
+        self.assertRegex(line, r'^PASS publication +"pub_cli" publishes every outbox table')
 
 
 if __name__ == "__main__":
