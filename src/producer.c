@@ -472,10 +472,15 @@ static obx_err_t fetch_topic_state(obx_producer_t *p, rd_kafka_topic_t *rkt,
 	obx_err_t refused = validate_new_topic(p, topic, errstr, errstr_size);
 	if (refused != OBX_OK)
 		return refused;
+	/* a broker creates a topic in tens of milliseconds, and the pipeline
+	 * waits meanwhile (for each new topic in turn): ask again soon, then
+	 * less often */
 	int64_t deadline = obx_now_us() + MISSING_TOPIC_WAIT_US;
+	long nap_ms = 5;
 	while (answer == TOPIC_MISSING && obx_now_us() < deadline) {
-		struct timespec nap = { 0, 100 * 1000000L };
+		struct timespec nap = { 0, nap_ms * 1000000L };
 		nanosleep(&nap, NULL);
+		nap_ms = nap_ms * 2 > 100 ? 100 : nap_ms * 2;
 		answer = ask_topic(p, rkt, topic, errstr, errstr_size);
 	}
 	if (answer == TOPIC_REFUSED)
@@ -527,7 +532,10 @@ static obx_err_t topic_slot(obx_producer_t *p, const char *topic,
 			 rd_kafka_err2str(rd_kafka_last_error()));
 		refused = OBX_BAD_DATA;
 	} else {
+		int64_t asked = obx_now_us();
 		refused = fetch_topic_state(p, rkt, topic, errstr, errstr_size);
+		obx_debug("topic \"%s\": the brokers answered in %.1f ms",
+			  topic, (double)(obx_now_us() - asked) / 1000);
 	}
 	if (refused == OBX_RETRY) {
 		/* missing: asked again on the next call, not remembered */

@@ -3,7 +3,7 @@
  * encoding: C3 01, the schema's 8-byte little-endian CRC-64-AVRO fingerprint
  * of its Parsing Canonical Form, then the binary datum.
  *
- * One Avro value and one output buffer are reused for every event.
+ * One output buffer is reused for every event.
  * Ownership: the bytes returned by obx_envelope_encode() belong to the
  * envelope and stay valid until the next encode or destroy.  Single-threaded.
  */
@@ -26,7 +26,7 @@ void obx_envelope_destroy(obx_envelope_t *env);
 /* The fingerprint written after C3 01. */
 uint64_t obx_envelope_fingerprint(const obx_envelope_t *env);
 
-/* Encodes one event; OBX_FATAL with errstr if avro-c fails. */
+/* Encodes one event; always OBX_OK (the schema was checked at creation). */
 obx_err_t obx_envelope_encode(obx_envelope_t *env, const obx_event_t *event,
 			      const void **out, size_t *out_len, char *errstr,
 			      size_t errstr_size);
