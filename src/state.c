@@ -187,9 +187,13 @@ static obx_err_t read_to_end(rd_kafka_t *rk, const char *topic, int partitions,
 	obx_state_key(system_id, database, slot, my_key, sizeof(my_key));
 	rd_kafka_topic_partition_list_t *parts =
 	    rd_kafka_topic_partition_list_new(partitions);
+	/* offset 0, not RD_KAFKA_OFFSET_BEGINNING: resolving the logical
+	 * offset needs the partition's leader joined to its broker thread,
+	 * which may happen a moment after assign(), and then waits for a
+	 * 500 ms timer; a log that no longer starts at 0 is reset to its
+	 * start (auto.offset.reset=earliest) */
 	for (int i = 0; i < partitions; i++)
-		rd_kafka_topic_partition_list_add(parts, topic, i)->offset =
-		    RD_KAFKA_OFFSET_BEGINNING;
+		rd_kafka_topic_partition_list_add(parts, topic, i)->offset = 0;
 	rd_kafka_resp_err_t assigned = rd_kafka_assign(rk, parts);
 	rd_kafka_topic_partition_list_destroy(parts);
 	if (assigned) {
@@ -275,6 +279,8 @@ obx_err_t obx_state_read(const obx_config_t *conf, uint64_t system_id,
 	    /* at the end of the topic the broker would hold each fetch for
 	     * fetch.wait.max.ms (500): the end is what we wait for */
 	    rd_kafka_conf_set(kconf, "fetch.wait.max.ms", "10", err,
+			      sizeof(err)) ||
+	    rd_kafka_conf_set(kconf, "auto.offset.reset", "earliest", err,
 			      sizeof(err)))
 		abort();
 	rd_kafka_t *rk =
