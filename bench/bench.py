@@ -315,22 +315,26 @@ class Bench:
                           walsender.stop(), broker_cpu(kafka) - broker0))
         return secs
 
+    def rounds(self, n, end):
+        """(round, plugin, its decode limit's seconds) for each round: rates
+        on a shared 2-core machine wander by 10% from run to run, so every
+        contender runs `repeat` times, interleaved, and the tables show
+        medians."""
+        for r in range(self.repeat):
+            for plugin in self.plugins:
+                yield r, plugin, self.decode_limit(n, end, plugin)
+
     def catch_up(self, n):
         self.template_slots()
         end = self.load(n)
-        # rates on a shared 2-core machine wander by 10% from run to run:
-        # every contender runs `repeat` times, interleaved, and the table
-        # shows medians
-        for r in range(self.repeat):
-            for plugin in self.plugins:
-                decode_secs = self.decode_limit(n, end, plugin)
-                for kafka in self.kafkas:
-                    if plugin == "wal2json":  # the naive pipes read its text
-                        self.naive_pipe(kafka, n, end, r, keyed=True)
-                        self.naive_pipe(kafka, n, end, r, keyed=False)
-                    for i, variant in enumerate([""] + self.variants):
-                        self.catch_up_outboxd(kafka, n, end, decode_secs,
-                                              "%d_%d" % (r, i), variant, plugin)
+        for r, plugin, decode_secs in self.rounds(n, end):
+            for kafka in self.kafkas:
+                if plugin == "wal2json":  # the naive pipes read its text
+                    self.naive_pipe(kafka, n, end, r, keyed=True)
+                    self.naive_pipe(kafka, n, end, r, keyed=False)
+                for i, variant in enumerate([""] + self.variants):
+                    self.catch_up_outboxd(kafka, n, end, decode_secs,
+                                          "%d_%d" % (r, i), variant, plugin)
         self.drop_template_slots()
 
     def user_view(self, n):
@@ -339,28 +343,26 @@ class Bench:
         confirmed_flush_lsn (as the server shows it) passes the load."""
         self.template_slots()
         end = self.load(n)
-        for r in range(self.repeat):
-            for plugin in self.plugins:
-                decode_secs = self.decode_limit(n, end, plugin)
-                for kafka in self.kafkas:
-                    slot = "user_%s_%d_%s" % (plugin, r, kafka.kind)
-                    self.copy_slot(slot, plugin)
-                    watch = SlotWatch(self.pg, slot)
-                    start = time.monotonic()
-                    d = self.outboxd(kafka, plugin_name=plugin, slot_name=slot,
-                                     slot_create="false",
-                                     route_topic_replacement="u%s.${routedByValue}" % slot)
-                    walsender = WalsenderWatch(self.pg, slot)
-                    passed = watch.until(end, d)
-                    secs = passed - start
-                    cpu, rss = proc_stats(d.proc.pid)
-                    d.stop()
-                    walsender_cpu = walsender.stop()
-                    self.pg.sql("SELECT pg_drop_replication_slot('%s')" % slot)
-                    label = "user's view: outboxd %s [%s]" % (plugin, kafka.kind)
-                    self.user_rows.append((label, n, secs, cpu, rss, walsender_cpu, 0.0))
-                    print("%s: %.2f s, %.2fx of the decode limit" % (
-                        label, secs, decode_secs / secs), flush=True)
+        for r, plugin, decode_secs in self.rounds(n, end):
+            for kafka in self.kafkas:
+                slot = "user_%s_%d_%s" % (plugin, r, kafka.kind)
+                self.copy_slot(slot, plugin)
+                watch = SlotWatch(self.pg, slot)
+                start = time.monotonic()
+                d = self.outboxd(kafka, plugin_name=plugin, slot_name=slot,
+                                 slot_create="false",
+                                 route_topic_replacement="u%s.${routedByValue}" % slot)
+                walsender = WalsenderWatch(self.pg, slot)
+                passed = watch.until(end, d)
+                secs = passed - start
+                cpu, rss = proc_stats(d.proc.pid)
+                d.stop()
+                walsender_cpu = walsender.stop()
+                self.pg.sql("SELECT pg_drop_replication_slot('%s')" % slot)
+                label = "user's view: outboxd %s [%s]" % (plugin, kafka.kind)
+                self.user_rows.append((label, n, secs, cpu, rss, walsender_cpu, 0.0))
+                print("%s: %.2f s, %.2fx of the decode limit" % (
+                    label, secs, decode_secs / secs), flush=True)
         self.drop_template_slots()
 
     def naive_pipe(self, kafka, n, end, r, keyed):

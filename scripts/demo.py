@@ -3,6 +3,7 @@
 pgbench workload writing business rows and outbox rows in one transaction.
 Kafka is librdkafka's in-process mock cluster (starts at once), or with
 DEMO_KAFKA=real a real Apache Kafka 4.3 broker from the Maven Central jars.
+The decoding plugin is pgoutput (DEMO_PLUGIN=wal2json for the other).
 Shares its PostgreSQL and Kafka set-up with the integration tests."""
 import os
 import signal
@@ -21,6 +22,7 @@ import harness  # noqa: E402
 
 DURATION = int(os.environ.get("DURATION", "30"))
 RATE = int(os.environ.get("RATE", "2000"))
+PLUGIN = os.environ.get("DEMO_PLUGIN", "pgoutput")
 TYPES = ["order", "customer", "payment", "shipment"]
 
 WORKLOAD = """
@@ -36,7 +38,7 @@ COMMIT;
 
 
 def main():
-    print("== starting a throwaway PostgreSQL 15 (wal_level=logical, wal2json)")
+    print("== starting a throwaway PostgreSQL 15 (wal_level=logical; plugin %s)" % PLUGIN)
     pg = harness.Postgres()
     if os.environ.get("DEMO_KAFKA") == "real":
         import real_kafka
@@ -51,6 +53,7 @@ def main():
         f.write("database.url = %s\n" % pg.url)
         f.write("kafka.bootstrap.servers = %s\n" % kafka.bootstrap)
         f.write("slot.name = demo\n")
+        f.write("plugin.name = %s\n" % PLUGIN)
         f.write("stats.interval.ms = 1000\n")
         f.write("http.listen = 127.0.0.1:%d\n" % harness.free_port())
     print("== outboxd run -c %s" % conf)

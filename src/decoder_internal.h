@@ -5,6 +5,8 @@
 #ifndef OUTBOXD_DECODER_INTERNAL_H
 #define OUTBOXD_DECODER_INTERNAL_H
 
+#include <stdio.h>
+
 #include "outboxd/decoder.h"
 
 typedef struct {
@@ -18,6 +20,22 @@ typedef struct {
 			    obx_lsn_t lsn, obx_change_t *out, char *errstr,
 			    size_t errstr_size);
 } obx_decoder_ops_t;
+
+/*
+ * Returns OBX_BAD_DATA from a decoder with errstr naming the plugin, the
+ * message's LSN and the reason (printf arguments); `lsn`, `errstr` and
+ * `errstr_size` must be in scope.
+ */
+#define OBX_DECODE_BAD(plugin, ...)                                            \
+	do {                                                                   \
+		char reason_[512];                                             \
+		snprintf(reason_, sizeof(reason_), __VA_ARGS__);               \
+		obx_errf(errstr, errstr_size,                                  \
+			 "malformed " plugin " message at " OBX_LSN_FMT        \
+			 ": %s",                                               \
+			 OBX_LSN_ARGS(lsn), reason_);                          \
+		return OBX_BAD_DATA;                                           \
+	} while (0)
 
 extern const obx_decoder_ops_t obx_wal2json_decoder;
 extern const obx_decoder_ops_t obx_pgoutput_decoder;

@@ -148,15 +148,7 @@ static obx_err_t pgoutput_start_options(const void *state,
 	return n < 0 || (size_t)n >= size ? OBX_CONFIG : OBX_OK;
 }
 
-#define BAD(...)                                                               \
-	do {                                                                   \
-		char reason_[512];                                             \
-		snprintf(reason_, sizeof(reason_), __VA_ARGS__);               \
-		obx_errf(errstr, errstr_size,                                  \
-			 "malformed pgoutput message at " OBX_LSN_FMT ": %s",  \
-			 OBX_LSN_ARGS(lsn), reason_);                          \
-		return OBX_BAD_DATA;                                           \
-	} while (0)
+#define BAD(...) OBX_DECODE_BAD("pgoutput", __VA_ARGS__)
 
 static relation_t *find_relation(pgoutput_t *d, uint32_t oid)
 {

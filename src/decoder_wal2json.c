@@ -100,15 +100,7 @@ static obx_err_t wal2json_start_options(const void *state,
 	return n < 0 || (size_t)n >= size ? OBX_CONFIG : OBX_OK;
 }
 
-#define BAD(...)                                                               \
-	do {                                                                   \
-		char reason_[512];                                             \
-		snprintf(reason_, sizeof(reason_), __VA_ARGS__);               \
-		obx_errf(errstr, errstr_size,                                  \
-			 "malformed wal2json message at " OBX_LSN_FMT ": %s",  \
-			 OBX_LSN_ARGS(lsn), reason_);                          \
-		return OBX_BAD_DATA;                                           \
-	} while (0)
+#define BAD(...) OBX_DECODE_BAD("wal2json", __VA_ARGS__)
 
 /* Key comparison against a literal: with both lengths known the compiler
  * turns the memcmp into a few loads (strcmp calls were ~5% of a row's CPU). */

@@ -1,4 +1,5 @@
 /* fixtures.c - helpers shared by the unit suites. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,4 +29,31 @@ obx_config_t *test_config(const char *const *pairs)
 	ck_assert_msg(obx_config_validate(c, err, sizeof(err)) == OBX_OK, "%s",
 		      err);
 	return c;
+}
+
+size_t test_load_golden(const char *path, test_golden_t *lines, size_t max)
+{
+	FILE *f = fopen(path, "r");
+	char *line = NULL;
+	size_t cap = 0, n = 0;
+	ck_assert_msg(f != NULL, "cannot open %s", path);
+	while (n < max && getline(&line, &cap, f) != -1) {
+		char *tab = strchr(line, '\t');
+		ck_assert_ptr_nonnull(tab);
+		ck_assert_int_eq(
+		    obx_lsn_parse(line, (size_t)(tab - line), &lines[n].lsn),
+		    0);
+		lines[n].text = strdup(tab + 1);
+		lines[n].text[strcspn(lines[n].text, "\n")] = '\0';
+		n++;
+	}
+	free(line);
+	fclose(f);
+	return n;
+}
+
+void test_free_golden(test_golden_t *lines, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(lines[i].text);
 }

@@ -10,33 +10,6 @@
 
 static char err[1024];
 
-typedef struct {
-	obx_lsn_t lsn;
-	char *json;
-} golden_line_t;
-
-/* Lines of "LSN<TAB>json" as pg_logical_slot_peek_changes printed them. */
-static size_t load_golden(golden_line_t *lines, size_t max)
-{
-	FILE *f = fopen(GOLDEN, "r");
-	char *line = NULL;
-	size_t cap = 0, n = 0;
-	ck_assert_ptr_nonnull(f);
-	while (n < max && getline(&line, &cap, f) != -1) {
-		char *tab = strchr(line, '\t');
-		ck_assert_ptr_nonnull(tab);
-		ck_assert_int_eq(
-		    obx_lsn_parse(line, (size_t)(tab - line), &lines[n].lsn),
-		    0);
-		lines[n].json = strdup(tab + 1);
-		lines[n].json[strcspn(lines[n].json, "\n")] = '\0';
-		n++;
-	}
-	free(line);
-	fclose(f);
-	return n;
-}
-
 static const char *column(const obx_change_t *c, const char *name)
 {
 	for (size_t i = 0; i < c->ncolumns; i++)
@@ -48,8 +21,8 @@ static const char *column(const obx_change_t *c, const char *name)
 
 START_TEST(golden_stream_decodes_in_order)
 {
-	golden_line_t lines[64];
-	size_t n = load_golden(lines, 64);
+	test_golden_t lines[64];
+	size_t n = test_load_golden(GOLDEN, lines, 64);
 	obx_config_t *conf = test_config(NULL);
 	obx_decoder_t *dec = obx_decoder_new(conf, err, sizeof(err));
 	const char *expected = "BIICBICBCBUUCBTCBCBICBNC";
@@ -59,7 +32,7 @@ START_TEST(golden_stream_decodes_in_order)
 	ck_assert_uint_eq(n, strlen(expected));
 	for (size_t i = 0; i < n; i++) {
 		ck_assert_msg(obx_decoder_decode(
-				  dec, lines[i].json, strlen(lines[i].json),
+				  dec, lines[i].text, strlen(lines[i].text),
 				  lines[i].lsn, &c, err, sizeof(err)) == OBX_OK,
 			      "line %zu: %s", i + 1, err);
 		ck_assert_uint_eq(c.lsn, lines[i].lsn);
@@ -98,8 +71,7 @@ START_TEST(golden_stream_decodes_in_order)
 		}
 	}
 	ck_assert_str_eq(kinds, expected);
-	for (size_t i = 0; i < n; i++)
-		free(lines[i].json);
+	test_free_golden(lines, n);
 	obx_decoder_destroy(dec);
 	obx_config_destroy(conf);
 }

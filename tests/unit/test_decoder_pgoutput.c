@@ -20,31 +20,23 @@ typedef struct {
 	size_t len;
 } golden_msg_t;
 
-/* Lines of "LSN<TAB>hex" as pg_logical_slot_peek_binary_changes gave them. */
+/* The captured messages, as bytes. */
 static size_t load_golden(golden_msg_t *msgs, size_t max)
 {
-	FILE *f = fopen(GOLDEN, "r");
-	char *line = NULL;
-	size_t cap = 0, n = 0;
-	ck_assert_ptr_nonnull(f);
-	while (n < max && getline(&line, &cap, f) != -1) {
-		char *tab = strchr(line, '\t');
-		ck_assert_ptr_nonnull(tab);
-		ck_assert_int_eq(
-		    obx_lsn_parse(line, (size_t)(tab - line), &msgs[n].lsn), 0);
-		size_t hex = strcspn(tab + 1, "\n");
-		msgs[n].len = hex / 2;
-		msgs[n].data = malloc(msgs[n].len + 1);
-		for (size_t i = 0; i < msgs[n].len; i++) {
+	test_golden_t lines[64];
+	size_t n = test_load_golden(GOLDEN, lines, max < 64 ? max : 64);
+	for (size_t i = 0; i < n; i++) {
+		msgs[i].lsn = lines[i].lsn;
+		msgs[i].len = strlen(lines[i].text) / 2;
+		msgs[i].data = malloc(msgs[i].len + 1);
+		for (size_t j = 0; j < msgs[i].len; j++) {
 			unsigned byte;
-			ck_assert_int_eq(sscanf(tab + 1 + 2 * i, "%2x", &byte),
-					 1);
-			msgs[n].data[i] = (unsigned char)byte;
+			ck_assert_int_eq(
+			    sscanf(lines[i].text + 2 * j, "%2x", &byte), 1);
+			msgs[i].data[j] = (unsigned char)byte;
 		}
-		n++;
 	}
-	free(line);
-	fclose(f);
+	test_free_golden(lines, n);
 	return n;
 }
 
