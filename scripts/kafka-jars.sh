@@ -5,6 +5,9 @@
 #   libs/        Kafka 4.3.0, every real-broker test
 #   libs-3.9.1/  Kafka 3.9.1, SASL/SCRAM (Debian 12's librdkafka 2.0.2 fails
 #                SCRAM against 4.x brokers; see docs/runbook.md)
+#   debezium/debezium-postgres/  Debezium's PostgreSQL connector, a Kafka
+#                Connect plugin folder (tests/debezium/pom.xml), the peer of
+#                test_debezium and the bench
 # Once the jars are in ~/.m2 it works offline; a folder whose pom has not
 # changed is left alone.
 set -euo pipefail
@@ -28,3 +31,19 @@ for entry in 4.3.0:libs 3.9.1:libs-3.9.1; do
   echo "$want" > "$stamp"
   echo "kafka-jars: Kafka $version in $libs ($(ls "$libs"/*.jar | wc -l) jars)"
 done
+
+# Debezium: Connect and SLF4J come from Kafka's own jars above
+pom=tests/debezium/pom.xml
+libs=$PWD/build-kafka/debezium/debezium-postgres
+stamp=$libs/.pom.sha256
+want="$(sha256sum "$pom" | cut -d' ' -f1)"
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  echo "kafka-jars: Debezium present ($(ls "$libs"/*.jar | wc -l) jars)"
+else
+  rm -rf "$libs"
+  args=(-B -q -f "$pom" "$plugin" -DincludeScope=runtime
+        -DexcludeGroupIds=org.apache.kafka,org.slf4j -DoutputDirectory="$libs")
+  mvn -o "${args[@]}" >/dev/null 2>&1 || mvn "${args[@]}"
+  echo "$want" > "$stamp"
+  echo "kafka-jars: Debezium in $libs ($(ls "$libs"/*.jar | wc -l) jars)"
+fi

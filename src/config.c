@@ -51,6 +51,7 @@ static const char *const autocreate_choices[] = { "filtered", "disabled",
 static const char *const invalid_op_choices[] = { "warn", "error", "fatal",
 						  NULL };
 static const char *const bad_event_choices[] = { "dlq", "fail", "skip", NULL };
+static const char *const value_format_choices[] = { "avro", "payload", NULL };
 static const char *const log_level_choices[] = { "debug", "info", "warn",
 						 "error", NULL };
 static const char *const log_format_choices[] = { "text", "json", NULL };
@@ -131,6 +132,11 @@ static option_t options[] = {
 	  ENUM(op_invalid_behavior, invalid_op_choices), "warn", 0,
 	  "UPDATE or TRUNCATE on an outbox table: warn (log, skip), error (log "
 	  "at error, skip) or fatal (stop without confirming)" },
+	{ "value.format", ENUM(value_format, value_format_choices), "avro", 0,
+	  "the record value: avro (the envelope, Avro single-object "
+	  "encoding) or payload (the payload column's text exactly, as "
+	  "Debezium's outbox router writes it with StringConverter; a NULL "
+	  "payload is a null value)" },
 	{ "errors.bad.event", ENUM(errors_bad_event, bad_event_choices), "dlq",
 	  0,
 	  "a row that cannot become a record: dlq (to errors.dlq.topic), fail "
@@ -720,6 +726,19 @@ obx_err_t obx_config_validate(obx_config_t *conf, char *errstr,
 	obx_err_t err = parse_tables(conf, errstr, errstr_size);
 	if (err == OBX_OK)
 		err = parse_additional(conf, errstr, errstr_size);
+	for (size_t i = 0; err == OBX_OK && i < conf->nadditional; i++) {
+		if (conf->value_format == OBX_VALUE_PAYLOAD &&
+		    conf->additional[i].placement == OBX_PLACE_ENVELOPE) {
+			obx_errf(errstr, errstr_size,
+				 "table.fields.additional.placement: \"%s\" "
+				 "is placed in the envelope, but "
+				 "value.format=payload writes none: place it "
+				 "as a header (%s:header)",
+				 conf->additional[i].column,
+				 conf->additional[i].column);
+			err = OBX_CONFIG;
+		}
+	}
 	if (err == OBX_OK)
 		list_columns(conf);
 	return err;

@@ -597,6 +597,10 @@ static obx_err_t handle_row(obx_pipeline_t *p, const obx_change_t *change,
 	if (ev.tombstone) {
 		value = NULL;
 		value_len = 0;
+	} else if (p->conf->value_format == OBX_VALUE_PAYLOAD) {
+		/* the column's text as is; a NULL payload is a null value */
+		value = ev.payload;
+		value_len = ev.payload ? ev.payload_len : 0;
 	} else {
 		obx_err_t err = obx_envelope_encode(
 		    p->envelope, &ev, &value, &value_len, errstr, errstr_size);

@@ -27,6 +27,12 @@ typedef enum {
 	OBX_BAD_EVENT_SKIP,
 } obx_bad_event_t;
 
+/* value.format */
+typedef enum {
+	OBX_VALUE_AVRO = 0,
+	OBX_VALUE_PAYLOAD,
+} obx_value_format_t;
+
 typedef enum {
 	OBX_PLACE_HEADER = 0,
 	OBX_PLACE_ENVELOPE,
@@ -102,6 +108,7 @@ typedef struct obx_config {
 	bool route_tombstone_on_empty_payload;
 	char *fields_additional_placement;
 	obx_invalid_op_t op_invalid_behavior;
+	obx_value_format_t value_format;
 	obx_bad_event_t errors_bad_event;
 	char *errors_dlq_topic;
 	long max_inflight_events;
