@@ -367,6 +367,77 @@ static void kafka_put(obx_config_t *conf, const char *key, const char *value)
 	conf->nkafka++;
 }
 
+/* Debezium connector settings that say what outboxd is, or that have no
+ * effect on what it publishes: accepted as long as they say the same. */
+static const struct {
+	const char *key;
+	const char *value; /* NULL: any value */
+} debezium_keys[] = {
+	{ "connector.class",
+	  "io.debezium.connector.postgresql.PostgresConnector" },
+	{ "transforms.*.type", "io.debezium.transforms.outbox.EventRouter" },
+	{ "transforms", NULL },
+	{ "name", NULL },
+	{ "tasks.max", "1" },
+	{ "topic.prefix", NULL },	  /* no topic of the router uses it */
+	{ "tombstones.on.delete", NULL }, /* a DELETE is never an event */
+	{ "snapshot.mode", "no_data" },	  /* outboxd never snapshots */
+};
+
+/*
+ * A line of a Debezium connector configuration: `transforms.<alias>.<key>`
+ * is the router's <key>, which outboxd names alike; the settings above are
+ * accepted when they say what outboxd does.  *handled is false for any
+ * other key.
+ */
+static obx_err_t set_debezium_key(obx_config_t *conf, const char *key,
+				  const char *value, const char *where,
+				  bool *handled, char *errstr,
+				  size_t errstr_size)
+{
+	char pattern[256];
+	const char *alias_end = NULL;
+	*handled = false;
+	if (strncmp(key, "transforms.", 11) == 0)
+		alias_end = strchr(key + 11, '.');
+	snprintf(pattern, sizeof(pattern), "%s",
+		 alias_end ? "transforms.*." : key);
+	if (alias_end) {
+		const option_t *opt = find_option(alias_end + 1);
+		if (opt) {
+			*handled = true;
+			return set_option(conf, opt, value, where, errstr,
+					  errstr_size);
+		}
+		snprintf(pattern, sizeof(pattern), "transforms.*.%s",
+			 alias_end + 1);
+	}
+	for (size_t i = 0; i < OBX_ARRAY_LEN(debezium_keys); i++) {
+		if (strcmp(debezium_keys[i].key, pattern) != 0)
+			continue;
+		*handled = true;
+		if (!debezium_keys[i].value ||
+		    strcmp(debezium_keys[i].value, value) == 0)
+			return OBX_OK;
+		obx_errf(errstr, errstr_size,
+			 "%s: Debezium's \"%s\" = \"%s\" is not what outboxd "
+			 "does (it is \"%s\"); see "
+			 "docs/migrating-from-debezium.md",
+			 where, key, value, debezium_keys[i].value);
+		return OBX_CONFIG;
+	}
+	if (alias_end) {
+		*handled = true;
+		obx_errf(errstr, errstr_size,
+			 "%s: Debezium's router setting \"%s\" has no "
+			 "counterpart in outboxd; see "
+			 "docs/migrating-from-debezium.md",
+			 where, alias_end + 1);
+		return OBX_CONFIG;
+	}
+	return OBX_OK;
+}
+
 obx_err_t obx_config_set(obx_config_t *conf, const char *key, const char *value,
 			 const char *where, char *errstr, size_t errstr_size)
 {
@@ -374,6 +445,11 @@ obx_err_t obx_config_set(obx_config_t *conf, const char *key, const char *value,
 		kafka_put(conf, key + 6, value);
 		return OBX_OK;
 	}
+	bool debezium;
+	obx_err_t err = set_debezium_key(conf, key, value, where, &debezium,
+					 errstr, errstr_size);
+	if (debezium)
+		return err;
 	const option_t *opt = find_option(key);
 	if (!opt) {
 		const char *near = closest_key(key);

@@ -5,10 +5,12 @@ standalone, pgoutput, StringConverter) into one Kafka cluster and by outboxd
 must reach the same topic and partition with the same key, headers and value
 bytes, in the same per-key order."""
 import json
+import os
+import tempfile
 
 import real_kafka
 from debezium import Debezium
-from harness import Consumer, IntegrationTest, main, quote
+from harness import Consumer, IntegrationTest, main, quote, run_cli, write_properties
 
 TOPICS = ["outbox.event.order", "outbox.event.customer", "outbox.event.payment",
           "outbox.event.kunde"]
@@ -99,6 +101,83 @@ class DebeziumCompatibilityTest(IntegrationTest):
         empty = [r for r in mine.values() if dict(r[3])["eventType"] == b"Empty"][0]
         self.assertIn(("tenantId", None), empty[3])
         self.assertEqual(ours.stop(), 0)
+
+
+class DebeziumHandoverTest(IntegrationTest):
+    """Replacing a running Debezium connector without a gap
+    (docs/migrating-from-debezium.md): outboxd on Debezium's own slot, or on
+    a slot of its own created before Debezium stops.  Both connectors write
+    the same topics, as the consumers' topics are the same before and after."""
+
+    plugins = ("pgoutput",)
+    pg_conf = "listen_addresses = '127.0.0.1'"
+
+    def write(self, prefix, first, count):
+        """count events with ids `prefix-<n>`, a transaction of 5 each."""
+        ids = ["%s-%03d" % (prefix, n) for n in range(first, first + count)]
+        for i in range(0, count, 5):
+            values = ",".join("(md5(%s)::uuid, %s, 'k-%d', 'Moved', '{}')" % (
+                quote(e), quote(prefix), n % 3) for n, e in enumerate(ids[i:i + 5]))
+            self.pg.sql("INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload) "
+                        "VALUES %s" % values)
+        return [self.pg.sql("SELECT md5(%s)::uuid" % quote(e))[0][0] for e in ids]
+
+    def delivered(self, prefix, at_least):
+        records = self.consumer.read(["outbox.event." + prefix], at_least, timeout=90)
+        return [dict(r.headers)["id"].decode() for r in records]
+
+    def hand_over(self, prefix, outboxd_settings, before_stop=None):
+        """Debezium delivers a first batch and stops; a second batch is
+        written while nothing runs; outboxd starts and a third follows.
+        Returns (every id written, every id in Kafka, the first batch)."""
+        dbz = Debezium(self.pg, self.kafka, slot="dbz_" + prefix, publication="dbz_" + prefix,
+                       connector={"extended.headers.enabled": "false"},
+                       table_fields_additional_placement="type:header:eventType,"
+                                                         "aggregatetype:header:aggregateType")
+        try:
+            if before_stop:
+                before_stop()
+            first = self.write(prefix, 0, 20)
+            self.delivered(prefix, 20)
+        finally:
+            dbz.stop()
+        self.assertFalse(self.pg.slot("dbz_" + prefix)[1], "Debezium let go of its slot")
+        second = self.write(prefix, 20, 20)
+        d = self.outboxd(value_format="payload", **outboxd_settings)
+        d.wait_streaming()
+        third = self.write(prefix, 40, 20)
+        written = first + second + third
+        in_kafka = self.delivered(prefix, len(written))
+        self.assertEqual(set(in_kafka), set(written), "no gap: every event reached Kafka")
+        self.assertEqual(d.stop(), 0)
+        return written, in_kafka, first
+
+    def test_outboxd_on_debeziums_slot(self):
+        # the slot and publication Debezium made: events after its last
+        # confirmed position may come twice, none is lost
+        written, in_kafka, first = self.hand_over(
+            "onslot", {"slot_name": "dbz_onslot", "publication_name": "dbz_onslot",
+                       "slot_create": "false"})
+        duplicates = len(in_kafka) - len(written)
+        self.assertLessEqual(duplicates, len(first), "only what Debezium sent can repeat")
+        print("on Debezium's slot: %d duplicates of %d events" % (duplicates, len(written)))
+
+    def test_outboxd_on_a_slot_created_before_debezium_stops(self):
+        fd, path = tempfile.mkstemp(suffix=".properties", dir=self.workdir)
+        os.close(fd)
+        settings = {"slot_name": "obx_before", "publication_name": "obx_before"}
+
+        def create_slot():
+            r = run_cli("slot", "create", "-c", write_properties(path, dict(
+                {"database.url": self.pg.url, "kafka.bootstrap.servers": self.kafka.bootstrap},
+                **settings)))
+            self.assertEqual(r.returncode, 0, r.stderr)
+
+        written, in_kafka, first = self.hand_over("before", settings, before_stop=create_slot)
+        # exactly what Debezium delivered after the slot existed comes again
+        again = [e for e in set(in_kafka) if in_kafka.count(e) > 1]
+        self.assertEqual(sorted(again), sorted(first))
+        self.assertEqual(len(in_kafka), len(written) + len(first))
 
 
 if __name__ == "__main__":

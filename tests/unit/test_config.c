@@ -291,6 +291,59 @@ START_TEST(mapped_columns_come_from_the_option_table)
 }
 END_TEST
 
+START_TEST(a_debezium_connector_config_translates_line_by_line)
+{
+	obx_config_t *c = obx_config_new();
+	char *path = write_temp(
+	    "name=outbox\n"
+	    "connector.class=io.debezium.connector.postgresql."
+	    "PostgresConnector\n"
+	    "plugin.name=pgoutput\n"
+	    "slot.name=dbz\n"
+	    "publication.name=dbz_publication\n"
+	    "publication.autocreate.mode=disabled\n"
+	    "table.include.list=public.outbox\n"
+	    "snapshot.mode=no_data\n"
+	    "tombstones.on.delete=false\n"
+	    "topic.prefix=shop\n"
+	    "transforms=outbox\n"
+	    "transforms.outbox.type=io.debezium.transforms.outbox.EventRouter\n"
+	    "transforms.outbox.route.topic.replacement=ev.${routedByValue}\n"
+	    "transforms.outbox.table.field.event.key=aggregate_id\n"
+	    "transforms.outbox.table.fields.additional.placement="
+	    "type:header:eventType\n"
+	    "database.url = dbname=shop\n"
+	    "kafka.bootstrap.servers = 127.0.0.1:9092\n");
+	ck_assert_msg(obx_config_load_file(c, path, err, sizeof(err)) == OBX_OK,
+		      "%s", err);
+	ck_assert_int_eq(obx_config_validate(c, err, sizeof(err)), OBX_OK);
+	ck_assert_int_eq(c->plugin_name, OBX_PLUGIN_PGOUTPUT);
+	ck_assert_str_eq(c->publication_name, "dbz_publication");
+	ck_assert_int_eq(c->publication_autocreate_mode,
+			 OBX_PUBLICATION_DISABLED);
+	ck_assert_str_eq(c->route_topic_replacement, "ev.${routedByValue}");
+	ck_assert_str_eq(c->field_event_key, "aggregate_id");
+	unlink(path);
+	/* what outboxd does not do is refused, naming the line */
+	const char *refused[][2] = {
+		{ "snapshot.mode=initial\n", "\"no_data\"" },
+		{ "transforms.outbox.type=my.Router\n", "EventRouter" },
+		{ "transforms.outbox.table.expand.json.payload=true\n",
+		  "\"table.expand.json.payload\" has no counterpart" },
+	};
+	for (size_t i = 0; i < OBX_ARRAY_LEN(refused); i++) {
+		path = write_temp(refused[i][0]);
+		ck_assert_int_eq(
+		    obx_config_load_file(c, path, err, sizeof(err)),
+		    OBX_CONFIG);
+		ck_assert_msg(strstr(err, refused[i][1]) && strstr(err, ":1:"),
+			      "%s", err);
+		unlink(path);
+	}
+	obx_config_destroy(c);
+}
+END_TEST
+
 Suite *config_suite(void)
 {
 	Suite *s = suite_create("config");
@@ -302,6 +355,7 @@ Suite *config_suite(void)
 	tcase_add_test(tc, unknown_key_names_the_closest_and_the_line);
 	tcase_add_test(tc, bad_values_are_rejected_with_the_key);
 	tcase_add_test(tc, environment_overrides_file);
+	tcase_add_test(tc, a_debezium_connector_config_translates_line_by_line);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("validate");
 	tcase_add_test(tc, validation_requires_url_and_bootstrap);
