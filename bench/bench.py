@@ -29,6 +29,11 @@ Settings (environment):
   BENCH_PLUGINS  decoding plugins to compare       (default "pgoutput wal2json")
   USER_EVENTS    backlog for the user's-view catch-up, 0 = skip (default 500000)
   LIVE_PLUGINS   plugins of the live runs          (default "pgoutput wal2json")
+  BENCH_PEERS    "debezium" adds Debezium 3.6.1 (Connect standalone, pgoutput,
+                 the outbox EventRouter) to the catch-up into the real broker,
+                 on the same WAL, and to a commit -> topic latency run beside
+                 outboxd's; "" leaves it out  (default "debezium")
+  PEER_RATES     offered events/s of those latency runs (default "5000 10000")
   VARIANTS       further outboxd catch-up runs on the same WAL, separated by
                  "|", each "key=value;key=value" on top of OUTBOXD_EXTRA,
                  e.g. VARIANTS="kafka.linger.ms=5|kafka.compression.type=lz4"
@@ -36,6 +41,7 @@ Settings (environment):
 import os
 import platform
 import shutil
+import json
 import statistics
 import subprocess
 import sys
@@ -49,6 +55,7 @@ sys.path.insert(0, os.path.join(root, "tests", "integration"))
 os.environ.setdefault("OUTBOXD_BIN", os.path.join(root, "build-bench", "outboxd"))
 os.environ.setdefault("MOCK_KAFKA_BIN", os.path.join(root, "build-bench", "tests", "outboxd-mock-kafka"))
 
+import debezium  # noqa: E402
 import harness  # noqa: E402
 import real_kafka  # noqa: E402
 
@@ -77,6 +84,13 @@ SELECT gen_random_uuid(), (ARRAY['order','customer','payment','shipment','invoic
 FROM generate_series(1, %d) g;
 COMMIT;
 """ % BATCH
+
+
+# The same, with the insert's clock_timestamp() in the payload: the latency
+# runs beside Debezium measure commit -> topic from it, in one consumer.
+WORKLOAD_TS = WORKLOAD.replace("'amount', (:key %% 1000) + 0.5)" % (),
+                               "'amount', (:key %% 1000) + 0.5, "
+                               "'ts', extract(epoch from clock_timestamp()))" % ())
 
 
 def sh(cmd, **kw):
@@ -201,8 +215,10 @@ class SlotWatch:
 
 class Bench:
     def __init__(self):
+        # loopback TCP too: Debezium's pgjdbc has no unix sockets
         self.pg = harness.Postgres(extra_conf="fsync = on\nsynchronous_commit = on\n"
-                                              "max_wal_size = 4GB\n")
+                                              "max_wal_size = 4GB\n"
+                                              "listen_addresses = '127.0.0.1'\n")
         self.kafkas = []
         for kind in os.environ.get("BENCH_BROKERS", "mock real").split():
             # one request in flight is not needed here: nothing is injected
@@ -218,6 +234,7 @@ class Bench:
         self.variants = [v for v in os.environ.get("VARIANTS", "").split("|") if v.strip()]
         self.repeat = int(os.environ.get("BENCH_REPEAT", "3"))
         self.plugins = os.environ.get("BENCH_PLUGINS", "pgoutput wal2json").split()
+        self.peers = os.environ.get("BENCH_PEERS", "debezium").split()
 
     @staticmethod
     def settings(text):
@@ -335,7 +352,54 @@ class Bench:
                 for i, variant in enumerate([""] + self.variants):
                     self.catch_up_outboxd(kafka, n, end, decode_secs,
                                           "%d_%d" % (r, i), variant, plugin)
+                if plugin == "pgoutput" and kafka.kind == "real" and "debezium" in self.peers:
+                    self.catch_up_debezium(kafka, n, end, r)
         self.drop_template_slots()
+
+    # Debezium's settings for a backlog, from its performance guidance:
+    # batches and a queue well above the defaults (2048 / 8192), a producer
+    # that lingers and batches like outboxd's librdkafka (linger 5 ms) but
+    # with larger batches, and heap enough for the queue
+    DEBEZIUM_CONNECTOR = {"max.batch.size": "20480", "max.queue.size": "81920",
+                          "poll.interval.ms": "50", "extended.headers.enabled": "false",
+                          "publication.autocreate.mode": "disabled"}
+    DEBEZIUM_WORKER = {"producer.linger.ms": "5", "producer.batch.size": "262144",
+                       "producer.acks": "all", "offset.flush.interval.ms": "10000"}
+
+    def catch_up_debezium(self, kafka, n, end, r):
+        """Times Debezium from its JVM's start (and from its task running)
+        until all n events are in Kafka, on a copy of the pgoutput template
+        slot and outboxd's publication."""
+        prefix = "dbz%d_%d" % (n, r)
+        slot = "dbz_" + prefix
+        self.copy_slot(slot, "pgoutput")
+        topics = ["%s.%s" % (prefix, t) for t in TYPES]
+        for t in topics:
+            kafka.create_topic(t, PARTITIONS)
+        consumer = harness.Consumer(kafka.bootstrap)
+        broker0 = broker_cpu(kafka)
+        start = time.monotonic()
+        d = debezium.Debezium(self.pg, kafka, slot=slot, publication="outboxd", heap="2g",
+                              connector=self.DEBEZIUM_CONNECTOR, worker=self.DEBEZIUM_WORKER,
+                              route_topic_replacement=prefix + ".${routedByValue}")
+        running = time.monotonic() - start
+        while sum(consumer.high_watermarks(t) for t in topics) < n:
+            if d.proc.poll() is not None:
+                raise RuntimeError("Debezium exited:\n" + d.output()[-3000:])
+            time.sleep(0.05)
+        secs = time.monotonic() - start
+        cpu, rss = proc_stats(d.proc.pid)
+        broker_cpu_s = broker_cpu(kafka) - broker0
+        d.stop()
+        consumer.close()
+        self.pg.sql("SELECT pg_drop_replication_slot('%s')" % slot)
+        self.rows.append(("debezium [real] (all in Kafka, JVM start included)", n, secs, cpu,
+                          rss, 0.0, broker_cpu_s))
+        self.rows.append(("debezium [real] (all in Kafka, from its task running)", n,
+                          secs - running, cpu, rss, 0.0, broker_cpu_s))
+        print("catch-up %d, debezium [real]: %.2f s (%.0f/s), of it %.2f s to start; "
+              "cpu %.1f s, peak RSS %.0f MiB" % (n, secs, n / secs, running, cpu, rss),
+              flush=True)
 
     def user_view(self, n):
         """Catch-up as a user measures it: topics auto-created by their
@@ -445,6 +509,11 @@ class Bench:
         label = "outboxd %s [%s] %s" % (plugin, kafka.kind,
                                         variant.strip() or "(acked + confirmed)")
         self.rows.append((label, n, secs, cpu, rss, walsender_cpu, broker_cpu_s))
+        if plugin == "pgoutput" and kafka.kind == "real" and not variant and \
+                "debezium" in self.peers:
+            # measured as Debezium's runs are: until the last event is in Kafka
+            self.rows.append(("outboxd pgoutput [real] (all in Kafka)", n, phases["all acked"],
+                              cpu, rss, walsender_cpu, broker_cpu_s))
         print("catch-up %d, %s: decode limit %.0f/s, outboxd %.0f/s (%.2fx), %.0f MiB; %s" % (
             n, label, n / decode_secs, n / secs, decode_secs / secs, rss,
             ", ".join("%s at %.2f s" % kv for kv in phases.items())), flush=True)
@@ -459,6 +528,62 @@ class Bench:
         return harness.lsn_int(self.pg.sql(
             "SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = 'tmpl_%s'"
             % self.plugins[0])[0][0])
+
+    def live_e2e(self, kafka, rate, seconds, peer):
+        """Commit -> topic latency as one independent consumer sees it, for
+        outboxd (pgoutput, value.format=payload) or Debezium, each on a new
+        slot while pgbench offers `rate` events/s: the payload carries the
+        insert's clock_timestamp() (the transaction commits right after),
+        the consumer notes when each record arrives."""
+        prefix = "e2e_%s_%d" % (peer, rate)
+        topics = ["%s.%s" % (prefix, t) for t in TYPES]
+        for t in topics:
+            kafka.create_topic(t, PARTITIONS)
+        slot = prefix
+        if peer == "debezium":
+            d = debezium.Debezium(self.pg, kafka, slot=slot, publication="outboxd",
+                                  heap="2g", connector=self.DEBEZIUM_CONNECTOR,
+                                  worker=self.DEBEZIUM_WORKER,
+                                  route_topic_replacement=prefix + ".${routedByValue}")
+        else:
+            d = self.outboxd(kafka, slot_name=slot, plugin_name="pgoutput",
+                             value_format="payload",
+                             route_topic_replacement=prefix + ".${routedByValue}")
+            d.wait_streaming()
+        consumer = harness.KafkaConsumer(bootstrap_servers=kafka.bootstrap,
+                                         enable_auto_commit=False)
+        parts = [harness.TopicPartition(t, p) for t in topics for p in range(PARTITIONS)]
+        consumer.assign(parts)
+        consumer.seek_to_end()
+        latencies, done = [], threading.Event()
+
+        def consume():
+            while not done.is_set():
+                for batch in consumer.poll(timeout_ms=100).values():
+                    now = time.time()
+                    latencies.extend(now - json.loads(r.value)["ts"] for r in batch)
+        reader = threading.Thread(target=consume, daemon=True)
+        reader.start()
+        script = os.path.join(self.workdir, "workload_ts.sql")
+        with open(script, "w") as f:
+            f.write(WORKLOAD_TS)
+        sh([PG_BIN + "/pgbench", "-n", "-f", script, "-h", self.pg.root, "-p",
+            str(self.pg.port), "-U", "postgres", "-c", "4", "-j", "2", "-R",
+            str(rate // BATCH), "-T", str(seconds), self.pg.dbname])
+        time.sleep(3)
+        done.set()
+        reader.join()
+        consumer.close()
+        cpu, rss = proc_stats(d.proc.pid)
+        d.stop()
+        self.pg.sql("SELECT pg_drop_replication_slot('%s')" % slot)
+        # the first seconds wait for topic metadata and, for Debezium, JIT
+        warm = latencies[int(len(latencies) * min(3, seconds / 4) / seconds):]
+        warm.sort()
+        return {"peer": peer, "rate": rate, "events": len(latencies),
+                "p50": warm[len(warm) // 2] * 1e3 if warm else float("nan"),
+                "p99": warm[int(len(warm) * 0.99)] * 1e3 if warm else float("nan"),
+                "cpu": cpu, "rss": rss}
 
     def live(self, kafka, rate, seconds, label, plugin):
         label = "%s_%s" % (label, plugin)
@@ -526,6 +651,12 @@ def main():
             b.user_view(user_events)
         live = [b.live(k, rate, live_secs, "latency_" + k.kind, plugin) for k in b.kafkas
                 for plugin in live_plugins if live_secs]
+        e2e = []
+        real = [k for k in b.kafkas if k.kind == "real"]
+        if real and live_secs and "debezium" in b.peers:
+            for rate_e2e in (int(x) for x in os.environ.get("PEER_RATES", "5000 10000").split()):
+                for peer in ("outboxd", "debezium"):
+                    e2e.append(b.live_e2e(real[0], rate_e2e, live_secs, peer))
         soak = None
         if soak_secs:
             soak = b.live(b.kafkas[0], rate // 2, soak_secs, "soak", live_plugins[0])
@@ -540,12 +671,20 @@ def main():
                         "slot's confirmed_flush_lsn past the load")
     for one in live:
         report_live(one, rate, live_secs)
+    if e2e:
+        print("\n== commit -> topic, one consumer, %d s at each rate into the real broker "
+              "(after a warm-up) ==" % live_secs)
+        for r in e2e:
+            print("%-9s %6d events/s offered: %7d received, p50 %7.2f ms, p99 %8.2f ms, "
+                  "cpu %.1f s (%.0f us/event), peak RSS %.0f MiB" % (
+                      r["peer"], r["rate"], r["events"], r["p50"], r["p99"], r["cpu"],
+                      1e6 * r["cpu"] / max(r["events"], 1), r["rss"]))
     if soak:
         report_soak(soak, rate // 2, soak_secs)
 
 
 def plugin_of(label):
-    return "pgoutput" if "pgoutput" in label else "wal2json"
+    return "pgoutput" if "pgoutput" in label or "debezium" in label else "wal2json"
 
 
 def report_catch_up(rows, repeat, title="catch-up"):

@@ -117,7 +117,7 @@ class Debezium:
                     return
             except OSError:
                 pass
-            time.sleep(0.5)
+            time.sleep(0.1)
         raise AssertionError("Debezium did not start:\n" + self.output()[-5000:])
 
     def stop(self, timeout=60):

@@ -13,8 +13,12 @@ class PostgresFaultTest(IntegrationTest):
     def stream_and_check(self, d, workload, topic, timeout=120):
         workload.wait()
         records = self.consumer.read([topic], workload.events, timeout=timeout)
-        dups = check_delivery(self, self.envelopes, records, workload.aggregate,
-                              workload.events)
+        try:
+            dups = check_delivery(self, self.envelopes, records, workload.aggregate,
+                                  workload.events)
+        except AssertionError as e:  # what outboxd said, for the next reader
+            raise AssertionError("%s\n%d records read; outboxd's log:\n%s" % (
+                e, len(records), d.output()[-6000:])) from None
         print("%s: %d events, %d duplicates, %d client retries"
               % (topic, workload.events, dups, workload.failures))
         self.assertIsNone(d.proc.poll(), "recovered by itself:\n" + d.output()[-2000:])

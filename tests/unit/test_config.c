@@ -344,6 +344,34 @@ START_TEST(a_debezium_connector_config_translates_line_by_line)
 }
 END_TEST
 
+START_TEST(payload_values_have_no_envelope_to_place_fields_in)
+{
+	obx_config_t *c = obx_config_new();
+	const char *pairs[][2] = {
+		{ "database.url", "dbname=shop" },
+		{ "kafka.bootstrap.servers", "127.0.0.1:9092" },
+		{ "value.format", "payload" },
+		{ "table.fields.additional.placement",
+		  "tenant:header:tenantId,region:envelope" },
+	};
+	for (size_t i = 0; i < OBX_ARRAY_LEN(pairs); i++)
+		ck_assert_int_eq(obx_config_set(c, pairs[i][0], pairs[i][1],
+						"t", err, sizeof(err)),
+				 OBX_OK);
+	ck_assert_int_eq(obx_config_validate(c, err, sizeof(err)), OBX_CONFIG);
+	ck_assert_msg(strstr(err, "\"region\" is placed in the envelope") &&
+			  strstr(err, "region:header"),
+		      "%s", err);
+	ck_assert_int_eq(obx_config_set(c, "table.fields.additional.placement",
+					"tenant:header:tenantId", "t", err,
+					sizeof(err)),
+			 OBX_OK);
+	ck_assert_int_eq(obx_config_validate(c, err, sizeof(err)), OBX_OK);
+	ck_assert_int_eq(c->value_format, OBX_VALUE_PAYLOAD);
+	obx_config_destroy(c);
+}
+END_TEST
+
 Suite *config_suite(void)
 {
 	Suite *s = suite_create("config");
@@ -362,6 +390,7 @@ Suite *config_suite(void)
 	tcase_add_test(tc, tables_and_additional_fields_are_parsed);
 	tcase_add_test(tc, table_names_resolve_like_postgresql);
 	tcase_add_test(tc, reference_lists_every_key);
+	tcase_add_test(tc, payload_values_have_no_envelope_to_place_fields_in);
 	suite_add_tcase(s, tc);
 	return s;
 }
