@@ -416,9 +416,10 @@ static obx_err_t validate_new_topic(obx_producer_t *p, const char *topic,
 /* What the brokers say of a topic. */
 typedef enum {
 	TOPIC_EXISTS,
-	TOPIC_MISSING,	 /* they answered: no such topic (yet) */
-	TOPIC_REFUSED,	 /* they refuse its name; reason in errstr */
-	TOPIC_NO_ANSWER, /* unreachable or slow: nothing is known */
+	TOPIC_MISSING,	  /* they answered: no such topic (yet) */
+	TOPIC_LEADERLESS, /* it exists, a partition has no leader yet */
+	TOPIC_REFUSED,	  /* they refuse its name; reason in errstr */
+	TOPIC_NO_ANSWER,  /* unreachable or slow: nothing is known */
 } topic_answer_t;
 
 static topic_answer_t ask_topic(obx_producer_t *p, rd_kafka_topic_t *rkt,
@@ -436,6 +437,11 @@ static topic_answer_t ask_topic(obx_producer_t *p, rd_kafka_topic_t *rkt,
 	}
 	rd_kafka_resp_err_t state = md->topics[0].err;
 	bool exists = md->topics[0].partition_cnt > 0;
+	bool leaders = true;
+	for (int i = 0; i < md->topics[0].partition_cnt; i++)
+		if (md->topics[0].partitions[i].leader < 0 ||
+		    md->topics[0].partitions[i].err)
+			leaders = false;
 	rd_kafka_metadata_destroy(md);
 	if (state == RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION) {
 		obx_errf(errstr, errstr_size,
@@ -444,7 +450,7 @@ static topic_answer_t ask_topic(obx_producer_t *p, rd_kafka_topic_t *rkt,
 		return TOPIC_REFUSED;
 	}
 	if (exists)
-		return TOPIC_EXISTS;
+		return leaders ? TOPIC_EXISTS : TOPIC_LEADERLESS;
 	/* an auto-created topic is announced without partitions first */
 	return state == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART
 		   ? TOPIC_MISSING
@@ -459,6 +465,12 @@ static topic_answer_t ask_topic(obx_producer_t *p, rd_kafka_topic_t *rkt,
  * topics); still missing, it is OBX_RETRY with the reason: an
  * infrastructure fault to wait out, never the record's.  Brokers that do
  * not answer leave it to librdkafka, which waits for them.
+ *
+ * A topic just created is announced before its partitions have leaders, and
+ * librdkafka 2.0 keeps a partition it was told is leaderless without one
+ * until its next full refresh (topic.metadata.refresh.interval.ms, 5
+ * minutes; librdkafka issue #891): the last answer it sees here must name
+ * every leader, so a leaderless one is asked for again too.
  */
 static obx_err_t fetch_topic_state(obx_producer_t *p, rd_kafka_topic_t *rkt,
 				   const char *topic, char *errstr,
@@ -467,17 +479,21 @@ static obx_err_t fetch_topic_state(obx_producer_t *p, rd_kafka_topic_t *rkt,
 	topic_answer_t answer = ask_topic(p, rkt, topic, errstr, errstr_size);
 	if (answer == TOPIC_REFUSED)
 		return OBX_BAD_DATA;
-	if (answer != TOPIC_MISSING)
+	if (answer != TOPIC_MISSING && answer != TOPIC_LEADERLESS)
 		return OBX_OK;
-	obx_err_t refused = validate_new_topic(p, topic, errstr, errstr_size);
-	if (refused != OBX_OK)
-		return refused;
+	if (answer == TOPIC_MISSING) {
+		obx_err_t refused =
+		    validate_new_topic(p, topic, errstr, errstr_size);
+		if (refused != OBX_OK)
+			return refused;
+	}
 	/* a broker creates a topic in tens of milliseconds, and the pipeline
 	 * waits meanwhile (for each new topic in turn): ask again soon, then
 	 * less often */
 	int64_t deadline = obx_now_us() + MISSING_TOPIC_WAIT_US;
 	long nap_ms = 5;
-	while (answer == TOPIC_MISSING && obx_now_us() < deadline) {
+	while ((answer == TOPIC_MISSING || answer == TOPIC_LEADERLESS) &&
+	       obx_now_us() < deadline) {
 		struct timespec nap = { 0, nap_ms * 1000000L };
 		nanosleep(&nap, NULL);
 		nap_ms = nap_ms * 2 > 100 ? 100 : nap_ms * 2;
