@@ -487,16 +487,14 @@ static obx_err_t fetch_topic_state(obx_producer_t *p, rd_kafka_topic_t *rkt,
 		if (refused != OBX_OK)
 			return refused;
 	}
-	/* asked again every 100 ms: asking after 5 ms, doubling, saved ~100
-	 * ms per new topic but twice let an event wait minutes in CI (see
-	 * docs/performance.md); until that is understood, the older pace */
+	/* every 100 ms: asking after 5 ms, doubling, saved ~100 ms per new
+	 * topic but twice let an event wait minutes in CI (see
+	 * docs/performance.md); until that is understood, this pace */
 	int64_t deadline = obx_now_us() + MISSING_TOPIC_WAIT_US;
-	long nap_ms = 100;
 	while ((answer == TOPIC_MISSING || answer == TOPIC_LEADERLESS) &&
 	       obx_now_us() < deadline) {
-		struct timespec nap = { 0, nap_ms * 1000000L };
+		struct timespec nap = { 0, 100 * 1000000L };
 		nanosleep(&nap, NULL);
-		nap_ms = nap_ms * 2 > 100 ? 100 : nap_ms * 2;
 		answer = ask_topic(p, rkt, topic, errstr, errstr_size);
 	}
 	if (answer == TOPIC_REFUSED)
