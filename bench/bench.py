@@ -26,6 +26,11 @@ Settings (environment):
   BENCH_REPEAT   catch-up runs of each contender, interleaved; the table
                  shows medians                      (default 3)
   BENCH_BROKERS  the Kafka brokers to run against  (default "mock real")
+  BENCH_JVM_GC   the garbage collector of the real broker and of Debezium's
+                 Connect: "serial" (the least CPU) or "kafka" (the G1 settings
+                 of Kafka's start scripts; on 2 cores its concurrent threads
+                 cost both JVMs, Debezium fell seconds behind at 10,000/s)
+                 (default serial)
   BENCH_PLUGINS  decoding plugins to compare       (default "pgoutput wal2json")
   USER_EVENTS    backlog for the user's-view catch-up, 0 = skip (default 500000)
   LIVE_PLUGINS   plugins of the live runs          (default "pgoutput wal2json")
@@ -34,14 +39,15 @@ Settings (environment):
                  on the same WAL, and to a commit -> topic latency run beside
                  outboxd's; "" leaves it out  (default "debezium")
   PEER_RATES     offered events/s of those latency runs (default "5000 10000")
+  PEER_REPEAT    rounds of those latency runs, each listed (default 1)
   VARIANTS       further outboxd catch-up runs on the same WAL, separated by
                  "|", each "key=value;key=value" on top of OUTBOXD_EXTRA,
                  e.g. VARIANTS="kafka.linger.ms=5|kafka.compression.type=lz4"
 """
 import os
 import platform
+import re
 import shutil
-import json
 import statistics
 import subprocess
 import sys
@@ -60,6 +66,7 @@ import harness  # noqa: E402
 import real_kafka  # noqa: E402
 
 PG_BIN = harness.PG_BIN
+JVM_GC = os.environ.get("BENCH_JVM_GC", "serial")
 TYPES = ["order", "customer", "payment", "shipment", "invoice", "refund", "account", "cart"]
 BATCH = 10  # outbox rows per transaction
 PARTITIONS = 4  # per topic (the default for auto-created ones on both brokers)
@@ -91,6 +98,10 @@ COMMIT;
 WORKLOAD_TS = WORKLOAD.replace("'amount', (:key %% 1000) + 0.5)" % (),
                                "'amount', (:key %% 1000) + 0.5, "
                                "'ts', extract(epoch from clock_timestamp()))" % ())
+
+
+# the workload's "ts" member in a payload as the server writes jsonb
+TS_FIELD = re.compile(rb'"ts": ([0-9.]+)')
 
 
 def sh(cmd, **kw):
@@ -223,7 +234,7 @@ class Bench:
         for kind in os.environ.get("BENCH_BROKERS", "mock real").split():
             # one request in flight is not needed here: nothing is injected
             self.kafkas.append(harness.MockKafka() if kind == "mock" else
-                               real_kafka.RealKafka(heap="1g"))
+                               real_kafka.RealKafka(heap="1g", gc=JVM_GC))
         self.workdir = tempfile.mkdtemp(prefix="outboxd-bench-")
         self.script = os.path.join(self.workdir, "workload.sql")
         with open(self.script, "w") as f:
@@ -380,6 +391,7 @@ class Bench:
         broker0 = broker_cpu(kafka)
         start = time.monotonic()
         d = debezium.Debezium(self.pg, kafka, slot=slot, publication="outboxd", heap="2g",
+                              gc=JVM_GC,
                               connector=self.DEBEZIUM_CONNECTOR, worker=self.DEBEZIUM_WORKER,
                               route_topic_replacement=prefix + ".${routedByValue}")
         running = time.monotonic() - start
@@ -529,20 +541,22 @@ class Bench:
             "SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = 'tmpl_%s'"
             % self.plugins[0])[0][0])
 
-    def live_e2e(self, kafka, rate, seconds, peer):
+    def live_e2e(self, kafka, rate, seconds, peer, r):
         """Commit -> topic latency as one independent consumer sees it, for
         outboxd (pgoutput, value.format=payload) or Debezium, each on a new
         slot while pgbench offers `rate` events/s: the payload carries the
         insert's clock_timestamp() (the transaction commits right after),
         the consumer notes when each record arrives."""
-        prefix = "e2e_%s_%d" % (peer, rate)
+        prefix = "e2e_%s_%d_%s" % (peer, rate, r)
         topics = ["%s.%s" % (prefix, t) for t in TYPES]
+        # the broker stamps each record with the time it appended it: the
+        # arrival in the topic, free of the consumer's own delays
         for t in topics:
-            kafka.create_topic(t, PARTITIONS)
+            kafka.create_topic(t, PARTITIONS, config={"message.timestamp.type": "LogAppendTime"})
         slot = prefix
         if peer == "debezium":
             d = debezium.Debezium(self.pg, kafka, slot=slot, publication="outboxd",
-                                  heap="2g", connector=self.DEBEZIUM_CONNECTOR,
+                                  heap="2g", gc=JVM_GC, connector=self.DEBEZIUM_CONNECTOR,
                                   worker=self.DEBEZIUM_WORKER,
                                   route_topic_replacement=prefix + ".${routedByValue}")
         else:
@@ -550,18 +564,22 @@ class Bench:
                              value_format="payload",
                              route_topic_replacement=prefix + ".${routedByValue}")
             d.wait_streaming()
+        # the consumer shares the two cores: no CRC check in Python, and
+        # the timestamp found without parsing the whole JSON
         consumer = harness.KafkaConsumer(bootstrap_servers=kafka.bootstrap,
-                                         enable_auto_commit=False)
+                                         enable_auto_commit=False, check_crcs=False)
         parts = [harness.TopicPartition(t, p) for t in topics for p in range(PARTITIONS)]
         consumer.assign(parts)
         consumer.seek_to_end()
-        latencies, done = [], threading.Event()
+        latencies, done = [], threading.Event()  # (to the topic, to the consumer)
 
         def consume():
             while not done.is_set():
                 for batch in consumer.poll(timeout_ms=100).values():
                     now = time.time()
-                    latencies.extend(now - json.loads(r.value)["ts"] for r in batch)
+                    for r in batch:
+                        committed = float(TS_FIELD.search(r.value).group(1))
+                        latencies.append((r.timestamp / 1e3 - committed, now - committed))
         reader = threading.Thread(target=consume, daemon=True)
         reader.start()
         script = os.path.join(self.workdir, "workload_ts.sql")
@@ -579,10 +597,13 @@ class Bench:
         self.pg.sql("SELECT pg_drop_replication_slot('%s')" % slot)
         # the first seconds wait for topic metadata and, for Debezium, JIT
         warm = latencies[int(len(latencies) * min(3, seconds / 4) / seconds):]
-        warm.sort()
+
+        def ms(values, q):
+            values = sorted(values)
+            return values[int(len(values) * q)] * 1e3 if values else float("nan")
         return {"peer": peer, "rate": rate, "events": len(latencies),
-                "p50": warm[len(warm) // 2] * 1e3 if warm else float("nan"),
-                "p99": warm[int(len(warm) * 0.99)] * 1e3 if warm else float("nan"),
+                "p50": ms([t for t, _ in warm], 0.5), "p99": ms([t for t, _ in warm], 0.99),
+                "p50c": ms([c for _, c in warm], 0.5), "p99c": ms([c for _, c in warm], 0.99),
                 "cpu": cpu, "rss": rss}
 
     def live(self, kafka, rate, seconds, label, plugin):
@@ -654,9 +675,14 @@ def main():
         e2e = []
         real = [k for k in b.kafkas if k.kind == "real"]
         if real and live_secs and "debezium" in b.peers:
-            for rate_e2e in (int(x) for x in os.environ.get("PEER_RATES", "5000 10000").split()):
-                for peer in ("outboxd", "debezium"):
-                    e2e.append(b.live_e2e(real[0], rate_e2e, live_secs, peer))
+            # a broker's first half minute is JIT compilation: its latency
+            # tails would fall on whichever peer runs first
+            b.live_e2e(real[0], 5000, 20, "outboxd", "warmup")
+            for r in range(int(os.environ.get("PEER_REPEAT", "1"))):
+                for rate_e2e in (int(x) for x in
+                                 os.environ.get("PEER_RATES", "5000 10000").split()):
+                    for peer in ("outboxd", "debezium"):
+                        e2e.append(b.live_e2e(real[0], rate_e2e, live_secs, peer, r))
         soak = None
         if soak_secs:
             soak = b.live(b.kafkas[0], rate // 2, soak_secs, "soak", live_plugins[0])
@@ -672,13 +698,14 @@ def main():
     for one in live:
         report_live(one, rate, live_secs)
     if e2e:
-        print("\n== commit -> topic, one consumer, %d s at each rate into the real broker "
-              "(after a warm-up) ==" % live_secs)
+        print("\n== commit -> topic (the broker's LogAppendTime) and -> consumer, read by one "
+              "consumer, %d s at each rate into the real broker (after a warm-up) ==" % live_secs)
         for r in e2e:
-            print("%-9s %6d events/s offered: %7d received, p50 %7.2f ms, p99 %8.2f ms, "
+            print("%-9s %6d events/s offered: %7d received; commit->topic p50 %6.1f ms, "
+                  "p99 %7.1f ms; commit->consumer p50 %6.1f ms, p99 %7.1f ms; "
                   "cpu %.1f s (%.0f us/event), peak RSS %.0f MiB" % (
-                      r["peer"], r["rate"], r["events"], r["p50"], r["p99"], r["cpu"],
-                      1e6 * r["cpu"] / max(r["events"], 1), r["rss"]))
+                      r["peer"], r["rate"], r["events"], r["p50"], r["p99"], r["p50c"],
+                      r["p99c"], r["cpu"], 1e6 * r["cpu"] / max(r["events"], 1), r["rss"]))
     if soak:
         report_soak(soak, rate // 2, soak_secs)
 

@@ -5,6 +5,7 @@ the connector from build-kafka/debezium (scripts/kafka-jars.sh,
 tests/debezium/pom.xml).
 
     Debezium(pg, kafka, slot="dbz", **router)   started and RUNNING
+      heap, gc="serial" (tests) or "kafka" (connect-standalone.sh's G1 settings)
     .stop()                                      stops Connect (SIGTERM)
 
 `router` holds EventRouter settings without their `transforms.outbox.`
@@ -37,7 +38,7 @@ def properties(path, values):
 class Debezium:
     """Connect standalone with one Debezium PostgreSQL connector (`outbox`)."""
 
-    def __init__(self, pg, kafka, slot="dbz", publication="dbz", heap="512m",
+    def __init__(self, pg, kafka, slot="dbz", publication="dbz", heap="512m", gc="serial",
                  connector=None, worker=None, **router):
         self.pg = pg
         self.dir = tempfile.mkdtemp(prefix="outboxd-debezium-")
@@ -84,7 +85,7 @@ class Debezium:
         self.proc = subprocess.Popen(
             real_kafka.java_argv("org.apache.kafka.connect.cli.ConnectStandalone",
                                  self.worker_path, self.connector_path, heap=heap,
-                                 jvm=["-XX:+UseSerialGC"]),
+                                 jvm=real_kafka.GC_OPTIONS[gc]),
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             preexec_fn=real_kafka.die_with_parent)
         log.close()
