@@ -42,7 +42,10 @@ Settings (environment):
   PEER_REPEAT    rounds of those latency runs, each listed (default 1)
   VARIANTS       further outboxd catch-up runs on the same WAL, separated by
                  "|", each "key=value;key=value" on top of OUTBOXD_EXTRA,
-                 e.g. VARIANTS="kafka.linger.ms=5|kafka.compression.type=lz4"
+                 e.g. VARIANTS="kafka.linger.ms=5|kafka.compression.type=lz4";
+                 "{registry}" stands for a schema registry the bench starts
+                 (tests/integration/schema_registry.py), e.g.
+                 VARIANTS="value.format=avro-registry;schema.registry.url={registry}"
 """
 import os
 import platform
@@ -64,6 +67,7 @@ os.environ.setdefault("MOCK_KAFKA_BIN", os.path.join(root, "build-bench", "tests
 import debezium  # noqa: E402
 import harness  # noqa: E402
 import real_kafka  # noqa: E402
+import schema_registry  # noqa: E402
 
 PG_BIN = harness.PG_BIN
 JVM_GC = os.environ.get("BENCH_JVM_GC", "serial")
@@ -243,6 +247,11 @@ class Bench:
         self.user_rows = []
         self.extra = self.settings(os.environ.get("OUTBOXD_EXTRA", ""))
         self.variants = [v for v in os.environ.get("VARIANTS", "").split("|") if v.strip()]
+        # "{registry}" in a variant: the stand-in schema registry's URL
+        self.registry = None
+        if any("{registry}" in v for v in self.variants):
+            self.registry = schema_registry.SchemaRegistry()
+            self.variants = [v.replace("{registry}", self.registry.url) for v in self.variants]
         self.repeat = int(os.environ.get("BENCH_REPEAT", "3"))
         self.plugins = os.environ.get("BENCH_PLUGINS", "pgoutput wal2json").split()
         self.peers = os.environ.get("BENCH_PEERS", "debezium").split()
@@ -259,6 +268,8 @@ class Bench:
                                **settings)
 
     def close(self):
+        if self.registry:
+            self.registry.stop()
         for kafka in self.kafkas:
             kafka.destroy()
         self.pg.destroy()

@@ -6,9 +6,9 @@ set -euo pipefail
 
 packages=(
   gcc pkg-config meson ninja-build clang libclang-rt-14-dev clang-format valgrind
-  libpq-dev librdkafka-dev libavro-dev libjansson-dev libmicrohttpd-dev check
+  libpq-dev librdkafka-dev libavro-dev libjansson-dev libmicrohttpd-dev libcurl4-openssl-dev check
   postgresql-15 postgresql-15-wal2json
-  python3 python3-kafka python3-avro python3-lz4 python3-snappy python3-zstandard
+  python3 python3-kafka python3-avro python3-lz4 python3-snappy python3-zstandard python3-pip
   kcat yamllint python3-yaml openssl time
   openjdk-17-jre-headless maven locales
 )
@@ -33,3 +33,14 @@ if ! locale -a 2>/dev/null | grep -qix 'de_DE\.utf-\?8'; then
   "${as_root[@]}" localedef -i de_DE -f UTF-8 de_DE.UTF-8
 fi
 "$(dirname "$0")/kafka-jars.sh"
+# a registry-aware Avro deserializer that is not ours, for the schema
+# registry tests: confluent_kafka from PyPI, in a folder of its own
+python_packages="$(dirname "$0")/../build-kafka/python"
+confluent="confluent-kafka[avro,schemaregistry]==2.16.1"
+if [ ! -f "$python_packages/.installed" ] || [ "$(cat "$python_packages/.installed")" != "$confluent" ]; then
+  rm -rf "$python_packages"
+  PIP_ROOT_USER_ACTION=ignore /usr/bin/python3 -m pip install --quiet --disable-pip-version-check \
+    --no-warn-script-location \
+    --target "$python_packages" "$confluent"
+  echo "$confluent" > "$python_packages/.installed"
+fi

@@ -8,10 +8,12 @@
 #include <string.h>
 
 #include "outboxd/admin.h"
+#include "outboxd/envelope.h"
 #include "outboxd/log.h"
 #include "outboxd/pg.h"
 #include "outboxd/producer.h"
 #include "outboxd/publication.h"
+#include "outboxd/registry.h"
 #include "outboxd/replication.h"
 #include "outboxd/state.h"
 
@@ -826,6 +828,24 @@ static void check_kafka(check_t *c, const obx_config_t *conf)
 	obx_producer_destroy(p);
 }
 
+/* The schema registry of value.format=avro-registry. */
+static void check_registry(check_t *c, const obx_config_t *conf)
+{
+	char err[1024], found[1024];
+	obx_registry_t *r = obx_registry_new(conf, obx_envelope_schema_json(),
+					     err, sizeof(err));
+	if (!r) {
+		result(c, false, "schema registry", "%s", err);
+		return;
+	}
+	if (obx_registry_check(r, conf->route_topic_replacement, found,
+			       sizeof(found), err, sizeof(err)) == OBX_OK)
+		result(c, true, "schema registry", "%s", found);
+	else
+		result(c, false, "schema registry", "%s", err);
+	obx_registry_destroy(r);
+}
+
 int obx_cmd_check(const obx_config_t *conf)
 {
 	check_t c = { 0 };
@@ -848,6 +868,8 @@ int obx_cmd_check(const obx_config_t *conf)
 		obx_admin_destroy(a);
 	}
 	check_kafka(&c, conf);
+	if (conf->value_format == OBX_VALUE_AVRO_REGISTRY)
+		check_registry(&c, conf);
 	printf("%s: %d item(s) failed\n", c.failed ? "FAIL" : "PASS", c.failed);
 	return c.failed ? OBX_EXIT_RUNTIME : OBX_EXIT_CLEAN;
 }

@@ -21,10 +21,13 @@ typedef enum {
 } option_type_t;
 
 enum {
-	OPT_REQUIRED = 1 << 0,	/* no default: must be set */
-	OPT_SECRET = 1 << 1,	/* never echoed back in messages */
-	OPT_NOT_EMPTY = 1 << 2, /* may not be set to "" */
-	OPT_NULLABLE = 1 << 3,	/* a column whose value may be NULL */
+	OPT_REQUIRED = 1 << 0,	 /* no default: must be set */
+	OPT_SECRET = 1 << 1,	 /* never echoed back in messages */
+	OPT_NOT_EMPTY = 1 << 2,	 /* may not be set to "" */
+	OPT_NULLABLE = 1 << 3,	 /* a column whose value may be NULL */
+	OPT_JAVA_CLASS = 1 << 4, /* an enum whose choices may carry a Java
+				  * package (a.b.Choice), as Java clients
+				  * spell them */
 };
 /* The option names the outbox column of this role (obx_column_role_t);
  * the roles sit above the other flags' bits. */
@@ -51,7 +54,12 @@ static const char *const autocreate_choices[] = { "filtered", "disabled",
 static const char *const invalid_op_choices[] = { "warn", "error", "fatal",
 						  NULL };
 static const char *const bad_event_choices[] = { "dlq", "fail", "skip", NULL };
-static const char *const value_format_choices[] = { "avro", "payload", NULL };
+static const char *const value_format_choices[] = { "avro", "payload",
+						    "avro-registry", NULL };
+static const char *const subject_strategy_choices[] = {
+	"TopicNameStrategy", "RecordNameStrategy", "TopicRecordNameStrategy",
+	NULL
+};
 static const char *const log_level_choices[] = { "debug", "info", "warn",
 						 "error", NULL };
 static const char *const log_format_choices[] = { "text", "json", NULL };
@@ -134,9 +142,43 @@ static option_t options[] = {
 	  "at error, skip) or fatal (stop without confirming)" },
 	{ "value.format", ENUM(value_format, value_format_choices), "avro", 0,
 	  "the record value: avro (the envelope, Avro single-object "
-	  "encoding) or payload (the payload column's text exactly, as "
-	  "Debezium's outbox router writes it with StringConverter; a NULL "
-	  "payload is a null value)" },
+	  "encoding), avro-registry (the envelope in Confluent's schema "
+	  "registry framing: a zero byte, the schema id in 4 bytes, the "
+	  "datum; needs schema.registry.url) or payload (the payload "
+	  "column's text exactly, as Debezium's outbox router writes it with "
+	  "StringConverter; a NULL payload is a null value)" },
+	{ "schema.registry.url", STR(schema_registry_url), NULL, 0,
+	  "the schema registry (Confluent's REST API) for "
+	  "value.format=avro-registry; several URLs, comma-separated, are "
+	  "tried in turn" },
+	{ "schema.registry.basic.auth.user.info",
+	  STR(schema_registry_user_info), NULL, OPT_SECRET,
+	  "user:password for the registry's HTTP basic authentication" },
+	{ "schema.registry.ssl.ca.location", STR(schema_registry_ca_location),
+	  NULL, 0,
+	  "CA certificates (PEM file) that sign the registry's certificate; "
+	  "unset: the system's" },
+	{ "schema.registry.ssl.certificate.location",
+	  STR(schema_registry_certificate_location), NULL, 0,
+	  "client certificate (PEM) for a registry that asks for one" },
+	{ "schema.registry.ssl.key.location", STR(schema_registry_key_location),
+	  NULL, OPT_SECRET, "the client certificate's private key (PEM)" },
+	{ "schema.registry.request.timeout.ms",
+	  INT(schema_registry_timeout_ms, 100, 600000), "10000", 0,
+	  "one registry request, connection included; a registry that does "
+	  "not answer is retried with backoff" },
+	{ "value.subject.name.strategy",
+	  ENUM(subject_strategy, subject_strategy_choices), "TopicNameStrategy",
+	  OPT_JAVA_CLASS,
+	  "the registry subject of a topic's values: TopicNameStrategy "
+	  "(<topic>-value), RecordNameStrategy (io.outboxd.Envelope) or "
+	  "TopicRecordNameStrategy (<topic>-io.outboxd.Envelope); Confluent's "
+	  "class names (io.confluent.kafka.serializers.subject.*) are "
+	  "accepted" },
+	{ "auto.register.schemas", BOOL(auto_register_schemas), "true", 0,
+	  "register the envelope schema under its subject at the subject's "
+	  "first event; false: look it up, and stop (exit 1) when the "
+	  "registry does not have it" },
 	{ "errors.bad.event", ENUM(errors_bad_event, bad_event_choices), "dlq",
 	  0,
 	  "a row that cannot become a record: dlq (to errors.dlq.topic), fail "
@@ -258,9 +300,12 @@ static obx_err_t set_option(obx_config_t *conf, const option_t *opt,
 		*FIELD(conf, opt, long) = v;
 		return OBX_OK;
 	}
-	case OPT_ENUM:
+	case OPT_ENUM: {
+		const char *choice = value;
+		if ((opt->flags & OPT_JAVA_CLASS) && strrchr(value, '.'))
+			choice = strrchr(value, '.') + 1;
 		for (int i = 0; opt->choices[i]; i++) {
-			if (strcmp(opt->choices[i], value) == 0) {
+			if (strcmp(opt->choices[i], choice) == 0) {
 				*FIELD(conf, opt, int) = i;
 				return OBX_OK;
 			}
@@ -277,6 +322,7 @@ static obx_err_t set_option(obx_config_t *conf, const option_t *opt,
 			 "%s",
 			 where, shown, opt->name, choices);
 		return OBX_CONFIG;
+	}
 	}
 	return OBX_FATAL;
 }
@@ -814,6 +860,14 @@ obx_err_t obx_config_validate(obx_config_t *conf, char *errstr,
 				 conf->additional[i].column);
 			err = OBX_CONFIG;
 		}
+	}
+	if (err == OBX_OK && conf->value_format == OBX_VALUE_AVRO_REGISTRY &&
+	    !(conf->schema_registry_url && *conf->schema_registry_url)) {
+		obx_errf(errstr, errstr_size,
+			 "value.format=avro-registry needs "
+			 "\"schema.registry.url\" (or "
+			 "$OUTBOXD_SCHEMA_REGISTRY_URL)");
+		err = OBX_CONFIG;
 	}
 	if (err == OBX_OK)
 		list_columns(conf);

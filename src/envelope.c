@@ -168,16 +168,10 @@ static void reserve(obx_envelope_t *env, const obx_event_t *ev)
 	env->cap = cap;
 }
 
-obx_err_t obx_envelope_encode(obx_envelope_t *env, const obx_event_t *ev,
-			      const void **out, size_t *out_len, char *errstr,
-			      size_t errstr_size)
+/* The binary datum, after room for the longer of the two headers. */
+static void encode_datum(obx_envelope_t *env, const obx_event_t *ev)
 {
-	(void)errstr, (void)errstr_size;
 	reserve(env, ev);
-	env->buf[0] = 0xC3;
-	env->buf[1] = 0x01;
-	for (int i = 0; i < 8; i++)
-		env->buf[2 + i] = (unsigned char)(env->fingerprint >> (8 * i));
 	env->len = OBX_ENVELOPE_HEADER_SIZE;
 	put_string(env, ev->id, ev->id_len);
 	put_string(env, ev->aggregate_type, ev->aggregate_type_len);
@@ -204,7 +198,34 @@ obx_err_t obx_envelope_encode(obx_envelope_t *env, const obx_event_t *ev,
 		}
 	}
 	put_long(env, 0);
+}
+
+obx_err_t obx_envelope_encode(obx_envelope_t *env, const obx_event_t *ev,
+			      const void **out, size_t *out_len, char *errstr,
+			      size_t errstr_size)
+{
+	(void)errstr, (void)errstr_size;
+	encode_datum(env, ev);
+	env->buf[0] = 0xC3;
+	env->buf[1] = 0x01;
+	for (int i = 0; i < 8; i++)
+		env->buf[2 + i] = (unsigned char)(env->fingerprint >> (8 * i));
 	*out = env->buf;
 	*out_len = env->len;
 	return OBX_OK;
+}
+
+void obx_envelope_encode_registered(obx_envelope_t *env, const obx_event_t *ev,
+				    uint32_t schema_id, const void **out,
+				    size_t *out_len)
+{
+	encode_datum(env, ev);
+	/* the 5-byte header ends where the datum begins */
+	unsigned char *header = env->buf + OBX_ENVELOPE_HEADER_SIZE -
+				OBX_ENVELOPE_REGISTRY_HEADER_SIZE;
+	header[0] = 0;
+	for (int i = 0; i < 4; i++)
+		header[1 + i] = (unsigned char)(schema_id >> (8 * (3 - i)));
+	*out = header;
+	*out_len = env->len - (size_t)(header - env->buf);
 }

@@ -52,6 +52,7 @@ struct obx_metrics {
 	unsigned long long bad[OBX_BAD_REASONS];
 	unsigned long long kafka_errors;
 	unsigned long long reconnects;
+	unsigned long long ack_stalls;
 	unsigned long long acked_wal_skipped;
 	unsigned long long resumes_after_acked;
 	bool streaming;
@@ -205,6 +206,11 @@ void obx_metrics_bad_event(obx_metrics_t *m, obx_bad_reason_t reason)
 void obx_metrics_set_kafka_errors(obx_metrics_t *m, unsigned long total)
 {
 	LOCKED(m, m->kafka_errors = total);
+}
+
+void obx_metrics_ack_stall(obx_metrics_t *m)
+{
+	LOCKED(m, m->ack_stalls++);
 }
 
 void obx_metrics_resume_skipped(obx_metrics_t *m, uint64_t bytes)
@@ -369,6 +375,10 @@ void obx_metrics_write(obx_metrics_t *m, FILE *out)
 	help(out, "outboxd_reconnects_total", "counter",
 	     "Reconnections to PostgreSQL after a failure.");
 	fprintf(out, "outboxd_reconnects_total %llu\n", m->reconnects);
+	help(out, "outboxd_kafka_ack_stalls_total", "counter",
+	     "Times Kafka acknowledged nothing for 5 s while events were in "
+	     "flight (each made outboxd ask for the topics' metadata again)");
+	fprintf(out, "outboxd_kafka_ack_stalls_total %llu\n", m->ack_stalls);
 	help(out, "outboxd_resume_skipped_wal_bytes_total", "counter",
 	     "WAL the server was told to skip at a (re)connect because its "
 	     "events were already produced (the slot's persisted position "

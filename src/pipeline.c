@@ -19,6 +19,7 @@
 #include "outboxd/partitions.h"
 #include "outboxd/publication.h"
 #include "outboxd/producer.h"
+#include "outboxd/registry.h"
 #include "outboxd/replication.h"
 #include "outboxd/router.h"
 #include "outboxd/startpoint.h"
@@ -41,6 +42,16 @@
 #define CAUGHT_UP_AGE_US 1000000
 /* How long sending at once may wait for the acknowledgements. */
 #define SEND_NOW_WAIT_MS 1
+/*
+ * Kafka acknowledged nothing for this long while events were in flight: ask
+ * the brokers for the topics' metadata again, and then at most every
+ * ACK_STALL_REPEAT_US while it lasts.  Cheap insurance against librdkafka
+ * holding a partition with a stale or missing leader until its 5-minute
+ * refresh; an outage is handled (and logged) elsewhere.
+ */
+#define ACK_STALL_US		   5000000
+#define ACK_STALL_REPEAT_US	   30000000
+#define ACK_STALL_METADATA_WAIT_MS 500
 
 struct obx_pipeline {
 	const obx_config_t *conf;
@@ -48,6 +59,7 @@ struct obx_pipeline {
 	obx_metrics_batch_t *batch; /* this thread's counts between merges */
 	obx_decoder_t *decoder;
 	obx_envelope_t *envelope;
+	obx_registry_t *registry; /* value.format=avro-registry, else NULL */
 	obx_producer_t *producer;
 	/* held by the HTTP thread while it probes the producer, and by the
 	 * pipeline while it replaces it */
@@ -70,10 +82,11 @@ struct obx_pipeline {
 	int64_t last_status_us;
 
 	volatile sig_atomic_t *stop; /* of the current run */
-	/* an event waits for a topic the brokers do not have; read by the
-	 * HTTP thread (/readyz) */
-	atomic_bool topic_missing;
-	int missing_backoff_ms;
+	/* what holds the current event, and everything after it,
+	 * unconfirmed while it is tried again (hold_t); read by the HTTP
+	 * thread (/readyz) */
+	atomic_int held_by;
+	int hold_backoff_ms;
 
 	/* a delivery that finally failed: stop, never confirm past it */
 	bool delivery_failed;
@@ -107,6 +120,8 @@ struct obx_pipeline {
 	uint64_t produced; /* events handed to Kafka (incl. dead letters) */
 	uint64_t produced_at_send_now; /* produced when last sent at once */
 	uint64_t acked;
+	int64_t ack_wait_since_us; /* the last ack, or the last empty moment */
+	int64_t next_stall_probe_us; /* 0: not stalled */
 	obx_lsn_t server_wal_end;
 	int64_t last_progress_us;
 	uint64_t last_progress_acked;
@@ -141,6 +156,7 @@ static void on_delivery(void *ctx, void *msg_opaque, const char *topic, bool ok,
 		return;
 	}
 	p->acked++;
+	p->ack_wait_since_us = obx_now_us();
 	obx_metrics_batch_topic(p->batch, topic, OBX_METRIC_ACKED);
 	obx_metrics_batch_latency(
 	    p->batch, (double)(now - obx_txn_commit_time(msg_opaque)) / 1e6,
@@ -158,9 +174,13 @@ obx_pipeline_t *obx_pipeline_new(const obx_config_t *conf,
 	pthread_mutex_init(&p->producer_lock, NULL);
 	p->batch = obx_metrics_batch_new();
 	p->tracker = obx_tracker_new(OBX_LSN_INVALID);
+	p->ack_wait_since_us = obx_now_us();
 	p->partitioned = obx_xcalloc(conf->ntables + 1, sizeof(bool));
 	if (!(p->decoder = obx_decoder_new(conf, errstr, errstr_size)) ||
 	    !(p->envelope = obx_envelope_new(errstr, errstr_size)) ||
+	    (conf->value_format == OBX_VALUE_AVRO_REGISTRY &&
+	     !(p->registry = obx_registry_new(conf, obx_envelope_schema_json(),
+					      errstr, errstr_size))) ||
 	    !(p->producer = obx_producer_new(conf, on_delivery, p, errstr,
 					     errstr_size))) {
 		obx_pipeline_destroy(p);
@@ -178,6 +198,7 @@ void obx_pipeline_destroy(obx_pipeline_t *p)
 	obx_router_destroy(p->router);
 	free(p->router_db);
 	obx_envelope_destroy(p->envelope);
+	obx_registry_destroy(p->registry);
 	obx_decoder_destroy(p->decoder);
 	obx_tracker_destroy(p->tracker);
 	obx_metrics_batch_destroy(p->batch);
@@ -373,39 +394,101 @@ static void count_wait(obx_pipeline_t *p, obx_wait_reason_t why, int64_t start)
 			       (double)(obx_now_us() - start) / 1e6);
 }
 
-/* Backoff while an event waits for a missing topic. */
-#define MISSING_TOPIC_BACKOFF_MAX_MS 5000
+/* Backoff while an event is held (hold_event). */
+#define HOLD_BACKOFF_MAX_MS 5000
+
+/* What holds an event back while it is tried again. */
+typedef enum {
+	HOLD_NONE = 0,
+	HOLD_TOPIC_MISSING, /* its topic does not exist */
+	HOLD_REGISTRY,	    /* the schema registry does not answer */
+} hold_t;
 
 /*
- * The event's topic does not exist and the brokers do not create it
- * (errstr says which): hold it, and everything after it, unconfirmed, and
- * try again after a backoff (*wait_ms) until the topic exists.  A stop
- * request ends the wait with OBX_RETRY: nothing was confirmed past it.
+ * The event cannot go out yet for a reason outside it (errstr says which):
+ * hold it, and everything after it, unconfirmed, and try again after a
+ * backoff (*wait_ms) until `until`.  A stop request ends the wait with
+ * OBX_RETRY: nothing was confirmed past it.
  */
-static obx_err_t wait_for_topic(obx_pipeline_t *p, char *errstr,
-				size_t errstr_size, int *wait_ms)
+static obx_err_t hold_event(obx_pipeline_t *p, hold_t why, const char *until,
+			    char *errstr, size_t errstr_size, int *wait_ms)
 {
-	if (!p->topic_missing) {
+	if (p->held_by != (int)why) {
 		obx_warn("%s: holding its event and everything after it "
 			 "unconfirmed (confirmed LSN stays " OBX_LSN_FMT
-			 ") and retrying until it exists; create the topic",
-			 errstr, OBX_LSN_ARGS(p->sent_flush));
-		p->topic_missing = true;
-		p->missing_backoff_ms = 100;
+			 ") and retrying until %s",
+			 errstr, OBX_LSN_ARGS(p->sent_flush), until);
+		p->held_by = why;
+		p->hold_backoff_ms = 100;
 	}
-	obx_metrics_topic_missing(p->metrics, true);
+	if (why == HOLD_TOPIC_MISSING)
+		obx_metrics_topic_missing(p->metrics, true);
 	if (*p->stop) {
 		size_t n = strlen(errstr);
 		obx_errf(errstr + n, errstr_size - n,
 			 "; stopping with its event unconfirmed");
 		return OBX_RETRY;
 	}
-	*wait_ms = p->missing_backoff_ms;
-	p->missing_backoff_ms =
-	    p->missing_backoff_ms * 2 > MISSING_TOPIC_BACKOFF_MAX_MS
-		? MISSING_TOPIC_BACKOFF_MAX_MS
-		: p->missing_backoff_ms * 2;
+	*wait_ms = p->hold_backoff_ms;
+	p->hold_backoff_ms = p->hold_backoff_ms * 2 > HOLD_BACKOFF_MAX_MS
+				 ? HOLD_BACKOFF_MAX_MS
+				 : p->hold_backoff_ms * 2;
 	return OBX_OK;
+}
+
+/* What held the event is gone: said once, with `what`. */
+static void release_hold(obx_pipeline_t *p, hold_t why, const char *what)
+{
+	if (p->held_by != (int)why)
+		return;
+	obx_info("%s: producing again", what);
+	p->held_by = HOLD_NONE;
+	if (why == HOLD_TOPIC_MISSING)
+		obx_metrics_topic_missing(p->metrics, false);
+}
+
+/* See ACK_STALL_US. */
+static void probe_stalled_acks(obx_pipeline_t *p, int64_t now)
+{
+	size_t inflight = obx_tracker_inflight(p->tracker);
+	if (!inflight || now - p->ack_wait_since_us < ACK_STALL_US) {
+		if (!inflight)
+			p->ack_wait_since_us = now;
+		p->next_stall_probe_us = 0;
+		return;
+	}
+	if (now < p->next_stall_probe_us)
+		return;
+	if (!p->next_stall_probe_us) {
+		obx_metrics_ack_stall(p->metrics);
+		obx_warn("Kafka acknowledged nothing for %.0f s with %zu "
+			 "events in flight (nothing past them is confirmed); "
+			 "asking the brokers for the topics' metadata again",
+			 (double)(now - p->ack_wait_since_us) / 1e6, inflight);
+		/* where librdkafka holds them: leaders, queues, in flight */
+		if (p->conf->log_level == OBX_LOG_DEBUG)
+			obx_producer_dump(p->producer, stderr);
+	}
+	if (!obx_producer_refresh_metadata(p->producer,
+					   ACK_STALL_METADATA_WAIT_MS))
+		obx_debug("no broker answered the metadata request");
+	p->next_stall_probe_us = obx_now_us() + ACK_STALL_REPEAT_US;
+}
+
+/* Serves Kafka and the server for wait_ms while an event is held. */
+static obx_err_t serve_while_held(obx_pipeline_t *p, int wait_ms, char *errstr,
+				  size_t errstr_size)
+{
+	int64_t start = obx_now_us();
+	obx_producer_poll(p->producer, wait_ms);
+	count_wait(p, OBX_WAIT_KAFKA, start);
+	/* we are not reading: the silence is ours, not the server's */
+	p->last_heard_us = obx_now_us();
+	probe_stalled_acks(p, p->last_heard_us);
+	obx_err_t err = check_kafka(p, errstr, errstr_size);
+	if (err == OBX_OK)
+		err = maybe_send_status(p, false, errstr, errstr_size);
+	return err;
 }
 
 /*
@@ -427,26 +510,50 @@ static obx_err_t produce(obx_pipeline_t *p, const char *topic, const void *key,
 			obx_metrics_batch_topic(p->batch, topic,
 						OBX_METRIC_PRODUCED);
 			p->produced++;
-			if (p->topic_missing) {
-				obx_info("topic \"%s\" exists: producing "
-					 "again",
-					 topic);
-				p->topic_missing = false;
-				obx_metrics_topic_missing(p->metrics, false);
+			if (p->held_by == HOLD_TOPIC_MISSING) {
+				char what[320];
+				obx_errf(what, sizeof(what),
+					 "topic \"%s\" exists", topic);
+				release_hold(p, HOLD_TOPIC_MISSING, what);
 			}
 			return OBX_OK;
 		}
 		if (err != OBX_RETRY)
 			return err;
 		int wait_ms = 100;
-		if (*errstr && (err = wait_for_topic(p, errstr, errstr_size,
-						     &wait_ms)) != OBX_OK)
+		if (*errstr &&
+		    (err = hold_event(p, HOLD_TOPIC_MISSING,
+				      "it exists; create the topic", errstr,
+				      errstr_size, &wait_ms)) != OBX_OK)
 			return err;
-		int64_t start = obx_now_us();
-		obx_producer_poll(p->producer, wait_ms);
-		count_wait(p, OBX_WAIT_KAFKA, start);
-		if ((err = check_kafka(p, errstr, errstr_size)) != OBX_OK ||
-		    (err = maybe_send_status(p, false, errstr, errstr_size)) !=
+		if ((err = serve_while_held(p, wait_ms, errstr, errstr_size)) !=
+		    OBX_OK)
+			return err;
+	}
+}
+
+/*
+ * The schema id of `topic`'s subject (value.format=avro-registry): cached
+ * after the first answer; while the registry cannot be reached the event is
+ * held like one of a missing topic.
+ */
+static obx_err_t registered_schema_id(obx_pipeline_t *p, const char *topic,
+				      uint32_t *id, char *errstr,
+				      size_t errstr_size)
+{
+	for (;;) {
+		obx_err_t err = obx_registry_schema_id(p->registry, topic, id,
+						       errstr, errstr_size);
+		if (err == OBX_OK)
+			release_hold(p, HOLD_REGISTRY,
+				     "the schema registry answers");
+		if (err != OBX_RETRY)
+			return err;
+		int wait_ms;
+		if ((err = hold_event(p, HOLD_REGISTRY,
+				      "the schema registry answers", errstr,
+				      errstr_size, &wait_ms)) != OBX_OK ||
+		    (err = serve_while_held(p, wait_ms, errstr, errstr_size)) !=
 			OBX_OK)
 			return err;
 	}
@@ -601,6 +708,14 @@ static obx_err_t handle_row(obx_pipeline_t *p, const obx_change_t *change,
 		/* the column's text as is; a NULL payload is a null value */
 		value = ev.payload;
 		value_len = ev.payload ? ev.payload_len : 0;
+	} else if (p->registry) {
+		uint32_t id;
+		obx_err_t err =
+		    registered_schema_id(p, ev.topic, &id, errstr, errstr_size);
+		if (err != OBX_OK)
+			return err;
+		obx_envelope_encode_registered(p->envelope, &ev, id, &value,
+					       &value_len);
 	} else {
 		obx_err_t err = obx_envelope_encode(
 		    p->envelope, &ev, &value, &value_len, errstr, errstr_size);
@@ -796,7 +911,7 @@ static void publish_state(obx_pipeline_t *p)
 bool obx_pipeline_kafka_reachable(obx_pipeline_t *p, int timeout_ms)
 {
 	pthread_mutex_lock(&p->producer_lock);
-	bool reachable = !p->producer_failed && !p->topic_missing &&
+	bool reachable = !p->producer_failed && p->held_by == HOLD_NONE &&
 			 obx_producer_reachable(p->producer, timeout_ms);
 	pthread_mutex_unlock(&p->producer_lock);
 	return reachable;
@@ -834,6 +949,7 @@ static obx_err_t stream(obx_pipeline_t *p, volatile sig_atomic_t *stop,
 		bool backpressured = obx_tracker_inflight(p->tracker) >=
 				     (size_t)p->conf->max_inflight_events;
 		int64_t now = obx_now_us();
+		probe_stalled_acks(p, now);
 		if (backpressured) {
 			/* we are not reading: silence is ours, not the server's
 			 */

@@ -716,6 +716,22 @@ unsigned long obx_producer_error_count(const obx_producer_t *p)
 	return atomic_load(&((obx_producer_t *)p)->errors);
 }
 
+bool obx_producer_refresh_metadata(obx_producer_t *p, int timeout_ms)
+{
+	const struct rd_kafka_metadata *md = NULL;
+	/* all_topics 0, no topic: the topics librdkafka knows locally */
+	rd_kafka_resp_err_t err =
+	    rd_kafka_metadata(p->rk, 0, NULL, &md, timeout_ms);
+	if (md)
+		rd_kafka_metadata_destroy(md);
+	return !err;
+}
+
+void obx_producer_dump(obx_producer_t *p, FILE *out)
+{
+	rd_kafka_dump(out, p->rk);
+}
+
 bool obx_producer_reachable(obx_producer_t *p, int timeout_ms)
 {
 	const struct rd_kafka_metadata *md = NULL;

@@ -31,7 +31,16 @@ typedef enum {
 typedef enum {
 	OBX_VALUE_AVRO = 0,
 	OBX_VALUE_PAYLOAD,
+	OBX_VALUE_AVRO_REGISTRY, /* the envelope in a schema registry's framing
+				  */
 } obx_value_format_t;
+
+/* value.subject.name.strategy: the registry subject of a topic's values */
+typedef enum {
+	OBX_SUBJECT_TOPIC = 0,	  /* <topic>-value */
+	OBX_SUBJECT_RECORD,	  /* io.outboxd.Envelope */
+	OBX_SUBJECT_TOPIC_RECORD, /* <topic>-io.outboxd.Envelope */
+} obx_subject_strategy_t;
 
 typedef enum {
 	OBX_PLACE_HEADER = 0,
@@ -109,6 +118,14 @@ typedef struct obx_config {
 	char *fields_additional_placement;
 	obx_invalid_op_t op_invalid_behavior;
 	obx_value_format_t value_format;
+	char *schema_registry_url;	 /* comma-separated, tried in turn */
+	char *schema_registry_user_info; /* user:password for basic auth */
+	char *schema_registry_ca_location;
+	char *schema_registry_certificate_location;
+	char *schema_registry_key_location;
+	long schema_registry_timeout_ms;
+	obx_subject_strategy_t subject_strategy;
+	bool auto_register_schemas;
 	obx_bad_event_t errors_bad_event;
 	char *errors_dlq_topic;
 	long max_inflight_events;

@@ -64,6 +64,8 @@ void obx_metrics_merge(obx_metrics_t *m, obx_metrics_batch_t *b);
 void obx_metrics_bad_event(obx_metrics_t *m, obx_bad_reason_t reason);
 void obx_metrics_set_kafka_errors(obx_metrics_t *m, unsigned long total);
 void obx_metrics_reconnect(obx_metrics_t *m);
+/* Kafka acknowledged nothing for a while with events in flight. */
+void obx_metrics_ack_stall(obx_metrics_t *m);
 /* A connect resumed `bytes` of WAL after the slot's position (startpoint.h). */
 void obx_metrics_resume_skipped(obx_metrics_t *m, uint64_t bytes);
 

@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "outboxd/config.h"
 #include "outboxd/router.h"
@@ -98,6 +99,18 @@ unsigned long obx_producer_error_count(const obx_producer_t *p);
  * call from any thread (readiness probes).
  */
 bool obx_producer_reachable(obx_producer_t *p, int timeout_ms);
+
+/*
+ * Asks the brokers for the metadata of every topic this producer knows, and
+ * hands the answer to librdkafka: a partition it holds without a leader (or
+ * with a stale one) is otherwise asked for again only by its own periodic
+ * refresh.  Blocks up to timeout_ms; false when no broker answered.
+ */
+bool obx_producer_refresh_metadata(obx_producer_t *p, int timeout_ms);
+
+/* librdkafka's whole internal state (brokers, partitions, leaders, queued
+ * messages) as its rd_kafka_dump() prints it, for a stall's diagnosis. */
+void obx_producer_dump(obx_producer_t *p, FILE *out);
 
 /*
  * Like obx_producer_reachable(), but gives up early when librdkafka reports

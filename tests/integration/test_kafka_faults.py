@@ -61,7 +61,7 @@ class KafkaFaultTest(IntegrationTest):
                     self.kafka.brokers_up()
             self.produce_through("kills", kill_and_restart_twice, in_flight=5, events=3000)
 
-    def test_local_queue_full_is_waited_out(self):
+    def test_silent_brokers_and_a_full_queue_are_waited_out(self):
         d = self.outboxd(slot_name="qfull", kafka_queue_buffering_max_messages="10",
                          kafka_message_timeout_ms="600000")
         d.wait_streaming()
@@ -69,7 +69,10 @@ class KafkaFaultTest(IntegrationTest):
         try:
             w = Workload(self.pg, "qfull", events=300).start()
             w.wait()
-            time.sleep(2)
+            # no acknowledgement for 5 s: said, counted, metadata asked again
+            d.wait_for_log(r"Kafka acknowledged nothing for 5 s with \d+ events in flight",
+                           timeout=30)
+            self.assertEqual(d.metrics()["outboxd_kafka_ack_stalls_total"], 1)
             self.assertIsNone(d.proc.poll())
             self.assertLess(self.pg.confirmed_lsn("qfull"), self.pg.current_lsn())
         finally:

@@ -372,6 +372,50 @@ START_TEST(payload_values_have_no_envelope_to_place_fields_in)
 }
 END_TEST
 
+START_TEST(registry_values_need_a_registry_and_take_java_strategy_names)
+{
+	obx_config_t *c = obx_config_new();
+	const char *pairs[][2] = {
+		{ "database.url", "dbname=shop" },
+		{ "kafka.bootstrap.servers", "127.0.0.1:9092" },
+		{ "value.format", "avro-registry" },
+	};
+	for (size_t i = 0; i < OBX_ARRAY_LEN(pairs); i++)
+		ck_assert_int_eq(obx_config_set(c, pairs[i][0], pairs[i][1],
+						"t", err, sizeof(err)),
+				 OBX_OK);
+	ck_assert_int_eq(obx_config_validate(c, err, sizeof(err)), OBX_CONFIG);
+	ck_assert_msg(strstr(err, "\"schema.registry.url\""), "%s", err);
+	ck_assert_int_eq(obx_config_set(c, "schema.registry.url",
+					"http://a:8081, http://b:8081/", "t",
+					err, sizeof(err)),
+			 OBX_OK);
+	ck_assert_int_eq(obx_config_validate(c, err, sizeof(err)), OBX_OK);
+	ck_assert_int_eq(c->value_format, OBX_VALUE_AVRO_REGISTRY);
+	ck_assert_int_eq(c->subject_strategy, OBX_SUBJECT_TOPIC);
+	ck_assert(c->auto_register_schemas);
+	/* as Confluent's Java serializer spells them, or short */
+	ck_assert_int_eq(
+	    obx_config_set(c, "value.subject.name.strategy",
+			   "io.confluent.kafka.serializers.subject."
+			   "TopicRecordNameStrategy",
+			   "t", err, sizeof(err)),
+	    OBX_OK);
+	ck_assert_int_eq(c->subject_strategy, OBX_SUBJECT_TOPIC_RECORD);
+	ck_assert_int_eq(obx_config_set(c, "value.subject.name.strategy",
+					"RecordNameStrategy", "t", err,
+					sizeof(err)),
+			 OBX_OK);
+	ck_assert_int_eq(c->subject_strategy, OBX_SUBJECT_RECORD);
+	ck_assert_int_eq(obx_config_set(c, "value.subject.name.strategy",
+					"TopicIdStrategy", "t", err,
+					sizeof(err)),
+			 OBX_CONFIG);
+	ck_assert_msg(strstr(err, "TopicNameStrategy"), "%s", err);
+	obx_config_destroy(c);
+}
+END_TEST
+
 Suite *config_suite(void)
 {
 	Suite *s = suite_create("config");
@@ -391,6 +435,8 @@ Suite *config_suite(void)
 	tcase_add_test(tc, table_names_resolve_like_postgresql);
 	tcase_add_test(tc, reference_lists_every_key);
 	tcase_add_test(tc, payload_values_have_no_envelope_to_place_fields_in);
+	tcase_add_test(
+	    tc, registry_values_need_a_registry_and_take_java_strategy_names);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -129,20 +129,29 @@ static int64_t get_long(avro_value_t *rec, const char *name)
 	return v;
 }
 
-/* Decodes bytes with avro-c's own reader and the schema file. */
-static void read_back(const void *bytes, size_t len, avro_value_t *out,
-		      avro_value_iface_t **iface, avro_schema_t *schema)
+/* Decodes the datum after `header` bytes with avro-c's own reader and the
+ * schema file. */
+static void read_back_after(size_t header, const void *bytes, size_t len,
+			    avro_value_t *out, avro_value_iface_t **iface,
+			    avro_schema_t *schema)
 {
 	const char *json = obx_envelope_schema_json();
 	ck_assert_int_eq(
 	    avro_schema_from_json_length(json, strlen(json), schema), 0);
 	*iface = avro_generic_class_from_schema(*schema);
 	ck_assert_int_eq(avro_generic_value_new(*iface, out), 0);
-	avro_reader_t reader =
-	    avro_reader_memory((const char *)bytes + OBX_ENVELOPE_HEADER_SIZE,
-			       (int64_t)(len - OBX_ENVELOPE_HEADER_SIZE));
+	avro_reader_t reader = avro_reader_memory((const char *)bytes + header,
+						  (int64_t)(len - header));
 	ck_assert_int_eq(avro_value_read(reader, out), 0);
 	avro_reader_free(reader);
+}
+
+/* The same, for single-object encoding. */
+static void read_back(const void *bytes, size_t len, avro_value_t *out,
+		      avro_value_iface_t **iface, avro_schema_t *schema)
+{
+	read_back_after(OBX_ENVELOPE_HEADER_SIZE, bytes, len, out, iface,
+			schema);
 }
 
 START_TEST(round_trip_through_avro_c)
@@ -287,6 +296,48 @@ START_TEST(envelope_larger_than_the_first_guess)
 }
 END_TEST
 
+START_TEST(registry_framing_carries_the_same_datum)
+{
+	obx_envelope_t *env = obx_envelope_new(err, sizeof(err));
+	obx_kv_t fields[] = { { "geo", "eu", 2 } };
+	const void *bytes;
+	size_t len;
+
+	obx_event_t ev = sample_event(fields, 1, "{\"n\": 1}");
+	ck_assert_int_eq(
+	    obx_envelope_encode(env, &ev, &bytes, &len, err, sizeof(err)),
+	    OBX_OK);
+	size_t datum_len = len - OBX_ENVELOPE_HEADER_SIZE;
+	unsigned char *datum = malloc(datum_len);
+	memcpy(datum, (const char *)bytes + OBX_ENVELOPE_HEADER_SIZE,
+	       datum_len);
+
+	/* Confluent's wire format: magic 0, the id big-endian, the datum */
+	obx_envelope_encode_registered(env, &ev, 0x01020384u, &bytes, &len);
+	const unsigned char *b = bytes;
+	ck_assert_uint_eq(len, OBX_ENVELOPE_REGISTRY_HEADER_SIZE + datum_len);
+	ck_assert_uint_eq(b[0], 0);
+	ck_assert_uint_eq(b[1], 0x01);
+	ck_assert_uint_eq(b[2], 0x02);
+	ck_assert_uint_eq(b[3], 0x03);
+	ck_assert_uint_eq(b[4], 0x84);
+	ck_assert_int_eq(
+	    memcmp(b + OBX_ENVELOPE_REGISTRY_HEADER_SIZE, datum, datum_len), 0);
+
+	avro_value_t v;
+	avro_value_iface_t *iface;
+	avro_schema_t schema;
+	read_back_after(OBX_ENVELOPE_REGISTRY_HEADER_SIZE, bytes, len, &v,
+			&iface, &schema);
+	ck_assert_str_eq(get_string(&v, "aggregate_id"), "o-ü");
+	avro_value_decref(&v);
+	avro_value_iface_decref(iface);
+	avro_schema_decref(schema);
+	free(datum);
+	obx_envelope_destroy(env);
+}
+END_TEST
+
 Suite *envelope_suite(void)
 {
 	Suite *s = suite_create("envelope");
@@ -298,6 +349,7 @@ Suite *envelope_suite(void)
 	tc = tcase_create("encode");
 	tcase_add_test(tc, round_trip_through_avro_c);
 	tcase_add_test(tc, reused_value_does_not_leak_between_events);
+	tcase_add_test(tc, registry_framing_carries_the_same_datum);
 	tcase_add_test(tc, envelope_larger_than_the_first_guess);
 	suite_add_tcase(s, tc);
 	return s;
