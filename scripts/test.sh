@@ -62,7 +62,7 @@ fi
 
 # a bounded libFuzzer run over the decoder (the corpus itself is replayed by
 # the fuzz-corpus-replay test in both builds above)
-if FUZZ_SECONDS=${FUZZ_SECONDS:-60} ./scripts/fuzz.sh; then
+if FUZZ_SECONDS=${FUZZ_SECONDS:-30} ./scripts/fuzz.sh; then
   echo "fuzz: no crash"; passed=$((passed + 1))
 else
   echo "fuzz: crashed, input in build-fuzz/crashes/"; failed=$((failed + 1))

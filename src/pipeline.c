@@ -469,8 +469,7 @@ static void probe_stalled_acks(obx_pipeline_t *p, int64_t now)
 		if (p->conf->log_level == OBX_LOG_DEBUG)
 			obx_producer_dump(p->producer, stderr);
 	}
-	if (!obx_producer_refresh_metadata(p->producer,
-					   ACK_STALL_METADATA_WAIT_MS))
+	if (!obx_producer_reachable(p->producer, ACK_STALL_METADATA_WAIT_MS))
 		obx_debug("no broker answered the metadata request");
 	p->next_stall_probe_us = obx_now_us() + ACK_STALL_REPEAT_US;
 }

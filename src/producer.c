@@ -12,6 +12,7 @@
 
 #include "outboxd/kafka_client.h"
 #include "outboxd/log.h"
+#include "outboxd/name_map.h"
 
 /* How long the first event of a new topic waits for the topic's metadata,
  * and at most for the brokers' verdict on creating it or for its
@@ -33,10 +34,8 @@
  */
 #define SIZE_CHECK_WAIT_FLOOR 16384
 
-/* An open-addressing map from topic name to librdkafka's topic handle. */
+/* What the producer knows of one topic (the value of obx_producer.topics). */
 typedef struct {
-	char *name;
-	uint64_t hash;
 	rd_kafka_topic_t *rkt; /* NULL when refused */
 	char *refused;	       /* why the brokers refuse the topic, or NULL */
 	/* the topic's max.message.bytes on the brokers, 0 when unknown or
@@ -48,8 +47,7 @@ typedef struct {
 
 struct obx_producer {
 	rd_kafka_t *rk;
-	topic_slot_t *topics;
-	size_t topics_cap, ntopics; /* capacity: a power of two */
+	obx_name_map_t *topics; /* topic name -> topic_slot_t */
 	rd_kafka_queue_t *main_queue;
 	int wake[2]; /* librdkafka writes to [1] when the main queue fills */
 	obx_delivery_cb on_delivery;
@@ -219,52 +217,32 @@ obx_producer_t *obx_producer_new(const obx_config_t *conf,
 	obx_kafka_conf_value(rd_kafka_conf(p->rk), "compression.type", codec,
 			     sizeof(codec));
 	p->compressed = *codec && strcmp(codec, "none") != 0;
+	p->topics = obx_name_map_new();
 	return p;
+}
+
+static void free_topic_slot(void *value)
+{
+	topic_slot_t *slot = value;
+	if (slot->rkt)
+		rd_kafka_topic_destroy(slot->rkt);
+	if (slot->config)
+		rd_kafka_queue_destroy(slot->config);
+	free(slot->refused);
+	free(slot);
 }
 
 void obx_producer_destroy(obx_producer_t *p)
 {
 	if (!p)
 		return;
-	for (size_t i = 0; i < p->topics_cap; i++) {
-		if (p->topics[i].name) {
-			if (p->topics[i].rkt)
-				rd_kafka_topic_destroy(p->topics[i].rkt);
-			if (p->topics[i].config)
-				rd_kafka_queue_destroy(p->topics[i].config);
-			free(p->topics[i].name);
-			free(p->topics[i].refused);
-		}
-	}
-	free(p->topics);
+	obx_name_map_destroy(p->topics, free_topic_slot);
 	rd_kafka_queue_io_event_enable(p->main_queue, -1, NULL, 0);
 	rd_kafka_queue_destroy(p->main_queue);
 	rd_kafka_destroy(p->rk);
 	close(p->wake[0]);
 	close(p->wake[1]);
 	free(p);
-}
-
-static topic_slot_t *find_slot(topic_slot_t *table, size_t cap,
-			       const char *name, uint64_t hash)
-{
-	for (size_t i = hash & (cap - 1);; i = (i + 1) & (cap - 1))
-		if (!table[i].name ||
-		    (table[i].hash == hash && strcmp(table[i].name, name) == 0))
-			return &table[i];
-}
-
-static void grow_topics(obx_producer_t *p)
-{
-	size_t cap = p->topics_cap ? p->topics_cap * 2 : 16;
-	topic_slot_t *table = obx_xcalloc(cap, sizeof(*table));
-	for (size_t i = 0; i < p->topics_cap; i++)
-		if (p->topics[i].name)
-			*find_slot(table, cap, p->topics[i].name,
-				   p->topics[i].hash) = p->topics[i];
-	free(p->topics);
-	p->topics = table;
-	p->topics_cap = cap;
 }
 
 /* Asks for one resource's configuration; the answer arrives on the queue
@@ -354,7 +332,8 @@ obx_err_t obx_producer_describe_config(obx_producer_t *p, bool broker,
  * DescribeConfigs right), the limit stays unknown: the brokers' answer to
  * the produce request decides.
  */
-static void collect_topic_limit(topic_slot_t *slot, int wait_ms)
+static void collect_topic_limit(topic_slot_t *slot, const char *topic,
+				int wait_ms)
 {
 	char value[32], err[256];
 	rd_kafka_event_t *event = rd_kafka_queue_poll(slot->config, wait_ms);
@@ -366,7 +345,7 @@ static void collect_topic_limit(topic_slot_t *slot, int wait_ms)
 	else
 		obx_debug("kafka: max.message.bytes of topic \"%s\" unknown "
 			  "(%s)",
-			  slot->name, err);
+			  topic, err);
 	if (event)
 		rd_kafka_event_destroy(event);
 	rd_kafka_queue_destroy(slot->config);
@@ -519,18 +498,14 @@ static obx_err_t topic_slot(obx_producer_t *p, const char *topic,
 			    topic_slot_t **out, char *errstr,
 			    size_t errstr_size)
 {
-	uint64_t hash = obx_hash_str(topic);
-	if (p->topics_cap) {
-		topic_slot_t *slot =
-		    find_slot(p->topics, p->topics_cap, topic, hash);
-		if (slot->name && slot->refused) {
-			obx_errf(errstr, errstr_size, "%s", slot->refused);
-			return OBX_BAD_DATA;
-		}
-		if (slot->name) {
-			*out = slot;
-			return OBX_OK;
-		}
+	topic_slot_t *known = obx_name_map_get(p->topics, topic);
+	if (known && known->refused) {
+		obx_errf(errstr, errstr_size, "%s", known->refused);
+		return OBX_BAD_DATA;
+	}
+	if (known) {
+		*out = known;
+		return OBX_OK;
 	}
 	obx_err_t refused = OBX_OK;
 	rd_kafka_topic_t *rkt = NULL;
@@ -556,12 +531,8 @@ static obx_err_t topic_slot(obx_producer_t *p, const char *topic,
 		rd_kafka_topic_destroy(rkt);
 		return refused;
 	}
-	if ((p->ntopics + 1) * 2 > p->topics_cap)
-		grow_topics(p);
-	topic_slot_t *slot = find_slot(p->topics, p->topics_cap, topic, hash);
-	slot->name = obx_xstrdup(topic);
-	slot->hash = hash;
-	p->ntopics++;
+	topic_slot_t *slot = obx_xcalloc(1, sizeof(*slot));
+	obx_name_map_put(p->topics, topic, slot);
 	if (refused != OBX_OK) {
 		/* remembered: the next event for it fails at once */
 		if (rkt)
@@ -626,7 +597,7 @@ obx_err_t obx_producer_send(obx_producer_t *p, const char *topic,
 		size_t size = single_record_batch_size(
 		    key_len, value, value_len, headers, nheaders);
 		if (slot->config)
-			collect_topic_limit(slot,
+			collect_topic_limit(slot, topic,
 					    size >= SIZE_CHECK_WAIT_FLOOR
 						? TOPIC_CONFIG_WAIT_MS + 500
 						: 0);
@@ -716,17 +687,6 @@ unsigned long obx_producer_error_count(const obx_producer_t *p)
 	return atomic_load(&((obx_producer_t *)p)->errors);
 }
 
-bool obx_producer_refresh_metadata(obx_producer_t *p, int timeout_ms)
-{
-	const struct rd_kafka_metadata *md = NULL;
-	/* all_topics 0, no topic: the topics librdkafka knows locally */
-	rd_kafka_resp_err_t err =
-	    rd_kafka_metadata(p->rk, 0, NULL, &md, timeout_ms);
-	if (md)
-		rd_kafka_metadata_destroy(md);
-	return !err;
-}
-
 void obx_producer_dump(obx_producer_t *p, FILE *out)
 {
 	rd_kafka_dump(out, p->rk);
@@ -735,7 +695,8 @@ void obx_producer_dump(obx_producer_t *p, FILE *out)
 bool obx_producer_reachable(obx_producer_t *p, int timeout_ms)
 {
 	const struct rd_kafka_metadata *md = NULL;
-	/* all_topics=0, no topic: only brokers, cheap */
+	/* all_topics=0, no topic: the brokers and the topics librdkafka
+	 * knows locally, whose answer it takes in (leaders included) */
 	rd_kafka_resp_err_t err =
 	    rd_kafka_metadata(p->rk, 0, NULL, &md, timeout_ms);
 	if (md)

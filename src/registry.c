@@ -7,19 +7,17 @@
 #include <string.h>
 
 #include "outboxd/log.h"
+#include "outboxd/name_map.h"
 
 /* An answer larger than this is no registry's: the request fails. */
 #define MAX_ANSWER_BYTES (1 << 20)
 /* The registry's message as quoted in errors. */
 #define MAX_QUOTE 300
 
-/* One topic whose schema id is known. */
+/* A subject whose schema id is known. */
 typedef struct {
-	char *topic; /* NULL: a free slot */
-	uint64_t hash;
-	char *subject;
 	uint32_t id;
-} known_topic_t;
+} known_subject_t;
 
 struct obx_registry {
 	char **urls; /* without a trailing '/' */
@@ -31,8 +29,8 @@ struct obx_registry {
 	char *record_name;
 	obx_subject_strategy_t strategy;
 	bool auto_register;
-	known_topic_t *known; /* open addressing by topic hash */
-	size_t known_cap, nknown;
+	obx_name_map_t *subjects; /* subject -> known_subject_t (owned) */
+	obx_name_map_t *topics;	  /* topic -> its subject's entry */
 };
 
 typedef struct {
@@ -177,6 +175,8 @@ obx_registry_t *obx_registry_new(const obx_config_t *conf,
 				 size_t errstr_size)
 {
 	obx_registry_t *r = obx_xcalloc(1, sizeof(*r));
+	r->subjects = obx_name_map_new();
+	r->topics = obx_name_map_new();
 	r->strategy = conf->subject_strategy;
 	r->auto_register = conf->auto_register_schemas;
 	if (conf->schema_registry_url)
@@ -242,11 +242,8 @@ void obx_registry_destroy(obx_registry_t *r)
 	for (size_t i = 0; i < r->nurls; i++)
 		free(r->urls[i]);
 	free(r->urls);
-	for (size_t i = 0; i < r->known_cap; i++) {
-		free(r->known[i].topic);
-		free(r->known[i].subject);
-	}
-	free(r->known);
+	obx_name_map_destroy(r->topics, NULL);
+	obx_name_map_destroy(r->subjects, free);
 	if (r->curl)
 		curl_easy_cleanup(r->curl);
 	curl_slist_free_all(r->headers);
@@ -269,38 +266,6 @@ void obx_registry_subject(const obx_registry_t *r, const char *topic, char *out,
 		snprintf(out, out_size, "%s-%s", topic, r->record_name);
 		break;
 	}
-}
-
-static known_topic_t *find_known(known_topic_t *table, size_t cap,
-				 const char *topic, uint64_t hash)
-{
-	size_t i = hash & (cap - 1);
-	while (table[i].topic &&
-	       (table[i].hash != hash || strcmp(table[i].topic, topic) != 0))
-		i = (i + 1) & (cap - 1);
-	return &table[i];
-}
-
-static void remember(obx_registry_t *r, const char *topic, uint64_t hash,
-		     const char *subject, uint32_t id)
-{
-	if ((r->nknown + 1) * 2 > r->known_cap) {
-		size_t cap = r->known_cap ? r->known_cap * 2 : 16;
-		known_topic_t *table = obx_xcalloc(cap, sizeof(*table));
-		for (size_t i = 0; i < r->known_cap; i++)
-			if (r->known[i].topic)
-				*find_known(table, cap, r->known[i].topic,
-					    r->known[i].hash) = r->known[i];
-		free(r->known);
-		r->known = table;
-		r->known_cap = cap;
-	}
-	known_topic_t *slot = find_known(r->known, r->known_cap, topic, hash);
-	slot->topic = obx_xstrdup(topic);
-	slot->hash = hash;
-	slot->subject = obx_xstrdup(subject);
-	slot->id = id;
-	r->nknown++;
 }
 
 /* "/<prefix><subject, URL-escaped><suffix>" */
@@ -396,29 +361,26 @@ static obx_err_t ask_id(obx_registry_t *r, const char *subject, uint32_t *id,
 obx_err_t obx_registry_schema_id(obx_registry_t *r, const char *topic,
 				 uint32_t *id, char *errstr, size_t errstr_size)
 {
-	uint64_t hash = obx_hash_str(topic);
-	if (r->known_cap) {
-		known_topic_t *k =
-		    find_known(r->known, r->known_cap, topic, hash);
-		if (k->topic) {
-			*id = k->id;
-			return OBX_OK;
-		}
+	known_subject_t *known = obx_name_map_get(r->topics, topic);
+	if (known) {
+		*id = known->id;
+		return OBX_OK;
 	}
 	char subject[512];
 	obx_registry_subject(r, topic, subject, sizeof(subject));
 	/* another topic of the same subject (the record strategy) */
-	for (size_t i = 0; i < r->known_cap; i++)
-		if (r->known[i].topic &&
-		    strcmp(r->known[i].subject, subject) == 0) {
-			*id = r->known[i].id;
-			remember(r, topic, hash, subject, *id);
-			return OBX_OK;
-		}
-	obx_err_t err = ask_id(r, subject, id, errstr, errstr_size);
-	if (err == OBX_OK)
-		remember(r, topic, hash, subject, *id);
-	return err;
+	if (!(known = obx_name_map_get(r->subjects, subject))) {
+		uint32_t asked;
+		obx_err_t err = ask_id(r, subject, &asked, errstr, errstr_size);
+		if (err != OBX_OK)
+			return err;
+		known = obx_xmalloc(sizeof(*known));
+		known->id = asked;
+		obx_name_map_put(r->subjects, subject, known);
+	}
+	obx_name_map_put(r->topics, topic, known);
+	*id = known->id;
+	return OBX_OK;
 }
 
 /* Whether `topic` is one route_template makes (its placeholder stands for

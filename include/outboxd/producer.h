@@ -95,18 +95,13 @@ void obx_producer_clear_event(obx_producer_t *p);
 unsigned long obx_producer_error_count(const obx_producer_t *p);
 
 /*
- * Whether a broker answers a metadata request within timeout_ms.  Safe to
- * call from any thread (readiness probes).
+ * Whether a broker answers a metadata request within timeout_ms.  The
+ * request asks for every topic this producer knows, and librdkafka takes
+ * the answer in: a partition it holds without a leader (or with a stale
+ * one) is otherwise asked for again only by its own periodic refresh.  Safe
+ * to call from any thread (readiness probes).
  */
 bool obx_producer_reachable(obx_producer_t *p, int timeout_ms);
-
-/*
- * Asks the brokers for the metadata of every topic this producer knows, and
- * hands the answer to librdkafka: a partition it holds without a leader (or
- * with a stale one) is otherwise asked for again only by its own periodic
- * refresh.  Blocks up to timeout_ms; false when no broker answered.
- */
-bool obx_producer_refresh_metadata(obx_producer_t *p, int timeout_ms);
 
 /* librdkafka's whole internal state (brokers, partitions, leaders, queued
  * messages) as its rd_kafka_dump() prints it, for a stall's diagnosis. */
