@@ -56,6 +56,8 @@ static const char *const invalid_op_choices[] = { "warn", "error", "fatal",
 static const char *const bad_event_choices[] = { "dlq", "fail", "skip", NULL };
 static const char *const value_format_choices[] = { "avro", "payload",
 						    "avro-registry", NULL };
+static const char *const guarantee_choices[] = { "at-least-once",
+						 "exactly-once", NULL };
 static const char *const subject_strategy_choices[] = {
 	"TopicNameStrategy", "RecordNameStrategy", "TopicRecordNameStrategy",
 	NULL
@@ -185,6 +187,19 @@ static option_t options[] = {
 	  "(stop, exit 3) or skip (log at error, data loss)" },
 	{ "errors.dlq.topic", STR(errors_dlq_topic), "outbox.dlq",
 	  OPT_NOT_EMPTY, "dead letter topic for errors.bad.event=dlq" },
+	{ "delivery.guarantee", ENUM(delivery_guarantee, guarantee_choices),
+	  "at-least-once", 0,
+	  "at-least-once (events after the confirmed LSN may come again after "
+	  "a crash) or exactly-once (Kafka transactions with a checkpoint in "
+	  "the state topic: read_committed consumers see every event once)" },
+	{ "transaction.interval.ms", INT(transaction_interval_ms, 1, 600000),
+	  "100", 0,
+	  "exactly-once: commit the open Kafka transaction at the first "
+	  "PostgreSQL commit after this long (and whenever caught up)" },
+	{ "transaction.max.events", INT(transaction_max_events, 1, 100000000),
+	  "10000", 0,
+	  "exactly-once: commit the open Kafka transaction at the first "
+	  "PostgreSQL commit after this many events" },
 	{ "max.inflight.events", INT(max_inflight_events, 1, 100000000),
 	  "10000", 0,
 	  "backpressure: stop reading the slot while this many events await "
@@ -844,6 +859,23 @@ obx_err_t obx_config_validate(obx_config_t *conf, char *errstr,
 		if (!set)
 			kafka_put(conf, kafka_defaults[i].key,
 				  kafka_defaults[i].value);
+	}
+	/* the connector's identity: a restarted or second instance of the
+	 * same slot fences the older one */
+	const char *txn_id = NULL;
+	for (size_t i = 0; i < conf->nkafka; i++)
+		if (strcmp(conf->kafka[i].key, "transactional.id") == 0)
+			txn_id = conf->kafka[i].value;
+	if (conf->delivery_guarantee == OBX_EXACTLY_ONCE && !txn_id) {
+		char id[128];
+		snprintf(id, sizeof(id), "outboxd-%s", conf->slot_name);
+		kafka_put(conf, "transactional.id", id);
+	} else if (conf->delivery_guarantee != OBX_EXACTLY_ONCE && txn_id) {
+		obx_errf(errstr, errstr_size,
+			 "kafka.transactional.id is set, but "
+			 "delivery.guarantee is at-least-once: set "
+			 "delivery.guarantee=exactly-once");
+		return OBX_CONFIG;
 	}
 	obx_err_t err = parse_tables(conf, errstr, errstr_size);
 	if (err == OBX_OK)

@@ -49,6 +49,9 @@
  * holding a partition with a stale or missing leader until its 5-minute
  * refresh; an outage is handled (and logged) elsewhere.
  */
+/* exactly-once: how long one Kafka transaction call may block. */
+#define TXN_TIMEOUT_MS 60000
+
 #define ACK_STALL_US		   5000000
 #define ACK_STALL_REPEAT_US	   30000000
 #define ACK_STALL_METADATA_WAIT_MS 500
@@ -116,6 +119,16 @@ struct obx_pipeline {
 	int64_t last_state_us;
 	int64_t last_heard_us; /* the server's last message */
 
+	/* delivery.guarantee=exactly-once: the events Kafka acknowledged in
+	 * the open Kafka transaction count for the tracker only once it
+	 * commits (deferred: one transaction pointer per event) */
+	bool eos;
+	obx_txn_t **deferred;
+	size_t ndeferred, deferred_cap;
+	size_t txn_events;	  /* produced in the open Kafka transaction */
+	int64_t txn_started_us;	  /* when it began */
+	obx_lsn_t txn_checkpoint; /* the last PostgreSQL commit in it */
+
 	/* for the progress line; everything else is in the metrics */
 	uint64_t produced; /* events handed to Kafka (incl. dead letters) */
 	uint64_t produced_at_send_now; /* produced when last sent at once */
@@ -161,6 +174,17 @@ static void on_delivery(void *ctx, void *msg_opaque, const char *topic, bool ok,
 	obx_metrics_batch_latency(
 	    p->batch, (double)(now - obx_txn_commit_time(msg_opaque)) / 1e6,
 	    (double)(now - obx_txn_received_time(msg_opaque)) / 1e6);
+	if (p->eos) { /* counts once its Kafka transaction commits */
+		if (p->ndeferred == p->deferred_cap) {
+			p->deferred_cap =
+			    p->deferred_cap ? p->deferred_cap * 2 : 1024;
+			p->deferred =
+			    obx_xrealloc(p->deferred, p->deferred_cap *
+							  sizeof(*p->deferred));
+		}
+		p->deferred[p->ndeferred++] = msg_opaque;
+		return;
+	}
 	obx_tracker_ack(p->tracker, msg_opaque);
 }
 
@@ -175,6 +199,7 @@ obx_pipeline_t *obx_pipeline_new(const obx_config_t *conf,
 	p->batch = obx_metrics_batch_new();
 	p->tracker = obx_tracker_new(OBX_LSN_INVALID);
 	p->ack_wait_since_us = obx_now_us();
+	p->eos = conf->delivery_guarantee == OBX_EXACTLY_ONCE;
 	p->partitioned = obx_xcalloc(conf->ntables + 1, sizeof(bool));
 	if (!(p->decoder = obx_decoder_new(conf, errstr, errstr_size)) ||
 	    !(p->envelope = obx_envelope_new(errstr, errstr_size)) ||
@@ -204,6 +229,7 @@ void obx_pipeline_destroy(obx_pipeline_t *p)
 	obx_metrics_batch_destroy(p->batch);
 	obx_partitions_destroy(p->partitions);
 	free(p->partitioned);
+	free(p->deferred);
 	pthread_mutex_destroy(&p->producer_lock);
 	free(p);
 }
@@ -221,6 +247,16 @@ static obx_err_t check_kafka(obx_pipeline_t *p, char *errstr,
 {
 	if (p->producer_failed ||
 	    obx_producer_status(p->producer, errstr, errstr_size) != OBX_OK) {
+		if (obx_producer_fenced(p->producer)) {
+			/* replacing it would fence the instance that took
+			 * over: this one stops, confirming nothing more */
+			size_t n = strlen(errstr);
+			obx_errf(errstr + n, errstr_size - n,
+				 "; stopping (confirmed LSN stays " OBX_LSN_FMT
+				 ")",
+				 OBX_LSN_ARGS(p->sent_flush));
+			return OBX_FATAL;
+		}
 		if (!p->producer_failed)
 			obx_error(
 			    "%s; starting a new Kafka producer that resends "
@@ -287,6 +323,9 @@ static void log_progress(obx_pipeline_t *p, int64_t now)
 	p->last_progress_acked = p->acked;
 }
 
+static obx_err_t commit_kafka_txn(obx_pipeline_t *p, obx_lsn_t checkpoint,
+				  char *errstr, size_t errstr_size);
+
 /* How write_state() waits for the acknowledgement. */
 typedef enum {
 	STATE_NO_WAIT,
@@ -311,14 +350,24 @@ static obx_err_t write_state(obx_pipeline_t *p, obx_slot_event_t event,
 	snprintf(rec.database, sizeof(rec.database), "%s", p->router_db);
 	snprintf(rec.slot, sizeof(rec.slot), "%s", p->conf->slot_name);
 	obx_state_key(rec.system_id, rec.database, rec.slot, key, sizeof(key));
+	obx_err_t err = OBX_OK;
+	if (p->eos &&
+	    (err = obx_producer_txn_begin(p->producer, TXN_TIMEOUT_MS, errstr,
+					  errstr_size)) != OBX_OK)
+		return err;
 	char *value = obx_state_encode(&rec);
-	obx_err_t err = obx_producer_send(
-	    p->producer, p->conf->state_topic, key, strlen(key), value,
-	    strlen(value), NULL, 0, NULL, errstr, errstr_size);
+	err = obx_producer_send(p->producer, p->conf->state_topic, key,
+				strlen(key), value, strlen(value), NULL, 0,
+				NULL, errstr, errstr_size);
 	free(value);
 	if (err != OBX_OK)
 		return err == OBX_BAD_DATA ? OBX_FATAL : OBX_RETRY;
 	p->state_inflight++;
+	/* exactly-once: a record that is waited for is committed at once
+	 * (never while a PostgreSQL transaction is half in Kafka) */
+	if (p->eos && how != STATE_NO_WAIT && !p->txn &&
+	    (err = commit_kafka_txn(p, lsn, errstr, errstr_size)) != OBX_OK)
+		return err;
 	p->state_sent_lsn = lsn;
 	p->last_state_us = obx_now_us();
 	p->state_write_failed = false;
@@ -338,10 +387,88 @@ static obx_err_t write_state(obx_pipeline_t *p, obx_slot_event_t event,
 	return OBX_OK;
 }
 
+/*
+ * exactly-once: commits the open Kafka transaction, its checkpoint (a state
+ * record saying every PostgreSQL transaction up to `checkpoint` is in
+ * Kafka) with it, then counts its events for the tracker.  A failed commit
+ * was aborted: the producer is replaced and the slot sends everything after
+ * the last commit again (OBX_RETRY); a fenced producer stops (OBX_FATAL).
+ */
+static obx_err_t commit_kafka_txn(obx_pipeline_t *p, obx_lsn_t checkpoint,
+				  char *errstr, size_t errstr_size)
+{
+	obx_err_t err = OBX_OK;
+	if (checkpoint > p->state_sent_lsn)
+		err = write_state(p, OBX_SLOT_STREAMED, checkpoint,
+				  STATE_NO_WAIT, 0, errstr, errstr_size);
+	if (err == OBX_OK)
+		err = obx_producer_txn_commit(p->producer, TXN_TIMEOUT_MS,
+					      errstr, errstr_size);
+	if (err != OBX_OK) {
+		p->ndeferred = 0;
+		p->txn_events = 0;
+		if (err == OBX_RETRY) {
+			obx_error("%s; starting a new Kafka producer that "
+				  "resends everything after the last commit "
+				  "(" OBX_LSN_FMT ")",
+				  errstr, OBX_LSN_ARGS(p->state_acked_lsn));
+			p->producer_failed = true;
+		}
+		return err;
+	}
+	for (size_t i = 0; i < p->ndeferred; i++)
+		obx_tracker_ack(p->tracker, p->deferred[i]);
+	p->ndeferred = 0;
+	p->txn_events = 0;
+	p->state_inflight = 0;
+	p->state_acked_lsn = p->state_sent_lsn;
+	return OBX_OK;
+}
+
+/*
+ * exactly-once: aborts the open Kafka transaction (the slot sends its events
+ * again: a reconnect, or a stop halfway through a PostgreSQL transaction),
+ * discards its delivery reports, and tracks from the last commit on.
+ */
+static void abort_kafka_txn(obx_pipeline_t *p)
+{
+	obx_producer_txn_abort(p->producer, TXN_TIMEOUT_MS);
+	p->discarding = true; /* the purged messages' reports */
+	obx_producer_send_now(p->producer, 1000);
+	p->discarding = false;
+	p->ndeferred = 0;
+	p->txn_events = 0;
+	p->state_inflight = 0;
+	p->state_sent_lsn = p->state_acked_lsn;
+	obx_tracker_destroy(p->tracker);
+	p->tracker = obx_tracker_new(p->state_acked_lsn);
+	p->txn = NULL;
+	obx_info("aborted the open Kafka transaction: the events after the "
+		 "last commit (" OBX_LSN_FMT ") come again",
+		 OBX_LSN_ARGS(p->state_acked_lsn));
+}
+
+/* exactly-once: commits at a PostgreSQL commit once the transaction is
+ * due (transaction.interval.ms, transaction.max.events) or when forced. */
+static obx_err_t maybe_commit_kafka_txn(obx_pipeline_t *p, bool force,
+					char *errstr, size_t errstr_size)
+{
+	if (!p->eos || p->txn || !p->txn_events)
+		return OBX_OK;
+	if (!force && p->txn_events < (size_t)p->conf->transaction_max_events &&
+	    obx_now_us() - p->txn_started_us <
+		OBX_MS_TO_US(p->conf->transaction_interval_ms))
+		return OBX_OK;
+	return commit_kafka_txn(p, p->txn_checkpoint, errstr, errstr_size);
+}
+
 /* Records a moved confirmed LSN, at most once per status.interval.ms. */
 static void maybe_write_state(obx_pipeline_t *p, int64_t now)
 {
 	char errstr[256];
+	/* exactly-once: each Kafka transaction carries its checkpoint */
+	if (p->eos)
+		return;
 	if (p->sent_flush <= p->state_sent_lsn && !p->state_write_failed)
 		return;
 	if (p->state_inflight ||
@@ -501,10 +628,18 @@ static obx_err_t produce(obx_pipeline_t *p, const char *topic, const void *key,
 			 size_t errstr_size)
 {
 	for (;;) {
-		obx_err_t err = obx_producer_send(
-		    p->producer, topic, key, key_len, value, value_len, headers,
-		    nheaders, p->txn, errstr, errstr_size);
+		obx_err_t err = OBX_OK;
+		if (p->eos && (err = obx_producer_txn_begin(
+				   p->producer, TXN_TIMEOUT_MS, errstr,
+				   errstr_size)) != OBX_OK)
+			return err;
+		if (p->eos && !p->txn_events)
+			p->txn_started_us = obx_now_us();
+		err = obx_producer_send(p->producer, topic, key, key_len, value,
+					value_len, headers, nheaders, p->txn,
+					errstr, errstr_size);
 		if (err == OBX_OK) {
+			p->txn_events++;
 			obx_tracker_add_event(p->tracker, p->txn);
 			obx_metrics_batch_topic(p->batch, topic,
 						OBX_METRIC_PRODUCED);
@@ -764,6 +899,11 @@ static obx_err_t handle_change(obx_pipeline_t *p, const obx_change_t *change,
 		}
 		obx_tracker_commit(p->tracker, p->txn, change->commit_lsn);
 		p->txn = NULL;
+		if (p->eos) {
+			p->txn_checkpoint = change->commit_lsn;
+			return maybe_commit_kafka_txn(p, false, errstr,
+						      errstr_size);
+		}
 		return OBX_OK;
 	default:
 		if (!p->txn) {
@@ -812,6 +952,13 @@ obx_err_t obx_pipeline_handle_message(obx_pipeline_t *p,
 	return handle_change(p, &change, errstr, errstr_size);
 }
 
+/* Events Kafka has not acknowledged (exactly-once: including those whose
+ * transaction has not committed yet), for backpressure. */
+static size_t unacked(const obx_pipeline_t *p)
+{
+	return obx_tracker_inflight(p->tracker) - p->ndeferred;
+}
+
 /* Reads and handles up to READ_BATCH messages; *idle when none waited. */
 static obx_err_t read_stream(obx_pipeline_t *p, bool *idle, char *errstr,
 			     size_t errstr_size)
@@ -822,8 +969,7 @@ static obx_err_t read_stream(obx_pipeline_t *p, bool *idle, char *errstr,
 
 	*idle = false;
 	for (int i = 0; i < READ_BATCH; i++) {
-		if (obx_tracker_inflight(p->tracker) >=
-		    (size_t)p->conf->max_inflight_events)
+		if (unacked(p) >= (size_t)p->conf->max_inflight_events)
 			return OBX_OK; /* backpressure */
 		obx_err_t err = obx_repl_read(p->repl, &msg);
 		if (err != OBX_OK) {
@@ -945,8 +1091,8 @@ static obx_err_t stream(obx_pipeline_t *p, volatile sig_atomic_t *stop,
 		    (err = maybe_send_status(p, false, errstr, errstr_size)) !=
 			OBX_OK)
 			return err;
-		bool backpressured = obx_tracker_inflight(p->tracker) >=
-				     (size_t)p->conf->max_inflight_events;
+		bool backpressured =
+		    unacked(p) >= (size_t)p->conf->max_inflight_events;
 		int64_t now = obx_now_us();
 		probe_stalled_acks(p, now);
 		if (backpressured) {
@@ -968,6 +1114,11 @@ static obx_err_t stream(obx_pipeline_t *p, volatile sig_atomic_t *stop,
 			return err;
 		if (idle && !backpressured)
 			send_if_caught_up(p);
+		/* exactly-once: caught up, a transaction is due at once */
+		if ((idle || backpressured) &&
+		    (err = maybe_commit_kafka_txn(p, idle, errstr,
+						  errstr_size)) != OBX_OK)
+			return err;
 		if (idle || backpressured)
 			wait_for_work(p, !backpressured);
 	}
@@ -983,9 +1134,16 @@ static obx_err_t drain_for_stop(obx_pipeline_t *p, char *errstr,
 {
 	obx_info("stopping: waiting for Kafka to acknowledge %zu events",
 		 obx_tracker_inflight(p->tracker));
+	/* exactly-once: a Kafka transaction holding part of a PostgreSQL
+	 * one is aborted (the slot sends it again), a whole one committed
+	 * (which waits for every acknowledgement) */
+	if (p->eos && p->txn)
+		abort_kafka_txn(p);
 	/* the open transaction was not read to its end: never confirm it */
 	obx_tracker_abandon_open(p->tracker);
 	p->txn = NULL;
+	if (p->eos)
+		return maybe_commit_kafka_txn(p, true, errstr, errstr_size);
 	int64_t deadline =
 	    obx_now_us() + OBX_MS_TO_US(p->conf->shutdown_timeout_ms);
 	for (;;) {
@@ -1100,6 +1258,9 @@ obx_err_t obx_pipeline_serve_kafka(obx_pipeline_t *p, int timeout_ms,
 
 void obx_pipeline_connection_lost(obx_pipeline_t *p)
 {
+	/* exactly-once: what the open Kafka transaction holds comes again */
+	if (p->eos && (p->txn_events || obx_tracker_inflight(p->tracker)))
+		abort_kafka_txn(p);
 	/* the server sends the open transaction again, whole */
 	obx_tracker_abandon_open(p->tracker);
 	p->txn = NULL;
@@ -1245,6 +1406,16 @@ obx_err_t obx_pipeline_run(obx_pipeline_t *p, volatile sig_atomic_t *stop,
 	obx_err_t err;
 
 	p->stop = stop;
+	/* exactly-once: fenced (another instance took over), never replaced */
+	if (p->eos &&
+	    obx_producer_status(p->producer, errstr, errstr_size) != OBX_OK &&
+	    obx_producer_fenced(p->producer)) {
+		size_t n = strlen(errstr);
+		obx_errf(errstr + n, errstr_size - n,
+			 " (another outboxd with the same "
+			 "kafka.transactional.id took over: this one stops)");
+		return OBX_FATAL;
+	}
 	if (p->producer_failed &&
 	    (err = replace_failed_producer(p, errstr, errstr_size)) != OBX_OK)
 		return err;

@@ -61,6 +61,11 @@ struct obx_producer {
 	atomic_ulong errors;  /* read from any thread */
 	char last_error[512]; /* written by error_cb, in obx_producer_poll() */
 	int last_error_code;  /* rd_kafka_resp_err_t of last_error */
+	/* delivery.guarantee=exactly-once (transactional.id is set) */
+	bool transactional;
+	bool txn_ready; /* init_transactions() done: older instances fenced */
+	bool txn_open;
+	bool fenced; /* another instance with our transactional.id took over */
 };
 
 /* The brokers do not know the topic (deleted, or never created with
@@ -217,8 +222,108 @@ obx_producer_t *obx_producer_new(const obx_config_t *conf,
 	obx_kafka_conf_value(rd_kafka_conf(p->rk), "compression.type", codec,
 			     sizeof(codec));
 	p->compressed = *codec && strcmp(codec, "none") != 0;
+	char txn_id[256];
+	obx_kafka_conf_value(rd_kafka_conf(p->rk), "transactional.id", txn_id,
+			     sizeof(txn_id));
+	p->transactional = *txn_id != '\0';
 	p->topics = obx_name_map_new();
 	return p;
+}
+
+/* The error of a transaction call; frees it. */
+static obx_err_t txn_error(obx_producer_t *p, rd_kafka_error_t *error,
+			   const char *what, char *errstr, size_t errstr_size)
+{
+	obx_err_t err = OBX_RETRY;
+	rd_kafka_resp_err_t code = rd_kafka_error_code(error);
+	if (code == RD_KAFKA_RESP_ERR__FENCED ||
+	    code == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
+	    code == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH) {
+		p->fenced = true;
+		err = OBX_FATAL;
+	} else if (rd_kafka_error_is_fatal(error)) {
+		err = OBX_FATAL;
+	}
+	obx_errf(errstr, errstr_size, "%s: %s%s", what,
+		 rd_kafka_error_string(error),
+		 p->fenced ? " (another outboxd with the same "
+			     "kafka.transactional.id took over: this one stops)"
+			   : "");
+	rd_kafka_error_destroy(error);
+	return err;
+}
+
+obx_err_t obx_producer_txn_begin(obx_producer_t *p, int timeout_ms,
+				 char *errstr, size_t errstr_size)
+{
+	rd_kafka_error_t *error;
+	if (p->txn_open)
+		return OBX_OK;
+	if (!p->txn_ready) {
+		/* fences every older producer of this transactional.id and
+		 * aborts what it left open */
+		if ((error = rd_kafka_init_transactions(p->rk, timeout_ms)))
+			return txn_error(p, error,
+					 "could not start Kafka transactions",
+					 errstr, errstr_size);
+		p->txn_ready = true;
+	}
+	if ((error = rd_kafka_begin_transaction(p->rk)))
+		return txn_error(p, error,
+				 "could not begin a Kafka transaction", errstr,
+				 errstr_size);
+	p->txn_open = true;
+	return OBX_OK;
+}
+
+obx_err_t obx_producer_txn_commit(obx_producer_t *p, int timeout_ms,
+				  char *errstr, size_t errstr_size)
+{
+	int64_t deadline = obx_now_us() + OBX_MS_TO_US(timeout_ms);
+	for (;;) {
+		rd_kafka_error_t *error =
+		    rd_kafka_commit_transaction(p->rk, timeout_ms);
+		if (!error) {
+			p->txn_open = false;
+			return OBX_OK;
+		}
+		if (rd_kafka_error_is_retriable(error) &&
+		    obx_now_us() < deadline) {
+			rd_kafka_error_destroy(error);
+			continue;
+		}
+		bool abort = rd_kafka_error_txn_requires_abort(error);
+		obx_err_t err = txn_error(
+		    p, error, "could not commit the Kafka transaction", errstr,
+		    errstr_size);
+		if (abort)
+			obx_producer_txn_abort(p, timeout_ms);
+		return err;
+	}
+}
+
+void obx_producer_txn_abort(obx_producer_t *p, int timeout_ms)
+{
+	if (!p->txn_open)
+		return;
+	rd_kafka_error_t *error = rd_kafka_abort_transaction(p->rk, timeout_ms);
+	if (error) {
+		char why[512];
+		txn_error(p, error, "could not abort the Kafka transaction",
+			  why, sizeof(why));
+		obx_warn("%s", why);
+	}
+	p->txn_open = false;
+}
+
+bool obx_producer_transactional(const obx_producer_t *p)
+{
+	return p->transactional;
+}
+
+bool obx_producer_fenced(const obx_producer_t *p)
+{
+	return p->fenced;
 }
 
 static void free_topic_slot(void *value)
@@ -834,10 +939,16 @@ obx_err_t obx_producer_status(obx_producer_t *p, char *errstr,
 	char reason[512];
 	if (!p->fatal)
 		return OBX_OK;
-	if (*p->failure)
+	if (*p->failure) {
 		snprintf(reason, sizeof(reason), "%s", p->failure);
-	else
-		rd_kafka_fatal_error(p->rk, reason, sizeof(reason));
+	} else {
+		rd_kafka_resp_err_t code =
+		    rd_kafka_fatal_error(p->rk, reason, sizeof(reason));
+		if (code == RD_KAFKA_RESP_ERR__FENCED ||
+		    code == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
+		    code == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH)
+			p->fenced = true;
+	}
 	obx_errf(errstr, errstr_size, "kafka producer failed: %s", reason);
 	return OBX_FATAL;
 }

@@ -281,6 +281,9 @@ obx_err_t obx_state_read(const obx_config_t *conf, uint64_t system_id,
 	    rd_kafka_conf_set(kconf, "fetch.wait.max.ms", "10", err,
 			      sizeof(err)) ||
 	    rd_kafka_conf_set(kconf, "auto.offset.reset", "earliest", err,
+			      sizeof(err)) ||
+	    /* exactly-once: only checkpoints whose transaction committed */
+	    rd_kafka_conf_set(kconf, "isolation.level", "read_committed", err,
 			      sizeof(err)))
 		abort();
 	rd_kafka_t *rk =

@@ -27,6 +27,12 @@ typedef enum {
 	OBX_BAD_EVENT_SKIP,
 } obx_bad_event_t;
 
+/* delivery.guarantee */
+typedef enum {
+	OBX_AT_LEAST_ONCE = 0,
+	OBX_EXACTLY_ONCE, /* Kafka transactions with a checkpoint */
+} obx_delivery_guarantee_t;
+
 /* value.format */
 typedef enum {
 	OBX_VALUE_AVRO = 0,
@@ -129,6 +135,9 @@ typedef struct obx_config {
 	obx_bad_event_t errors_bad_event;
 	char *errors_dlq_topic;
 	long max_inflight_events;
+	obx_delivery_guarantee_t delivery_guarantee;
+	long transaction_interval_ms;
+	long transaction_max_events;
 	long status_interval_ms;
 	long shutdown_timeout_ms;
 	long replication_timeout_ms;

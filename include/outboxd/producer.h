@@ -170,6 +170,30 @@ obx_err_t obx_producer_probe_write(const obx_config_t *conf, const char *topic,
 				   size_t errstr_size);
 
 /*
+ * Kafka transactions, for delivery.guarantee=exactly-once (the producer is
+ * transactional when kafka.transactional.id is set).  Everything produced
+ * between begin and commit becomes visible to read_committed consumers at
+ * once, or never.  The first begin initializes transactions, which fences
+ * every older producer with the same transactional.id.
+ *
+ * Errors: OBX_RETRY when the transaction failed and was aborted (nothing
+ * produced in it counts: the caller produces it again), or the coordinator
+ * did not answer in time; OBX_FATAL when this producer is fenced
+ * (obx_producer_fenced(): another instance took over, this one must stop)
+ * or failed for good.  Blocking, up to timeout_ms; the commit serves the
+ * delivery reports of the transaction's messages.
+ */
+bool obx_producer_transactional(const obx_producer_t *p);
+obx_err_t obx_producer_txn_begin(obx_producer_t *p, int timeout_ms,
+				 char *errstr, size_t errstr_size);
+obx_err_t obx_producer_txn_commit(obx_producer_t *p, int timeout_ms,
+				  char *errstr, size_t errstr_size);
+/* Aborts an open transaction (e.g. one holding half a PostgreSQL
+ * transaction at a stop); failures are logged. */
+void obx_producer_txn_abort(obx_producer_t *p, int timeout_ms);
+bool obx_producer_fenced(const obx_producer_t *p);
+
+/*
  * The last error librdkafka reported (an empty string before any), e.g. why
  * a broker refused authentication.  Updated by obx_producer_poll(); read it
  * on the thread that polls.

@@ -416,6 +416,43 @@ START_TEST(registry_values_need_a_registry_and_take_java_strategy_names)
 }
 END_TEST
 
+START_TEST(exactly_once_takes_the_slot_as_its_transactional_id)
+{
+	obx_config_t *c = obx_config_new();
+	const char *pairs[][2] = {
+		{ "database.url", "dbname=shop" },
+		{ "kafka.bootstrap.servers", "127.0.0.1:9092" },
+		{ "slot.name", "orders" },
+		{ "delivery.guarantee", "exactly-once" },
+	};
+	for (size_t i = 0; i < OBX_ARRAY_LEN(pairs); i++)
+		ck_assert_int_eq(obx_config_set(c, pairs[i][0], pairs[i][1],
+						"t", err, sizeof(err)),
+				 OBX_OK);
+	ck_assert_int_eq(obx_config_validate(c, err, sizeof(err)), OBX_OK);
+	ck_assert_int_eq(c->delivery_guarantee, OBX_EXACTLY_ONCE);
+	const char *id = NULL;
+	for (size_t i = 0; i < c->nkafka; i++)
+		if (strcmp(c->kafka[i].key, "transactional.id") == 0)
+			id = c->kafka[i].value;
+	ck_assert_ptr_nonnull(id);
+	ck_assert_str_eq(id, "outboxd-orders");
+	obx_config_destroy(c);
+
+	/* a transactional producer without transactions is refused */
+	c = obx_config_new();
+	for (size_t i = 0; i < 3; i++)
+		obx_config_set(c, pairs[i][0], pairs[i][1], "t", err,
+			       sizeof(err));
+	obx_config_set(c, "kafka.transactional.id", "mine", "t", err,
+		       sizeof(err));
+	ck_assert_int_eq(obx_config_validate(c, err, sizeof(err)), OBX_CONFIG);
+	ck_assert_msg(strstr(err, "delivery.guarantee=exactly-once"), "%s",
+		      err);
+	obx_config_destroy(c);
+}
+END_TEST
+
 Suite *config_suite(void)
 {
 	Suite *s = suite_create("config");
@@ -437,6 +474,7 @@ Suite *config_suite(void)
 	tcase_add_test(tc, payload_values_have_no_envelope_to_place_fields_in);
 	tcase_add_test(
 	    tc, registry_values_need_a_registry_and_take_java_strategy_names);
+	tcase_add_test(tc, exactly_once_takes_the_slot_as_its_transactional_id);
 	suite_add_tcase(s, tc);
 	return s;
 }
