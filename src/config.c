@@ -193,11 +193,11 @@ static option_t options[] = {
 	  "a crash) or exactly-once (Kafka transactions with a checkpoint in "
 	  "the state topic: read_committed consumers see every event once)" },
 	{ "transaction.interval.ms", INT(transaction_interval_ms, 1, 600000),
-	  "100", 0,
+	  "500", 0,
 	  "exactly-once: commit the open Kafka transaction at the first "
 	  "PostgreSQL commit after this long (and whenever caught up)" },
 	{ "transaction.max.events", INT(transaction_max_events, 1, 100000000),
-	  "10000", 0,
+	  "50000", 0,
 	  "exactly-once: commit the open Kafka transaction at the first "
 	  "PostgreSQL commit after this many events" },
 	{ "max.inflight.events", INT(max_inflight_events, 1, 100000000),

@@ -1066,10 +1066,15 @@ bool obx_pipeline_kafka_reachable(obx_pipeline_t *p, int timeout_ms)
  * When caught up, hands Kafka what librdkafka still holds back; a backlog
  * keeps lingering (larger batches, far fewer requests per event).
  */
+/* The newest transaction committed moments ago (see CAUGHT_UP_AGE_US). */
+static bool caught_up(const obx_pipeline_t *p)
+{
+	return obx_wallclock_us() - p->commit_time_us <= CAUGHT_UP_AGE_US;
+}
+
 static void send_if_caught_up(obx_pipeline_t *p)
 {
-	if (p->produced == p->produced_at_send_now ||
-	    obx_wallclock_us() - p->commit_time_us > CAUGHT_UP_AGE_US)
+	if (p->produced == p->produced_at_send_now || !caught_up(p))
 		return;
 	p->produced_at_send_now = p->produced;
 	obx_producer_send_now(p->producer, SEND_NOW_WAIT_MS);
@@ -1114,10 +1119,13 @@ static obx_err_t stream(obx_pipeline_t *p, volatile sig_atomic_t *stop,
 			return err;
 		if (idle && !backpressured)
 			send_if_caught_up(p);
-		/* exactly-once: caught up, a transaction is due at once */
+		/* exactly-once: caught up, a transaction is due at once (a
+		 * backlog commits by transaction.interval.ms and .max.events,
+		 * in fewer, larger transactions) */
 		if ((idle || backpressured) &&
-		    (err = maybe_commit_kafka_txn(p, idle, errstr,
-						  errstr_size)) != OBX_OK)
+		    (err = maybe_commit_kafka_txn(p, idle && caught_up(p),
+						  errstr, errstr_size)) !=
+			OBX_OK)
 			return err;
 		if (idle || backpressured)
 			wait_for_work(p, !backpressured);
