@@ -24,6 +24,7 @@ struct obx_registry {
 	size_t nurls;
 	size_t current; /* the URL that answered last */
 	CURL *curl;
+	char curl_error[CURL_ERROR_SIZE]; /* curl's CURLOPT_ERRORBUFFER */
 	struct curl_slist *headers;
 	char *body; /* {"schema": "<the schema as text>"} */
 	char *record_name;
@@ -81,7 +82,7 @@ static bool transient_status(long status)
 static long call(obx_registry_t *r, const char *path, const char *body,
 		 answer_t *a, const char **url, char *why, size_t why_size)
 {
-	char curl_error[CURL_ERROR_SIZE];
+	char *curl_error = r->curl_error;
 	for (size_t tried = 0; tried < r->nurls; tried++) {
 		size_t i = (r->current + tried) % r->nurls;
 		size_t n = strlen(r->urls[i]) + strlen(path) + 1;
@@ -92,7 +93,6 @@ static long call(obx_registry_t *r, const char *path, const char *body,
 		a->len = 0;
 		curl_error[0] = '\0';
 		curl_easy_setopt(r->curl, CURLOPT_URL, full);
-		curl_easy_setopt(r->curl, CURLOPT_ERRORBUFFER, curl_error);
 		curl_easy_setopt(r->curl, CURLOPT_WRITEDATA, a);
 		if (body) {
 			curl_easy_setopt(r->curl, CURLOPT_POSTFIELDS, body);
@@ -210,6 +210,7 @@ obx_registry_t *obx_registry_new(const obx_config_t *conf,
 	    "Accept: application/vnd.schemaregistry.v1+json, application/json");
 	CURL *c = r->curl;
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, r->headers);
+	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, r->curl_error);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect_answer);
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L); /* other threads run */
 	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS,
