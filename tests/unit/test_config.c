@@ -344,20 +344,32 @@ START_TEST(a_debezium_connector_config_translates_line_by_line)
 }
 END_TEST
 
-START_TEST(payload_values_have_no_envelope_to_place_fields_in)
+/* A config with the connection keys and `pairs` set on top. */
+static obx_config_t *config_with(const char *const (*pairs)[2], size_t n)
 {
 	obx_config_t *c = obx_config_new();
-	const char *pairs[][2] = {
-		{ "database.url", "dbname=shop" },
-		{ "kafka.bootstrap.servers", "127.0.0.1:9092" },
+	ck_assert_int_eq(obx_config_set(c, "database.url", "dbname=shop", "t",
+					err, sizeof(err)),
+			 OBX_OK);
+	ck_assert_int_eq(obx_config_set(c, "kafka.bootstrap.servers",
+					"127.0.0.1:9092", "t", err,
+					sizeof(err)),
+			 OBX_OK);
+	for (size_t i = 0; i < n; i++)
+		ck_assert_msg(obx_config_set(c, pairs[i][0], pairs[i][1], "t",
+					     err, sizeof(err)) == OBX_OK,
+			      "%s", err);
+	return c;
+}
+
+START_TEST(payload_values_have_no_envelope_to_place_fields_in)
+{
+	const char *const pairs[][2] = {
 		{ "value.format", "payload" },
 		{ "table.fields.additional.placement",
 		  "tenant:header:tenantId,region:envelope" },
 	};
-	for (size_t i = 0; i < OBX_ARRAY_LEN(pairs); i++)
-		ck_assert_int_eq(obx_config_set(c, pairs[i][0], pairs[i][1],
-						"t", err, sizeof(err)),
-				 OBX_OK);
+	obx_config_t *c = config_with(pairs, OBX_ARRAY_LEN(pairs));
 	ck_assert_int_eq(obx_config_validate(c, err, sizeof(err)), OBX_CONFIG);
 	ck_assert_msg(strstr(err, "\"region\" is placed in the envelope") &&
 			  strstr(err, "region:header"),
@@ -374,16 +386,8 @@ END_TEST
 
 START_TEST(registry_values_need_a_registry_and_take_java_strategy_names)
 {
-	obx_config_t *c = obx_config_new();
-	const char *pairs[][2] = {
-		{ "database.url", "dbname=shop" },
-		{ "kafka.bootstrap.servers", "127.0.0.1:9092" },
-		{ "value.format", "avro-registry" },
-	};
-	for (size_t i = 0; i < OBX_ARRAY_LEN(pairs); i++)
-		ck_assert_int_eq(obx_config_set(c, pairs[i][0], pairs[i][1],
-						"t", err, sizeof(err)),
-				 OBX_OK);
+	const char *const pairs[][2] = { { "value.format", "avro-registry" } };
+	obx_config_t *c = config_with(pairs, OBX_ARRAY_LEN(pairs));
 	ck_assert_int_eq(obx_config_validate(c, err, sizeof(err)), OBX_CONFIG);
 	ck_assert_msg(strstr(err, "\"schema.registry.url\""), "%s", err);
 	ck_assert_int_eq(obx_config_set(c, "schema.registry.url",
@@ -418,17 +422,11 @@ END_TEST
 
 START_TEST(exactly_once_takes_the_slot_as_its_transactional_id)
 {
-	obx_config_t *c = obx_config_new();
-	const char *pairs[][2] = {
-		{ "database.url", "dbname=shop" },
-		{ "kafka.bootstrap.servers", "127.0.0.1:9092" },
+	const char *const pairs[][2] = {
 		{ "slot.name", "orders" },
 		{ "delivery.guarantee", "exactly-once" },
 	};
-	for (size_t i = 0; i < OBX_ARRAY_LEN(pairs); i++)
-		ck_assert_int_eq(obx_config_set(c, pairs[i][0], pairs[i][1],
-						"t", err, sizeof(err)),
-				 OBX_OK);
+	obx_config_t *c = config_with(pairs, OBX_ARRAY_LEN(pairs));
 	ck_assert_int_eq(obx_config_validate(c, err, sizeof(err)), OBX_OK);
 	ck_assert_int_eq(c->delivery_guarantee, OBX_EXACTLY_ONCE);
 	const char *id = NULL;
@@ -440,12 +438,8 @@ START_TEST(exactly_once_takes_the_slot_as_its_transactional_id)
 	obx_config_destroy(c);
 
 	/* a transactional producer without transactions is refused */
-	c = obx_config_new();
-	for (size_t i = 0; i < 3; i++)
-		obx_config_set(c, pairs[i][0], pairs[i][1], "t", err,
-			       sizeof(err));
-	obx_config_set(c, "kafka.transactional.id", "mine", "t", err,
-		       sizeof(err));
+	const char *const alone[][2] = { { "kafka.transactional.id", "mine" } };
+	c = config_with(alone, OBX_ARRAY_LEN(alone));
 	ck_assert_int_eq(obx_config_validate(c, err, sizeof(err)), OBX_CONFIG);
 	ck_assert_msg(strstr(err, "delivery.guarantee=exactly-once"), "%s",
 		      err);
