@@ -115,7 +115,8 @@ struct obx_pipeline {
 	unsigned state_inflight;
 	bool state_write_failed;
 	obx_lsn_t state_sent_lsn;  /* the newest record handed to Kafka */
-	obx_lsn_t state_acked_lsn; /* the newest one Kafka acknowledged */
+	obx_lsn_t state_acked_lsn; /* the newest one Kafka acknowledged
+				    * (exactly-once: committed) */
 	int64_t last_state_us;
 	int64_t last_heard_us; /* the server's last message */
 
@@ -149,7 +150,9 @@ static void on_delivery(void *ctx, void *msg_opaque, const char *topic, bool ok,
 		return;
 	if (!msg_opaque) { /* a state record */
 		p->state_inflight--;
-		if (ok && !p->state_inflight)
+		/* exactly-once: a checkpoint counts once its transaction
+		 * commits (commit_kafka_txn), never on its delivery alone */
+		if (ok && !p->state_inflight && !p->eos)
 			p->state_acked_lsn = p->state_sent_lsn;
 		if (!ok) {
 			p->state_write_failed = true;
