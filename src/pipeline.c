@@ -298,7 +298,11 @@ static obx_err_t replace_failed_producer(obx_pipeline_t *p, char *errstr,
 	obx_producer_destroy(failed);
 	p->discarding = false;
 	obx_tracker_destroy(p->tracker);
-	p->tracker = obx_tracker_new(OBX_LSN_INVALID);
+	/* exactly-once: everything up to the last commit is in Kafka */
+	p->tracker =
+	    obx_tracker_new(p->eos ? p->state_acked_lsn : OBX_LSN_INVALID);
+	p->ndeferred = 0;
+	p->txn_events = 0;
 	p->txn = NULL;
 	p->delivery_failed = false;
 	p->producer_failed = false;
@@ -328,6 +332,7 @@ static void log_progress(obx_pipeline_t *p, int64_t now)
 
 static obx_err_t commit_kafka_txn(obx_pipeline_t *p, obx_lsn_t checkpoint,
 				  char *errstr, size_t errstr_size);
+static void abort_kafka_txn(obx_pipeline_t *p);
 
 /* How write_state() waits for the acknowledgement. */
 typedef enum {
@@ -408,16 +413,18 @@ static obx_err_t commit_kafka_txn(obx_pipeline_t *p, obx_lsn_t checkpoint,
 		err = obx_producer_txn_commit(p->producer, TXN_TIMEOUT_MS,
 					      errstr, errstr_size);
 	if (err != OBX_OK) {
-		p->ndeferred = 0;
-		p->txn_events = 0;
-		if (err == OBX_RETRY) {
-			obx_error("%s; starting a new Kafka producer that "
-				  "resends everything after the last commit "
-				  "(" OBX_LSN_FMT ")",
-				  errstr, OBX_LSN_ARGS(p->state_acked_lsn));
+		if (obx_producer_fenced(p->producer))
+			return OBX_FATAL;
+		obx_error("%s; the events after the last commit (" OBX_LSN_FMT
+			  ") are sent again",
+			  errstr, OBX_LSN_ARGS(p->state_acked_lsn));
+		abort_kafka_txn(p);
+		/* a producer that failed for good is replaced first */
+		if (err == OBX_FATAL)
 			p->producer_failed = true;
-		}
-		return err;
+		obx_errf(errstr, errstr_size,
+			 "the Kafka transaction was aborted");
+		return OBX_RETRY;
 	}
 	for (size_t i = 0; i < p->ndeferred; i++)
 		obx_tracker_ack(p->tracker, p->deferred[i]);
@@ -435,9 +442,8 @@ static obx_err_t commit_kafka_txn(obx_pipeline_t *p, obx_lsn_t checkpoint,
  */
 static void abort_kafka_txn(obx_pipeline_t *p)
 {
-	obx_producer_txn_abort(p->producer, TXN_TIMEOUT_MS);
 	p->discarding = true; /* the purged messages' reports */
-	obx_producer_send_now(p->producer, 1000);
+	obx_producer_txn_abort(p->producer, TXN_TIMEOUT_MS);
 	p->discarding = false;
 	p->ndeferred = 0;
 	p->txn_events = 0;

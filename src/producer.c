@@ -292,13 +292,11 @@ obx_err_t obx_producer_txn_commit(obx_producer_t *p, int timeout_ms,
 			rd_kafka_error_destroy(error);
 			continue;
 		}
-		bool abort = rd_kafka_error_txn_requires_abort(error);
-		obx_err_t err = txn_error(
-		    p, error, "could not commit the Kafka transaction", errstr,
-		    errstr_size);
-		if (abort)
-			obx_producer_txn_abort(p, timeout_ms);
-		return err;
+		/* an abortable failure is the caller's to abort
+		 * (obx_producer_txn_abort), with its reports discarded */
+		return txn_error(p, error,
+				 "could not commit the Kafka transaction",
+				 errstr, errstr_size);
 	}
 }
 
@@ -314,6 +312,10 @@ void obx_producer_txn_abort(obx_producer_t *p, int timeout_ms)
 		obx_warn("%s", why);
 	}
 	p->txn_open = false;
+	/* the purged messages' delivery reports, served now (flush() would
+	 * not: nothing is left in the queue) while the caller discards them */
+	while (rd_kafka_poll(p->rk, 0) > 0)
+		;
 }
 
 bool obx_producer_transactional(const obx_producer_t *p)

@@ -176,9 +176,9 @@ obx_err_t obx_producer_probe_write(const obx_config_t *conf, const char *topic,
  * once, or never.  The first begin initializes transactions, which fences
  * every older producer with the same transactional.id.
  *
- * Errors: OBX_RETRY when the transaction failed and was aborted (nothing
- * produced in it counts: the caller produces it again), or the coordinator
- * did not answer in time; OBX_FATAL when this producer is fenced
+ * Errors: OBX_RETRY when the transaction failed (the caller aborts it, and
+ * produces what it held again), or the coordinator did not answer in
+ * time; OBX_FATAL when this producer is fenced
  * (obx_producer_fenced(): another instance took over, this one must stop)
  * or failed for good.  Blocking, up to timeout_ms; the commit serves the
  * delivery reports of the transaction's messages.
@@ -188,8 +188,9 @@ obx_err_t obx_producer_txn_begin(obx_producer_t *p, int timeout_ms,
 				 char *errstr, size_t errstr_size);
 obx_err_t obx_producer_txn_commit(obx_producer_t *p, int timeout_ms,
 				  char *errstr, size_t errstr_size);
-/* Aborts an open transaction (e.g. one holding half a PostgreSQL
- * transaction at a stop); failures are logged. */
+/* Aborts an open transaction (one holding half a PostgreSQL transaction
+ * at a stop, or whose commit failed), and serves the delivery reports of
+ * the messages it purged: the caller discards them.  Failures are logged. */
 void obx_producer_txn_abort(obx_producer_t *p, int timeout_ms);
 bool obx_producer_fenced(const obx_producer_t *p);
 

@@ -79,6 +79,39 @@ class ExactlyOnceTest(IntegrationTest):
         self.assertEqual(duplicates, 0, "a read_committed consumer saw duplicates")
         self.assertEqual(d.stop(), 0)
 
+    def test_a_lost_connection_aborts_and_sends_again(self):
+        """The walsender is terminated while Kafka transactions are open:
+        each time the open one is aborted and streaming starts again after
+        the last commit; nothing is lost, nothing is seen twice."""
+        settings = dict(slot_name="lost", delivery_guarantee="exactly-once",
+                        value_format="payload", route_topic_replacement="lost.${routedByValue}")
+        d = self.outboxd(**settings)
+        d.wait_streaming()
+        events = 20000
+        # large transactions: a connection is likely cut inside one
+        w = Workload(self.pg, "lost", events=events, per_txn=500, keys=50).start()
+        aborts = 0
+        while w.thread.is_alive() and aborts < 3:
+            pid = self.pg.slot("lost")[1]
+            if pid:
+                self.pg.sql("SELECT pg_terminate_backend(%s)" % pid)
+            time.sleep(0.5)
+            aborts = d.output().count("aborted the open Kafka transaction")
+        w.wait()
+        self.assertGreater(aborts, 0, "no connection was cut inside a transaction:\n"
+                           + d.output()[-3000:])
+        end = self.pg.current_lsn()
+        try:
+            wait_until(lambda: self.pg.confirmed_lsn("lost") >= end, 120, "final confirmation")
+        except AssertionError:
+            raise AssertionError("not confirmed:\n" + d.output()[-5000:])
+        records = read_committed(self.kafka, "lost.lost")
+        duplicates = check_delivery(self, PayloadValues, records, "lost", events)
+        self.assertEqual(duplicates, 0, "a read_committed consumer saw duplicates:\n"
+                         + "\n".join(l for l in d.output().splitlines()
+                                      if " debug " not in l)[-6000:])
+        self.assertEqual(d.stop(), 0)
+
     def test_a_second_instance_fences_the_first(self):
         """The first instance is frozen halfway through a large PostgreSQL
         transaction (its Kafka transaction open) until the server drops its
