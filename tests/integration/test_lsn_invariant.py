@@ -18,9 +18,13 @@ class LsnInvariantTest(IntegrationTest):
 
         self.kafka.brokers_down()
         try:
-            before = self.pg.current_lsn()
-            wait_until(lambda: self.pg.confirmed_lsn("hold") >= before, 30,
+            idle = self.pg.current_lsn()
+            wait_until(lambda: self.pg.confirmed_lsn("hold") >= idle, 30,
                        "idle confirmation before the outage")
+            # idle, the connector confirms the server's WAL end, which
+            # background records (running transactions, checkpoints) move
+            # on: the bound is the WAL end just before the held events
+            before = self.pg.current_lsn()
             for i in range(1, 21):
                 self.insert_events([("hold", "h-%d" % (i % 4), "Held", '{"n": %d}' % i)])
             # noise transactions after the held events must not move it either
