@@ -371,14 +371,14 @@ static obx_err_t write_state(obx_pipeline_t *p, obx_slot_event_t event,
 	if (err != OBX_OK)
 		return err == OBX_BAD_DATA ? OBX_FATAL : OBX_RETRY;
 	p->state_inflight++;
+	p->state_sent_lsn = lsn;
+	p->last_state_us = obx_now_us();
+	p->state_write_failed = false;
 	/* exactly-once: a record that is waited for is committed at once
 	 * (never while a PostgreSQL transaction is half in Kafka) */
 	if (p->eos && how != STATE_NO_WAIT && !p->txn &&
 	    (err = commit_kafka_txn(p, lsn, errstr, errstr_size)) != OBX_OK)
 		return err;
-	p->state_sent_lsn = lsn;
-	p->last_state_us = obx_now_us();
-	p->state_write_failed = false;
 	if (how == STATE_NO_WAIT)
 		return OBX_OK;
 	int64_t deadline = obx_now_us() + OBX_MS_TO_US(wait_ms);
