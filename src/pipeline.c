@@ -49,12 +49,11 @@
  * holding a partition with a stale or missing leader until its 5-minute
  * refresh; an outage is handled (and logged) elsewhere.
  */
-/* exactly-once: how long one Kafka transaction call may block. */
-#define TXN_TIMEOUT_MS 60000
-
 #define ACK_STALL_US		   5000000
 #define ACK_STALL_REPEAT_US	   30000000
 #define ACK_STALL_METADATA_WAIT_MS 500
+/* exactly-once: how long one Kafka transaction call may block. */
+#define TXN_TIMEOUT_MS 60000
 
 struct obx_pipeline {
 	const obx_config_t *conf;
@@ -134,7 +133,9 @@ struct obx_pipeline {
 	uint64_t produced; /* events handed to Kafka (incl. dead letters) */
 	uint64_t produced_at_send_now; /* produced when last sent at once */
 	uint64_t acked;
-	int64_t ack_wait_since_us; /* the last ack, or the last empty moment */
+	int64_t ack_wait_since_us;   /* when `acked` last moved, or nothing was
+				      * in flight */
+	uint64_t acked_at_probe;     /* `acked` then */
 	int64_t next_stall_probe_us; /* 0: not stalled */
 	obx_lsn_t server_wal_end;
 	int64_t last_progress_us;
@@ -172,7 +173,6 @@ static void on_delivery(void *ctx, void *msg_opaque, const char *topic, bool ok,
 		return;
 	}
 	p->acked++;
-	p->ack_wait_since_us = obx_now_us();
 	obx_metrics_batch_topic(p->batch, topic, OBX_METRIC_ACKED);
 	obx_metrics_batch_latency(
 	    p->batch, (double)(now - obx_txn_commit_time(msg_opaque)) / 1e6,
@@ -587,9 +587,12 @@ static void release_hold(obx_pipeline_t *p, hold_t why, const char *what)
 static void probe_stalled_acks(obx_pipeline_t *p, int64_t now)
 {
 	size_t inflight = obx_tracker_inflight(p->tracker);
-	if (!inflight || now - p->ack_wait_since_us < ACK_STALL_US) {
-		if (!inflight)
-			p->ack_wait_since_us = now;
+	/* from the ack count, not a clock read per acknowledgement */
+	if (!inflight || p->acked != p->acked_at_probe) {
+		p->ack_wait_since_us = now;
+		p->acked_at_probe = p->acked;
+	}
+	if (now - p->ack_wait_since_us < ACK_STALL_US) {
 		p->next_stall_probe_us = 0;
 		return;
 	}

@@ -61,8 +61,6 @@ struct obx_producer {
 	atomic_ulong errors;  /* read from any thread */
 	char last_error[512]; /* written by error_cb, in obx_producer_poll() */
 	int last_error_code;  /* rd_kafka_resp_err_t of last_error */
-	/* delivery.guarantee=exactly-once (transactional.id is set) */
-	bool transactional;
 	bool txn_ready; /* init_transactions() done: older instances fenced */
 	bool txn_open;
 	bool fenced; /* another instance with our transactional.id took over */
@@ -222,12 +220,16 @@ obx_producer_t *obx_producer_new(const obx_config_t *conf,
 	obx_kafka_conf_value(rd_kafka_conf(p->rk), "compression.type", codec,
 			     sizeof(codec));
 	p->compressed = *codec && strcmp(codec, "none") != 0;
-	char txn_id[256];
-	obx_kafka_conf_value(rd_kafka_conf(p->rk), "transactional.id", txn_id,
-			     sizeof(txn_id));
-	p->transactional = *txn_id != '\0';
 	p->topics = obx_name_map_new();
 	return p;
+}
+
+/* Another producer with our transactional.id took over. */
+static bool fenced_error(rd_kafka_resp_err_t code)
+{
+	return code == RD_KAFKA_RESP_ERR__FENCED ||
+	       code == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
+	       code == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH;
 }
 
 /* The error of a transaction call; frees it. */
@@ -235,10 +237,7 @@ static obx_err_t txn_error(obx_producer_t *p, rd_kafka_error_t *error,
 			   const char *what, char *errstr, size_t errstr_size)
 {
 	obx_err_t err = OBX_RETRY;
-	rd_kafka_resp_err_t code = rd_kafka_error_code(error);
-	if (code == RD_KAFKA_RESP_ERR__FENCED ||
-	    code == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
-	    code == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH) {
+	if (fenced_error(rd_kafka_error_code(error))) {
 		p->fenced = true;
 		err = OBX_FATAL;
 	} else if (rd_kafka_error_is_fatal(error)) {
@@ -316,11 +315,6 @@ void obx_producer_txn_abort(obx_producer_t *p, int timeout_ms)
 	 * not: nothing is left in the queue) while the caller discards them */
 	while (rd_kafka_poll(p->rk, 0) > 0)
 		;
-}
-
-bool obx_producer_transactional(const obx_producer_t *p)
-{
-	return p->transactional;
 }
 
 bool obx_producer_fenced(const obx_producer_t *p)
@@ -944,11 +938,8 @@ obx_err_t obx_producer_status(obx_producer_t *p, char *errstr,
 	if (*p->failure) {
 		snprintf(reason, sizeof(reason), "%s", p->failure);
 	} else {
-		rd_kafka_resp_err_t code =
-		    rd_kafka_fatal_error(p->rk, reason, sizeof(reason));
-		if (code == RD_KAFKA_RESP_ERR__FENCED ||
-		    code == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
-		    code == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH)
+		if (fenced_error(
+			rd_kafka_fatal_error(p->rk, reason, sizeof(reason))))
 			p->fenced = true;
 	}
 	obx_errf(errstr, errstr_size, "kafka producer failed: %s", reason);

@@ -183,7 +183,6 @@ obx_err_t obx_producer_probe_write(const obx_config_t *conf, const char *topic,
  * or failed for good.  Blocking, up to timeout_ms; the commit serves the
  * delivery reports of the transaction's messages.
  */
-bool obx_producer_transactional(const obx_producer_t *p);
 obx_err_t obx_producer_txn_begin(obx_producer_t *p, int timeout_ms,
 				 char *errstr, size_t errstr_size);
 obx_err_t obx_producer_txn_commit(obx_producer_t *p, int timeout_ms,
