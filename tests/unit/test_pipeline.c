@@ -158,12 +158,14 @@ static obx_lsn_t serve_until(obx_lsn_t want)
 START_TEST(out_of_order_acks_confirm_only_a_finished_prefix)
 {
 	start(2, NULL);
-	/* broker 2 (the slow topic's leader) answers 5 s late */
-	rd_kafka_mock_broker_set_rtt(mock, 2, 5000);
+	/* broker 2 (the slow topic's leader) answers 10 s late: the fast
+	 * topic's ack has 8 s to come first, which a loaded sanitizer run
+	 * needs (4 of 5 s failed once in CI) */
+	rd_kafka_mock_broker_set_rtt(mock, 2, 10000);
 	feed_txn(701, 0x200, "slow");
 	feed_txn(702, 0x300, "fast");
 	/* the later transaction is acked, the earlier one not yet */
-	for (int waited = 0; waited < 4000; waited += 50)
+	for (int waited = 0; waited < 8000; waited += 50)
 		if (obx_pipeline_inflight(pipe_) == 1)
 			break;
 		else
