@@ -40,6 +40,13 @@ Settings (environment):
                  outboxd's; "" leaves it out  (default "debezium")
   PEER_RATES     offered events/s of those latency runs (default "5000 10000")
   PEER_REPEAT    rounds of those latency runs, each listed (default 1)
+  E2E_PEERS      who runs in those latency rounds: "outboxd", "debezium" (when
+                 in BENCH_PEERS) and "outboxd-exactly-once" (its consumer
+                 reads with isolation.level=read_committed, so arrival is
+                 after the Kafka commit)   (default "outboxd debezium")
+  LIVE_VARIANTS  the live runs, separated by "|", each "key=value;..." on top
+                 of OUTBOXD_EXTRA, e.g. "|delivery.guarantee=exactly-once"
+                 (default "": one run with the defaults)
   VARIANTS       further outboxd catch-up runs on the same WAL, separated by
                  "|", each "key=value;key=value" on top of OUTBOXD_EXTRA,
                  e.g. VARIANTS="kafka.linger.ms=5|kafka.compression.type=lz4";
@@ -57,6 +64,7 @@ import sys
 import tempfile
 import threading
 import time
+import zlib
 
 here = os.path.dirname(os.path.abspath(__file__))
 root = os.path.dirname(here)
@@ -560,39 +568,30 @@ class Bench:
         slot while pgbench offers `rate` events/s: the payload carries the
         insert's clock_timestamp() (the transaction commits right after),
         the consumer notes when each record arrives."""
-        prefix = "e2e_%s_%d_%s" % (peer, rate, r)
+        prefix = "e2e_%s_%d_%s" % (peer.replace("-", "_"), rate, r)
         topics = ["%s.%s" % (prefix, t) for t in TYPES]
         # the broker stamps each record with the time it appended it: the
         # arrival in the topic, free of the consumer's own delays
         for t in topics:
             kafka.create_topic(t, PARTITIONS, config={"message.timestamp.type": "LogAppendTime"})
         slot = prefix
+        eos = peer == "outboxd-exactly-once"
         if peer == "debezium":
             d = debezium.Debezium(self.pg, kafka, slot=slot, publication="outboxd",
                                   heap="2g", gc=JVM_GC, connector=self.DEBEZIUM_CONNECTOR,
                                   worker=self.DEBEZIUM_WORKER,
                                   route_topic_replacement=prefix + ".${routedByValue}")
         else:
+            extra = {"delivery_guarantee": "exactly-once"} if eos else {}
             d = self.outboxd(kafka, slot_name=slot, plugin_name="pgoutput",
                              value_format="payload",
-                             route_topic_replacement=prefix + ".${routedByValue}")
+                             route_topic_replacement=prefix + ".${routedByValue}", **extra)
             d.wait_streaming()
-        # the consumer shares the two cores: no CRC check in Python, and
-        # the timestamp found without parsing the whole JSON
-        consumer = harness.KafkaConsumer(bootstrap_servers=kafka.bootstrap,
-                                         enable_auto_commit=False, check_crcs=False)
-        parts = [harness.TopicPartition(t, p) for t in topics for p in range(PARTITIONS)]
-        consumer.assign(parts)
-        consumer.seek_to_end()
         latencies, done = [], threading.Event()  # (to the topic, to the consumer)
-
-        def consume():
-            while not done.is_set():
-                for batch in consumer.poll(timeout_ms=100).values():
-                    now = time.time()
-                    for r in batch:
-                        committed = float(TS_FIELD.search(r.value).group(1))
-                        latencies.append((r.timestamp / 1e3 - committed, now - committed))
+        if eos:
+            consumer, consume = self.read_committed_consumer(kafka, topics, latencies, done)
+        else:
+            consumer, consume = self.uncommitted_consumer(kafka, topics, latencies, done)
         reader = threading.Thread(target=consume, daemon=True)
         reader.start()
         script = os.path.join(self.workdir, "workload_ts.sql")
@@ -619,12 +618,58 @@ class Bench:
                 "p50c": ms([c for _, c in warm], 0.5), "p99c": ms([c for _, c in warm], 0.99),
                 "cpu": cpu, "rss": rss}
 
-    def live(self, kafka, rate, seconds, label, plugin):
-        label = "%s_%s" % (label, plugin)
+    @staticmethod
+    def uncommitted_consumer(kafka, topics, latencies, done):
+        """kafka-python from the end of `topics`; its loop appends
+        (commit -> topic, commit -> consumer) per record to latencies."""
+        # the consumer shares the two cores: no CRC check in Python, and
+        # the timestamp found without parsing the whole JSON
+        consumer = harness.KafkaConsumer(bootstrap_servers=kafka.bootstrap,
+                                         enable_auto_commit=False, check_crcs=False)
+        consumer.assign([harness.TopicPartition(t, p) for t in topics for p in range(PARTITIONS)])
+        consumer.seek_to_end()
+
+        def consume():
+            while not done.is_set():
+                for batch in consumer.poll(timeout_ms=100).values():
+                    now = time.time()
+                    for r in batch:
+                        committed = float(TS_FIELD.search(r.value).group(1))
+                        latencies.append((r.timestamp / 1e3 - committed, now - committed))
+        return consumer, consume
+
+    @staticmethod
+    def read_committed_consumer(kafka, topics, latencies, done):
+        """The same with isolation.level=read_committed, which Debian's
+        kafka-python (2.0) lacks: confluent_kafka from PyPI (installed by
+        scripts/install-deps.sh), whose own librdkafka is not outboxd's.
+        A record arrives only once its Kafka transaction committed."""
+        sys.path.append(os.path.join(os.path.dirname(real_kafka.KAFKA_LIBS), "python"))
+        import confluent_kafka
+        consumer = confluent_kafka.Consumer({
+            "bootstrap.servers": kafka.bootstrap, "group.id": "bench-read-committed",
+            "enable.auto.commit": False, "isolation.level": "read_committed",
+            "check.crcs": False, "fetch.wait.max.ms": 10})
+        consumer.assign([confluent_kafka.TopicPartition(t, p, confluent_kafka.OFFSET_END)
+                         for t in topics for p in range(PARTITIONS)])
+
+        def consume():
+            while not done.is_set():
+                for r in consumer.consume(1000, 0.1):
+                    if r.error():
+                        continue
+                    now = time.time()
+                    committed = float(TS_FIELD.search(r.value()).group(1))
+                    latencies.append((r.timestamp()[1] / 1e3 - committed, now - committed))
+        return consumer, consume
+
+    def live(self, kafka, rate, seconds, label, plugin, variant=""):
+        label = "%s_%s%s" % (label, plugin, "_v%08x" % zlib.crc32(variant.encode()) if variant else "")
         for t in TYPES:
             kafka.create_topic("live_%s.%s" % (label, t), PARTITIONS)
         broker0 = broker_cpu(kafka)
-        d = self.outboxd(kafka, slot_name="live_%s" % label, plugin_name=plugin,
+        d = self.outboxd(kafka, self.settings(variant), slot_name="live_%s" % label,
+                         plugin_name=plugin,
                          route_topic_replacement="live_%s.${routedByValue}" % label)
         d.wait_streaming()
         rss_samples = []
@@ -643,11 +688,14 @@ class Bench:
             rss_samples.append((time.monotonic() - start, proc_stats(d.proc.pid)[1]))
         time.sleep(2)
         end = d.metrics()
-        m = {k: v - warm.get(k, 0) if "_seconds_" in k else v for k, v in end.items()}
+        m = {k: v - warm.get(k, 0) if "_seconds_" in k or "transaction" in k
+             else v for k, v in end.items()}
         cpu, rss = proc_stats(d.proc.pid)
         d.stop()
         self.pg.sql("SELECT pg_drop_replication_slot('live_%s')" % label)
-        return m, cpu, rss, rss_samples, "%s %s" % (plugin, kafka.kind), broker_cpu(kafka) - broker0
+        return m, cpu, rss, rss_samples, "%s %s%s" % (plugin, kafka.kind, (" " + variant) if
+                                                      variant else ""), \
+            broker_cpu(kafka) - broker0
 
     @staticmethod
     def percentile(m, q, name="outboxd_commit_to_ack_seconds"):
@@ -683,18 +731,22 @@ def main():
             b.catch_up(n)
         if user_events:
             b.user_view(user_events)
-        live = [b.live(k, rate, live_secs, "latency_" + k.kind, plugin) for k in b.kafkas
+        live_variants = os.environ.get("LIVE_VARIANTS", "").split("|")
+        live = [b.live(k, rate, live_secs, "latency_" + k.kind, plugin, variant)
+                for variant in live_variants for k in b.kafkas
                 for plugin in live_plugins if live_secs]
         e2e = []
         real = [k for k in b.kafkas if k.kind == "real"]
-        if real and live_secs and "debezium" in b.peers:
+        e2e_peers = [p for p in os.environ.get("E2E_PEERS", "outboxd debezium").split()
+                     if p != "debezium" or "debezium" in b.peers]
+        if real and live_secs and e2e_peers and e2e_peers != ["outboxd"]:
             # a broker's first half minute is JIT compilation: its latency
             # tails would fall on whichever peer runs first
             b.live_e2e(real[0], 5000, 20, "outboxd", "warmup")
             for r in range(int(os.environ.get("PEER_REPEAT", "1"))):
                 for rate_e2e in (int(x) for x in
                                  os.environ.get("PEER_RATES", "5000 10000").split()):
-                    for peer in ("outboxd", "debezium"):
+                    for peer in e2e_peers:
                         e2e.append(b.live_e2e(real[0], rate_e2e, live_secs, peer, r))
         soak = None
         if soak_secs:
@@ -778,6 +830,14 @@ def report_live(live, rate, live_secs):
           "the rest is the server (WAL flush, walsender decoding)" % (
               1e3 * Bench.percentile(m, 0.5, "outboxd_receive_to_ack_seconds"),
               1e3 * Bench.percentile(m, 0.99, "outboxd_receive_to_ack_seconds")))
+    committed = m.get('outboxd_kafka_transactions_total{result="committed"}', 0)
+    if committed:
+        print("Kafka transactions: %d committed, %d aborted, %.0f events each on average; "
+              "first event -> commit p50 %.2f ms, p99 %.2f ms" % (
+                  committed, m.get('outboxd_kafka_transactions_total{result="aborted"}', 0),
+                  m["outboxd_kafka_transaction_events_sum"] / committed,
+                  1e3 * Bench.percentile(m, 0.5, "outboxd_kafka_transaction_seconds"),
+                  1e3 * Bench.percentile(m, 0.99, "outboxd_kafka_transaction_seconds")))
 
 
 def report_soak(soak, rate, soak_secs):

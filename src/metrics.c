@@ -13,6 +13,13 @@ static const double latency_bounds[] = { 0.0005, 0.001, 0.0015, 0.002, 0.003,
 					 30,	 60 };
 #define LATENCY_BUCKETS OBX_ARRAY_LEN(latency_bounds)
 
+/* events per Kafka transaction (delivery.guarantee=exactly-once) */
+static const double txn_events_bounds[] = { 1,	  10,	 100,	500, 1000,
+					    5000, 10000, 50000, 1e5, 1e6 };
+#define MAX_BUCKETS LATENCY_BUCKETS
+_Static_assert(OBX_ARRAY_LEN(txn_events_bounds) <= MAX_BUCKETS,
+	       "histogram_t holds at most MAX_BUCKETS bounds");
+
 static const char *const wait_reason_names[OBX_WAIT_REASONS] = { "server",
 								 "kafka" };
 
@@ -22,7 +29,9 @@ static const char *const bad_reason_names[OBX_BAD_REASONS] = {
 };
 
 typedef struct {
-	unsigned long long counts[LATENCY_BUCKETS + 1]; /* the last is +Inf */
+	const double *bounds; /* NULL: latency_bounds */
+	size_t nbounds;
+	unsigned long long counts[MAX_BUCKETS + 1]; /* the last is +Inf */
 	double sum;
 	unsigned long long count;
 } histogram_t;
@@ -53,6 +62,9 @@ struct obx_metrics {
 	unsigned long long kafka_errors;
 	unsigned long long reconnects;
 	unsigned long long ack_stalls;
+	/* exactly-once: Kafka transactions */
+	unsigned long long txns_committed, txns_aborted;
+	histogram_t txn_seconds, txn_events;
 	unsigned long long acked_wal_skipped;
 	unsigned long long resumes_after_acked;
 	bool streaming;
@@ -70,6 +82,8 @@ obx_metrics_t *obx_metrics_new(void)
 	pthread_mutex_init(&m->lock, NULL);
 	m->retained = -1;
 	m->last_tick_us = obx_now_us();
+	m->txn_events.bounds = txn_events_bounds;
+	m->txn_events.nbounds = OBX_ARRAY_LEN(txn_events_bounds);
 	return m;
 }
 
@@ -114,16 +128,25 @@ static topic_counts_t *find_topic(topic_counts_t **topics, size_t *n,
 	return t;
 }
 
-static void observe(histogram_t *h, double seconds)
+/* A histogram's bucket bounds: its own, or the latency buckets. */
+static const double *bounds_of(const histogram_t *h, size_t *n)
 {
-	size_t b = 0;
-	while (b < LATENCY_BUCKETS && seconds > latency_bounds[b])
+	*n = h->bounds ? h->nbounds : LATENCY_BUCKETS;
+	return h->bounds ? h->bounds : latency_bounds;
+}
+
+static void observe(histogram_t *h, double value)
+{
+	size_t n, b = 0;
+	const double *bounds = bounds_of(h, &n);
+	while (b < n && value > bounds[b])
 		b++;
 	h->counts[b]++;
-	h->sum += seconds;
+	h->sum += value;
 	h->count++;
 }
 
+/* Adds a batch's latency histogram and empties it. */
 static void add_histogram(histogram_t *into, histogram_t *from)
 {
 	for (size_t b = 0; b <= LATENCY_BUCKETS; b++)
@@ -211,6 +234,21 @@ void obx_metrics_set_kafka_errors(obx_metrics_t *m, unsigned long total)
 void obx_metrics_ack_stall(obx_metrics_t *m)
 {
 	LOCKED(m, m->ack_stalls++);
+}
+
+void obx_metrics_kafka_txn_committed(obx_metrics_t *m, double seconds,
+				     size_t events)
+{
+	LOCKED(m, {
+		m->txns_committed++;
+		observe(&m->txn_seconds, seconds);
+		observe(&m->txn_events, (double)events);
+	});
+}
+
+void obx_metrics_kafka_txn_aborted(obx_metrics_t *m)
+{
+	LOCKED(m, m->txns_aborted++);
 }
 
 void obx_metrics_resume_skipped(obx_metrics_t *m, uint64_t bytes)
@@ -303,14 +341,16 @@ static void histogram(FILE *out, const char *name, const char *text,
 		      const histogram_t *h)
 {
 	unsigned long long cumulative = 0;
+	size_t n;
+	const double *bounds = bounds_of(h, &n);
 
 	help(out, name, "histogram", text);
-	for (size_t b = 0; b < LATENCY_BUCKETS; b++) {
+	for (size_t b = 0; b < n; b++) {
 		cumulative += h->counts[b];
-		fprintf(out, "%s_bucket{le=\"%g\"} %llu\n", name,
-			latency_bounds[b], cumulative);
+		fprintf(out, "%s_bucket{le=\"%g\"} %llu\n", name, bounds[b],
+			cumulative);
 	}
-	cumulative += h->counts[LATENCY_BUCKETS];
+	cumulative += h->counts[n];
 	fprintf(out, "%s_bucket{le=\"+Inf\"} %llu\n", name, cumulative);
 	fprintf(out, "%s_sum %.6f\n", name, h->sum);
 	fprintf(out, "%s_count %llu\n", name, h->count);
@@ -357,7 +397,8 @@ void obx_metrics_write(obx_metrics_t *m, FILE *out)
 	}
 	histogram(out, "outboxd_commit_to_ack_seconds",
 		  "Time from a transaction's commit to Kafka acknowledging its "
-		  "event.",
+		  "event (exactly-once: to the commit of the Kafka transaction "
+		  "holding it).",
 		  &m->from_commit);
 	histogram(out, "outboxd_receive_to_ack_seconds",
 		  "Time from a transaction reaching outboxd to Kafka "
@@ -379,6 +420,22 @@ void obx_metrics_write(obx_metrics_t *m, FILE *out)
 	     "Times Kafka acknowledged nothing for 5 s while events were in "
 	     "flight (each made outboxd ask for the topics' metadata again)");
 	fprintf(out, "outboxd_kafka_ack_stalls_total %llu\n", m->ack_stalls);
+	help(out, "outboxd_kafka_transactions_total", "counter",
+	     "Kafka transactions (delivery.guarantee=exactly-once) committed, "
+	     "and aborted (their events come again from the slot).");
+	fprintf(out,
+		"outboxd_kafka_transactions_total{result=\"committed\"} %llu\n",
+		m->txns_committed);
+	fprintf(out,
+		"outboxd_kafka_transactions_total{result=\"aborted\"} %llu\n",
+		m->txns_aborted);
+	histogram(out, "outboxd_kafka_transaction_seconds",
+		  "Time from a Kafka transaction's first event to its commit.",
+		  &m->txn_seconds);
+	histogram(out, "outboxd_kafka_transaction_events",
+		  "Events (dead letters included) per committed Kafka "
+		  "transaction.",
+		  &m->txn_events);
 	help(out, "outboxd_resume_skipped_wal_bytes_total", "counter",
 	     "WAL the server was told to skip at a (re)connect because its "
 	     "events were already produced (the slot's persisted position "

@@ -54,6 +54,9 @@
 #define ACK_STALL_METADATA_WAIT_MS 500
 /* exactly-once: how long one Kafka transaction call may block. */
 #define TXN_TIMEOUT_MS 60000
+/* exactly-once: a failed Kafka transaction open this long may have hit
+ * the coordinator's transaction timeout (librdkafka's default: 60 s) */
+#define LONG_TXN_S 55.0
 
 struct obx_pipeline {
 	const obx_config_t *conf;
@@ -125,6 +128,7 @@ struct obx_pipeline {
 	bool eos;
 	obx_txn_t **deferred;
 	size_t ndeferred, deferred_cap;
+	bool kafka_txn_open;
 	size_t txn_events;	  /* produced in the open Kafka transaction */
 	int64_t txn_started_us;	  /* when it began */
 	obx_lsn_t txn_checkpoint; /* the last PostgreSQL commit in it */
@@ -141,6 +145,14 @@ struct obx_pipeline {
 	int64_t last_progress_us;
 	uint64_t last_progress_acked;
 };
+
+/* commit -> ack and receive -> ack of an event of `txn`, acknowledged now */
+static void observe_latency(obx_pipeline_t *p, obx_txn_t *txn, int64_t now)
+{
+	obx_metrics_batch_latency(
+	    p->batch, (double)(now - obx_txn_commit_time(txn)) / 1e6,
+	    (double)(now - obx_txn_received_time(txn)) / 1e6);
+}
 
 static void on_delivery(void *ctx, void *msg_opaque, const char *topic, bool ok,
 			const char *error, int64_t now)
@@ -174,21 +186,19 @@ static void on_delivery(void *ctx, void *msg_opaque, const char *topic, bool ok,
 	}
 	p->acked++;
 	obx_metrics_batch_topic(p->batch, topic, OBX_METRIC_ACKED);
-	obx_metrics_batch_latency(
-	    p->batch, (double)(now - obx_txn_commit_time(msg_opaque)) / 1e6,
-	    (double)(now - obx_txn_received_time(msg_opaque)) / 1e6);
-	if (p->eos) { /* counts once its Kafka transaction commits */
-		if (p->ndeferred == p->deferred_cap) {
-			p->deferred_cap =
-			    p->deferred_cap ? p->deferred_cap * 2 : 1024;
-			p->deferred =
-			    obx_xrealloc(p->deferred, p->deferred_cap *
-							  sizeof(*p->deferred));
-		}
-		p->deferred[p->ndeferred++] = msg_opaque;
+	if (!p->eos) {
+		observe_latency(p, msg_opaque, now);
+		obx_tracker_ack(p->tracker, msg_opaque);
 		return;
 	}
-	obx_tracker_ack(p->tracker, msg_opaque);
+	/* exactly-once: counts (and is timed) once its Kafka transaction
+	 * commits */
+	if (p->ndeferred == p->deferred_cap) {
+		p->deferred_cap = p->deferred_cap ? p->deferred_cap * 2 : 1024;
+		p->deferred = obx_xrealloc(
+		    p->deferred, p->deferred_cap * sizeof(*p->deferred));
+	}
+	p->deferred[p->ndeferred++] = msg_opaque;
 }
 
 obx_pipeline_t *obx_pipeline_new(const obx_config_t *conf,
@@ -280,6 +290,16 @@ static obx_err_t check_kafka(obx_pipeline_t *p, char *errstr,
 	return OBX_OK;
 }
 
+/* The open Kafka transaction (exactly-once) ended, committed or not, or
+ * its producer is gone; also the state records in flight. */
+static void forget_kafka_txn(obx_pipeline_t *p)
+{
+	p->ndeferred = 0;
+	p->kafka_txn_open = false;
+	p->txn_events = 0;
+	p->state_inflight = 0;
+}
+
 /* See check_kafka(): called between connections, never with one open. */
 static obx_err_t replace_failed_producer(obx_pipeline_t *p, char *errstr,
 					 size_t errstr_size)
@@ -301,12 +321,10 @@ static obx_err_t replace_failed_producer(obx_pipeline_t *p, char *errstr,
 	/* exactly-once: everything up to the last commit is in Kafka */
 	p->tracker =
 	    obx_tracker_new(p->eos ? p->state_acked_lsn : OBX_LSN_INVALID);
-	p->ndeferred = 0;
-	p->txn_events = 0;
+	forget_kafka_txn(p);
 	p->txn = NULL;
 	p->delivery_failed = false;
 	p->producer_failed = false;
-	p->state_inflight = 0;
 	obx_info("a new Kafka producer is ready");
 	return OBX_OK;
 }
@@ -341,6 +359,22 @@ typedef enum {
 	STATE_WAIT,		   /* the final record of a stop */
 } state_wait_t;
 
+/* exactly-once: opens a Kafka transaction unless one is open (every record
+ * goes into one); at-least-once: nothing. */
+static obx_err_t begin_kafka_txn(obx_pipeline_t *p, char *errstr,
+				 size_t errstr_size)
+{
+	if (!p->eos || p->kafka_txn_open)
+		return OBX_OK;
+	obx_err_t err = obx_producer_txn_begin(p->producer, TXN_TIMEOUT_MS,
+					       errstr, errstr_size);
+	if (err == OBX_OK) {
+		p->kafka_txn_open = true;
+		p->txn_started_us = obx_now_us();
+	}
+	return err;
+}
+
 /*
  * Hands a state record for the current server to Kafka; when it waits, up
  * to wait_ms for its acknowledgement (OBX_RETRY without one).
@@ -358,10 +392,8 @@ static obx_err_t write_state(obx_pipeline_t *p, obx_slot_event_t event,
 	snprintf(rec.database, sizeof(rec.database), "%s", p->router_db);
 	snprintf(rec.slot, sizeof(rec.slot), "%s", p->conf->slot_name);
 	obx_state_key(rec.system_id, rec.database, rec.slot, key, sizeof(key));
-	obx_err_t err = OBX_OK;
-	if (p->eos &&
-	    (err = obx_producer_txn_begin(p->producer, TXN_TIMEOUT_MS, errstr,
-					  errstr_size)) != OBX_OK)
+	obx_err_t err = begin_kafka_txn(p, errstr, errstr_size);
+	if (err != OBX_OK)
 		return err;
 	char *value = obx_state_encode(&rec);
 	err = obx_producer_send(p->producer, p->conf->state_topic, key,
@@ -415,9 +447,21 @@ static obx_err_t commit_kafka_txn(obx_pipeline_t *p, obx_lsn_t checkpoint,
 	if (err != OBX_OK) {
 		if (obx_producer_fenced(p->producer))
 			return OBX_FATAL;
+		double open_s =
+		    (double)(obx_now_us() - p->txn_started_us) / 1e6;
+		char hint[320] = "";
+		if (open_s >= LONG_TXN_S)
+			snprintf(hint, sizeof(hint),
+				 " (this Kafka transaction was open %.0f s: "
+				 "the coordinator aborts one open longer than "
+				 "kafka.transaction.timeout.ms, 60000 unless "
+				 "set; a PostgreSQL transaction is never split "
+				 "across two, so raise it, up to the brokers' "
+				 "transaction.max.timeout.ms)",
+				 open_s);
 		obx_error("%s; the events after the last commit (" OBX_LSN_FMT
-			  ") are sent again",
-			  errstr, OBX_LSN_ARGS(p->state_acked_lsn));
+			  ") are sent again%s",
+			  errstr, OBX_LSN_ARGS(p->state_acked_lsn), hint);
 		abort_kafka_txn(p);
 		/* a producer that failed for good is replaced first */
 		if (err == OBX_FATAL)
@@ -426,11 +470,15 @@ static obx_err_t commit_kafka_txn(obx_pipeline_t *p, obx_lsn_t checkpoint,
 			 "the Kafka transaction was aborted");
 		return OBX_RETRY;
 	}
-	for (size_t i = 0; i < p->ndeferred; i++)
+	int64_t now = obx_wallclock_us();
+	obx_metrics_kafka_txn_committed(
+	    p->metrics, (double)(obx_now_us() - p->txn_started_us) / 1e6,
+	    p->txn_events);
+	for (size_t i = 0; i < p->ndeferred; i++) {
+		observe_latency(p, p->deferred[i], now);
 		obx_tracker_ack(p->tracker, p->deferred[i]);
-	p->ndeferred = 0;
-	p->txn_events = 0;
-	p->state_inflight = 0;
+	}
+	forget_kafka_txn(p);
 	p->state_acked_lsn = p->state_sent_lsn;
 	return OBX_OK;
 }
@@ -443,11 +491,10 @@ static obx_err_t commit_kafka_txn(obx_pipeline_t *p, obx_lsn_t checkpoint,
 static void abort_kafka_txn(obx_pipeline_t *p)
 {
 	p->discarding = true; /* the purged messages' reports */
-	obx_producer_txn_abort(p->producer, TXN_TIMEOUT_MS);
+	if (obx_producer_txn_abort(p->producer, TXN_TIMEOUT_MS))
+		obx_metrics_kafka_txn_aborted(p->metrics);
 	p->discarding = false;
-	p->ndeferred = 0;
-	p->txn_events = 0;
-	p->state_inflight = 0;
+	forget_kafka_txn(p);
 	p->state_sent_lsn = p->state_acked_lsn;
 	obx_tracker_destroy(p->tracker);
 	p->tracker = obx_tracker_new(p->state_acked_lsn);
@@ -640,13 +687,9 @@ static obx_err_t produce(obx_pipeline_t *p, const char *topic, const void *key,
 			 size_t errstr_size)
 {
 	for (;;) {
-		obx_err_t err = OBX_OK;
-		if (p->eos && (err = obx_producer_txn_begin(
-				   p->producer, TXN_TIMEOUT_MS, errstr,
-				   errstr_size)) != OBX_OK)
+		obx_err_t err = begin_kafka_txn(p, errstr, errstr_size);
+		if (err != OBX_OK)
 			return err;
-		if (p->eos && !p->txn_events)
-			p->txn_started_us = obx_now_us();
 		err = obx_producer_send(p->producer, topic, key, key_len, value,
 					value_len, headers, nheaders, p->txn,
 					errstr, errstr_size);

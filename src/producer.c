@@ -299,10 +299,10 @@ obx_err_t obx_producer_txn_commit(obx_producer_t *p, int timeout_ms,
 	}
 }
 
-void obx_producer_txn_abort(obx_producer_t *p, int timeout_ms)
+bool obx_producer_txn_abort(obx_producer_t *p, int timeout_ms)
 {
 	if (!p->txn_open)
-		return;
+		return false;
 	rd_kafka_error_t *error = rd_kafka_abort_transaction(p->rk, timeout_ms);
 	if (error) {
 		char why[512];
@@ -315,6 +315,7 @@ void obx_producer_txn_abort(obx_producer_t *p, int timeout_ms)
 	 * not: nothing is left in the queue) while the caller discards them */
 	while (rd_kafka_poll(p->rk, 0) > 0)
 		;
+	return true;
 }
 
 bool obx_producer_fenced(const obx_producer_t *p)

@@ -66,6 +66,11 @@ void obx_metrics_set_kafka_errors(obx_metrics_t *m, unsigned long total);
 void obx_metrics_reconnect(obx_metrics_t *m);
 /* Kafka acknowledged nothing for a while with events in flight. */
 void obx_metrics_ack_stall(obx_metrics_t *m);
+/* exactly-once: a Kafka transaction committed `seconds` after its first
+ * event, with `events` events; or one was aborted. */
+void obx_metrics_kafka_txn_committed(obx_metrics_t *m, double seconds,
+				     size_t events);
+void obx_metrics_kafka_txn_aborted(obx_metrics_t *m);
 /* A connect resumed `bytes` of WAL after the slot's position (startpoint.h). */
 void obx_metrics_resume_skipped(obx_metrics_t *m, uint64_t bytes);
 

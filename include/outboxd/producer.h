@@ -189,8 +189,9 @@ obx_err_t obx_producer_txn_commit(obx_producer_t *p, int timeout_ms,
 				  char *errstr, size_t errstr_size);
 /* Aborts an open transaction (one holding half a PostgreSQL transaction
  * at a stop, or whose commit failed), and serves the delivery reports of
- * the messages it purged: the caller discards them.  Failures are logged. */
-void obx_producer_txn_abort(obx_producer_t *p, int timeout_ms);
+ * the messages it purged: the caller discards them.  Failures are logged.
+ * False when no transaction was open. */
+bool obx_producer_txn_abort(obx_producer_t *p, int timeout_ms);
 bool obx_producer_fenced(const obx_producer_t *p);
 
 /*

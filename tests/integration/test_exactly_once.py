@@ -110,6 +110,15 @@ class ExactlyOnceTest(IntegrationTest):
         self.assertEqual(duplicates, 0, "a read_committed consumer saw duplicates:\n"
                          + "\n".join(l for l in d.output().splitlines()
                                       if " debug " not in l)[-6000:])
+        # the transaction metrics: every event counted once, in the
+        # transaction that committed it; the aborted ones counted apart
+        m = d.metrics()
+        committed = m['outboxd_kafka_transactions_total{result="committed"}']
+        self.assertGreater(m['outboxd_kafka_transactions_total{result="aborted"}'], 0)
+        self.assertEqual(m["outboxd_kafka_transaction_events_sum"], events)
+        self.assertEqual(m["outboxd_kafka_transaction_events_count"], committed)
+        self.assertEqual(m["outboxd_kafka_transaction_seconds_count"], committed)
+        self.assertEqual(m["outboxd_commit_to_ack_seconds_count"], events)
         self.assertEqual(d.stop(), 0)
 
     def test_a_second_instance_fences_the_first(self):
