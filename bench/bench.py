@@ -47,6 +47,11 @@ Settings (environment):
   LIVE_VARIANTS  the live runs, separated by "|", each "key=value;..." on top
                  of OUTBOXD_EXTRA, e.g. "|delivery.guarantee=exactly-once"
                  (default "": one run with the defaults)
+  BENCH_PG_TCP   1: outboxd connects to PostgreSQL over loopback TCP (as
+                 Debezium does, and as deployments do) instead of its unix
+                 socket, whose 208 KiB send buffer (net.core.wmem_default)
+                 stalls the walsender while an exactly-once commit blocks
+                 the reading                      (default 0)
   VARIANTS       further outboxd catch-up runs on the same WAL, separated by
                  "|", each "key=value;key=value" on top of OUTBOXD_EXTRA,
                  e.g. VARIANTS="kafka.linger.ms=5|kafka.compression.type=lz4";
@@ -64,7 +69,6 @@ import sys
 import tempfile
 import threading
 import time
-import zlib
 
 here = os.path.dirname(os.path.abspath(__file__))
 root = os.path.dirname(here)
@@ -269,6 +273,9 @@ class Bench:
         return dict(kv.strip().split("=", 1) for kv in text.split(";") if "=" in kv)
 
     def outboxd(self, kafka, overrides=None, **settings):
+        if os.environ.get("BENCH_PG_TCP") == "1":
+            settings["database_url"] = "host=127.0.0.1 port=%d dbname=%s user=postgres" % (
+                self.pg.port, self.pg.dbname)
         extra = dict(self.extra, **(overrides or {}))
         settings.update({k.replace(".", "_"): v for k, v in extra.items()})
         settings.setdefault("log_level", "info")
@@ -664,7 +671,7 @@ class Bench:
         return consumer, consume
 
     def live(self, kafka, rate, seconds, label, plugin, variant=""):
-        label = "%s_%s%s" % (label, plugin, "_v%08x" % zlib.crc32(variant.encode()) if variant else "")
+        label = "%s_%s" % (label, plugin)
         for t in TYPES:
             kafka.create_topic("live_%s.%s" % (label, t), PARTITIONS)
         broker0 = broker_cpu(kafka)
@@ -732,8 +739,8 @@ def main():
         if user_events:
             b.user_view(user_events)
         live_variants = os.environ.get("LIVE_VARIANTS", "").split("|")
-        live = [b.live(k, rate, live_secs, "latency_" + k.kind, plugin, variant)
-                for variant in live_variants for k in b.kafkas
+        live = [b.live(k, rate, live_secs, "latency%d_%s" % (i, k.kind), plugin, variant)
+                for i, variant in enumerate(live_variants) for k in b.kafkas
                 for plugin in live_plugins if live_secs]
         e2e = []
         real = [k for k in b.kafkas if k.kind == "real"]
