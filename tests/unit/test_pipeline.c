@@ -2,17 +2,20 @@
  * test_pipeline.c - the pipeline's handling of replication messages, without
  * PostgreSQL, on librdkafka's in-process mock cluster: what is confirmed
  * when acks come out of order, when the stream breaks inside a
- * transaction, for each table.op.invalid.behavior, and when Kafka refuses
- * produce requests.  Also the dead letter's truncation.
+ * transaction, for each table.op.invalid.behavior, when Kafka refuses
+ * produce requests, and with exactly-once, when Kafka transactions commit
+ * and abort.  Also the dead letter's truncation.
  */
 #include <jansson.h>
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "outboxd/deadletter.h"
+#include "outboxd/metrics.h"
 #include "outboxd/pipeline.h"
 #include "suites.h"
 
@@ -194,6 +197,62 @@ START_TEST(a_transaction_broken_off_is_never_confirmed)
 }
 END_TEST
 
+/* Whether /metrics would show `sample` (a whole line's start). */
+static bool metrics_show(const char *sample)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&text, &len);
+	obx_metrics_write(metrics, out);
+	fclose(out);
+	bool found = strstr(text, sample) != NULL;
+	free(text);
+	return found;
+}
+
+START_TEST(exactly_once_confirms_only_committed_kafka_transactions)
+{
+	const char *eos[] = { "delivery.guarantee=exactly-once",
+			      "transaction.interval.ms=600000",
+			      "transaction.max.events=2", NULL };
+	start(1, eos);
+	rd_kafka_mock_topic_create(mock, "outboxd.state", 1, 1);
+	/* acknowledged, but its Kafka transaction is open: not confirmed */
+	feed_txn(801, 0x200, "fast");
+	ck_assert_int_eq(serve(1000), OBX_OK);
+	ck_assert_uint_eq(obx_pipeline_confirmed(pipe_), 0);
+	/* the second event makes the transaction due at its commit */
+	feed_txn(802, 0x300, "fast");
+	ck_assert_uint_eq(serve_until(0x300), 0x300);
+	ck_assert(metrics_show(
+	    "outboxd_kafka_transactions_total{result=\"committed\"} 1\n"));
+	ck_assert(
+	    metrics_show("outboxd_kafka_transaction_events_sum 2.000000\n"));
+	/* a whole PostgreSQL transaction in the next Kafka transaction, and
+	 * half of another: acknowledged, not committed, not confirmed */
+	feed_txn(803, 0x400, "fast");
+	ck_assert_int_eq(feed_begin(804, 0x500), OBX_OK);
+	ck_assert_int_eq(feed_row('I', 804, 0x4C0, "fast"), OBX_OK);
+	ck_assert_int_eq(serve(1000), OBX_OK);
+	ck_assert_uint_eq(obx_pipeline_confirmed(pipe_), 0x300);
+	/* the stream breaks: the Kafka transaction is aborted, and the
+	 * server sends everything after the last commit again */
+	obx_pipeline_connection_lost(pipe_);
+	ck_assert_int_eq(serve(500), OBX_OK);
+	ck_assert_uint_eq(obx_pipeline_confirmed(pipe_), 0x300);
+	ck_assert(metrics_show(
+	    "outboxd_kafka_transactions_total{result=\"aborted\"} 1\n"));
+	feed_txn(803, 0x400, "fast");
+	feed_txn(804, 0x500, "fast");
+	ck_assert_uint_eq(serve_until(0x500), 0x500);
+	ck_assert(metrics_show(
+	    "outboxd_kafka_transactions_total{result=\"committed\"} 2\n"));
+	ck_assert(
+	    metrics_show("outboxd_kafka_transaction_events_sum 4.000000\n"));
+	stop();
+}
+END_TEST
+
 START_TEST(each_invalid_operation_behavior)
 {
 	const char *behaviors[] = { "warn", "error", "fatal" };
@@ -303,6 +362,8 @@ Suite *pipeline_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, out_of_order_acks_confirm_only_a_finished_prefix);
 	tcase_add_test(tc, a_transaction_broken_off_is_never_confirmed);
+	tcase_add_test(tc,
+		       exactly_once_confirms_only_committed_kafka_transactions);
 	tcase_add_test(tc, each_invalid_operation_behavior);
 	tcase_add_test(tc, refused_produce_requests_confirm_nothing);
 	tcase_add_test(tc, dead_letters_are_cut_on_character_boundaries);
