@@ -412,6 +412,14 @@ static const char *closest_key(const char *key)
 	return best_distance <= strlen(key) / 2 + 1 ? best : NULL;
 }
 
+const char *obx_config_kafka(const obx_config_t *conf, const char *key)
+{
+	for (size_t i = 0; i < conf->nkafka; i++)
+		if (strcmp(conf->kafka[i].key, key) == 0)
+			return conf->kafka[i].value;
+	return NULL;
+}
+
 static void kafka_put(obx_config_t *conf, const char *key, const char *value)
 {
 	for (size_t i = 0; i < conf->nkafka; i++) {
@@ -839,33 +847,20 @@ obx_err_t obx_config_validate(obx_config_t *conf, char *errstr,
 			 conf->status_interval_ms);
 		return OBX_CONFIG;
 	}
-	bool have_bootstrap = false;
-	for (size_t i = 0; i < conf->nkafka; i++)
-		if (strcmp(conf->kafka[i].key, "bootstrap.servers") == 0 &&
-		    *conf->kafka[i].value)
-			have_bootstrap = true;
-	if (!have_bootstrap) {
+	const char *bootstrap = obx_config_kafka(conf, "bootstrap.servers");
+	if (!bootstrap || !*bootstrap) {
 		obx_errf(errstr, errstr_size,
 			 "\"kafka.bootstrap.servers\" is required (or "
 			 "$OUTBOXD_KAFKA_BOOTSTRAP_SERVERS)");
 		return OBX_CONFIG;
 	}
-	for (size_t i = 0; i < OBX_ARRAY_LEN(kafka_defaults); i++) {
-		bool set = false;
-		for (size_t j = 0; j < conf->nkafka; j++)
-			if (strcmp(conf->kafka[j].key, kafka_defaults[i].key) ==
-			    0)
-				set = true;
-		if (!set)
+	for (size_t i = 0; i < OBX_ARRAY_LEN(kafka_defaults); i++)
+		if (!obx_config_kafka(conf, kafka_defaults[i].key))
 			kafka_put(conf, kafka_defaults[i].key,
 				  kafka_defaults[i].value);
-	}
 	/* the connector's identity: a restarted or second instance of the
 	 * same slot fences the older one */
-	const char *txn_id = NULL;
-	for (size_t i = 0; i < conf->nkafka; i++)
-		if (strcmp(conf->kafka[i].key, "transactional.id") == 0)
-			txn_id = conf->kafka[i].value;
+	const char *txn_id = obx_config_kafka(conf, "transactional.id");
 	if (conf->delivery_guarantee == OBX_EXACTLY_ONCE && !txn_id) {
 		char id[128];
 		snprintf(id, sizeof(id), "outboxd-%s", conf->slot_name);

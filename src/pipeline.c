@@ -54,9 +54,9 @@
 #define ACK_STALL_METADATA_WAIT_MS 500
 /* exactly-once: how long one Kafka transaction call may block. */
 #define TXN_TIMEOUT_MS 60000
-/* exactly-once: a failed Kafka transaction open this long may have hit
- * the coordinator's transaction timeout (librdkafka's default: 60 s) */
-#define LONG_TXN_S 55.0
+/* librdkafka's transaction.timeout.ms unless kafka.transaction.timeout.ms
+ * sets it */
+#define DEFAULT_KAFKA_TXN_TIMEOUT_MS 60000
 
 struct obx_pipeline {
 	const obx_config_t *conf;
@@ -131,6 +131,7 @@ struct obx_pipeline {
 	bool kafka_txn_open;
 	size_t txn_events;	  /* produced in the open Kafka transaction */
 	int64_t txn_started_us;	  /* when it began */
+	int64_t txn_ended_us;	  /* when the last one ended (0: open) */
 	obx_lsn_t txn_checkpoint; /* the last PostgreSQL commit in it */
 
 	/* for the progress line; everything else is in the metrics */
@@ -260,16 +261,11 @@ static obx_err_t check_kafka(obx_pipeline_t *p, char *errstr,
 {
 	if (p->producer_failed ||
 	    obx_producer_status(p->producer, errstr, errstr_size) != OBX_OK) {
-		if (obx_producer_fenced(p->producer)) {
-			/* replacing it would fence the instance that took
-			 * over: this one stops, confirming nothing more */
-			size_t n = strlen(errstr);
-			obx_errf(errstr + n, errstr_size - n,
-				 "; stopping (confirmed LSN stays " OBX_LSN_FMT
-				 ")",
-				 OBX_LSN_ARGS(p->sent_flush));
+		/* replacing it would fence the instance that took over:
+		 * this one stops, confirming nothing more (the caller of
+		 * obx_pipeline_run() hears why) */
+		if (obx_producer_fenced(p->producer))
 			return OBX_FATAL;
-		}
 		if (!p->producer_failed)
 			obx_error(
 			    "%s; starting a new Kafka producer that resends "
@@ -294,6 +290,8 @@ static obx_err_t check_kafka(obx_pipeline_t *p, char *errstr,
  * its producer is gone; also the state records in flight. */
 static void forget_kafka_txn(obx_pipeline_t *p)
 {
+	if (p->kafka_txn_open)
+		p->txn_ended_us = obx_now_us();
 	p->ndeferred = 0;
 	p->kafka_txn_open = false;
 	p->txn_events = 0;
@@ -371,8 +369,39 @@ static obx_err_t begin_kafka_txn(obx_pipeline_t *p, char *errstr,
 	if (err == OBX_OK) {
 		p->kafka_txn_open = true;
 		p->txn_started_us = obx_now_us();
+		p->txn_ended_us = 0;
 	}
 	return err;
+}
+
+/*
+ * exactly-once: whether the open (or the last) Kafka transaction lasted
+ * nearly kafka.transaction.timeout.ms, after which the coordinator aborts
+ * it.  At a PostgreSQL commit that is one PostgreSQL transaction too large
+ * to produce in time, again at every retry: `why` says what to raise.
+ */
+static bool kafka_txn_timed_out(const obx_pipeline_t *p, char *why,
+				size_t why_size)
+{
+	const char *set = obx_config_kafka(p->conf, "transaction.timeout.ms");
+	long timeout_ms = set ? atol(set) : DEFAULT_KAFKA_TXN_TIMEOUT_MS;
+	if (!p->txn_started_us)
+		return false;
+	int64_t end = p->txn_ended_us ? p->txn_ended_us : obx_now_us();
+	long long open_ms = (end - p->txn_started_us) / 1000;
+	if (open_ms < timeout_ms * 9 / 10)
+		return false;
+	obx_errf(why, why_size,
+		 "the Kafka transaction was open %lld ms, near or past "
+		 "kafka.transaction.timeout.ms=%ld, after which the "
+		 "transaction coordinator aborts it (Kafka reports that as "
+		 "fencing): a Kafka outage that long, or a PostgreSQL "
+		 "transaction too large to produce in that time (it is never "
+		 "split across Kafka transactions: raise "
+		 "kafka.transaction.timeout.ms, up to the brokers' "
+		 "transaction.max.timeout.ms)",
+		 open_ms, timeout_ms);
+	return true;
 }
 
 /*
@@ -447,18 +476,9 @@ static obx_err_t commit_kafka_txn(obx_pipeline_t *p, obx_lsn_t checkpoint,
 	if (err != OBX_OK) {
 		if (obx_producer_fenced(p->producer))
 			return OBX_FATAL;
-		double open_s =
-		    (double)(obx_now_us() - p->txn_started_us) / 1e6;
-		char hint[320] = "";
-		if (open_s >= LONG_TXN_S)
-			snprintf(hint, sizeof(hint),
-				 " (this Kafka transaction was open %.0f s: "
-				 "the coordinator aborts one open longer than "
-				 "kafka.transaction.timeout.ms, 60000 unless "
-				 "set; a PostgreSQL transaction is never split "
-				 "across two, so raise it, up to the brokers' "
-				 "transaction.max.timeout.ms)",
-				 open_s);
+		char why[512], hint[520] = "";
+		if (kafka_txn_timed_out(p, why, sizeof(why)))
+			snprintf(hint, sizeof(hint), " (%s)", why);
 		obx_error("%s; the events after the last commit (" OBX_LSN_FMT
 			  ") are sent again%s",
 			  errstr, OBX_LSN_ARGS(p->state_acked_lsn), hint);
@@ -1462,23 +1482,18 @@ static obx_err_t prepare_server(obx_pipeline_t *p, char *errstr,
 	return OBX_OK;
 }
 
-obx_err_t obx_pipeline_run(obx_pipeline_t *p, volatile sig_atomic_t *stop,
-			   char *errstr, size_t errstr_size)
+static obx_err_t run_connection(obx_pipeline_t *p, volatile sig_atomic_t *stop,
+				char *errstr, size_t errstr_size)
 {
 	char options[8192];
 	obx_err_t err;
 
 	p->stop = stop;
-	/* exactly-once: fenced (another instance took over), never replaced */
+	/* exactly-once: fenced, never replaced (obx_pipeline_run) */
 	if (p->eos &&
 	    obx_producer_status(p->producer, errstr, errstr_size) != OBX_OK &&
-	    obx_producer_fenced(p->producer)) {
-		size_t n = strlen(errstr);
-		obx_errf(errstr + n, errstr_size - n,
-			 " (another outboxd with the same "
-			 "kafka.transactional.id took over: this one stops)");
+	    obx_producer_fenced(p->producer))
 		return OBX_FATAL;
-	}
 	if (p->producer_failed &&
 	    (err = replace_failed_producer(p, errstr, errstr_size)) != OBX_OK)
 		return err;
@@ -1522,4 +1537,24 @@ obx_err_t obx_pipeline_run(obx_pipeline_t *p, volatile sig_atomic_t *stop,
 	obx_repl_destroy(p->repl);
 	p->repl = NULL;
 	return err;
+}
+
+obx_err_t obx_pipeline_run(obx_pipeline_t *p, volatile sig_atomic_t *stop,
+			   char *errstr, size_t errstr_size)
+{
+	obx_err_t err = run_connection(p, stop, errstr, errstr_size);
+	if (err == OBX_OK || !p->eos || !obx_producer_fenced(p->producer))
+		return err;
+	/* Kafka reports a transaction its coordinator aborted for its
+	 * timeout as fencing too, which is not another instance */
+	char why[512];
+	if (!kafka_txn_timed_out(p, why, sizeof(why)))
+		snprintf(why, sizeof(why),
+			 "another outboxd with the same kafka.transactional.id "
+			 "took over");
+	size_t n = strlen(errstr);
+	obx_errf(errstr + n, errstr_size - n,
+		 "; %s: this one stops (confirmed LSN stays " OBX_LSN_FMT ")",
+		 why, OBX_LSN_ARGS(p->sent_flush));
+	return OBX_FATAL;
 }

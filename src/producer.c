@@ -243,11 +243,8 @@ static obx_err_t txn_error(obx_producer_t *p, rd_kafka_error_t *error,
 	} else if (rd_kafka_error_is_fatal(error)) {
 		err = OBX_FATAL;
 	}
-	obx_errf(errstr, errstr_size, "%s: %s%s", what,
-		 rd_kafka_error_string(error),
-		 p->fenced ? " (another outboxd with the same "
-			     "kafka.transactional.id took over: this one stops)"
-			   : "");
+	obx_errf(errstr, errstr_size, "%s: %s", what,
+		 rd_kafka_error_string(error));
 	rd_kafka_error_destroy(error);
 	return err;
 }

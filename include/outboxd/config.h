@@ -193,6 +193,10 @@ obx_err_t obx_config_validate(obx_config_t *conf, char *errstr,
 /* Markdown reference of every option, from the option table. */
 void obx_config_write_reference(FILE *out);
 
+/* The value of a kafka.* setting (key without the prefix), or NULL when it
+ * is not set (librdkafka's default applies). */
+const char *obx_config_kafka(const obx_config_t *conf, const char *key);
+
 /* Name of the plugin selected by plugin.name. */
 const char *obx_config_plugin(const obx_config_t *conf);
 
