@@ -210,6 +210,19 @@ static bool metrics_show(const char *sample)
 	return found;
 }
 
+/* /metrics counts `txns` committed Kafka transactions of `events` in all. */
+static void assert_committed(int txns, int events)
+{
+	char sample[128];
+	snprintf(sample, sizeof(sample),
+		 "outboxd_kafka_transactions_total{result=\"committed\"} %d\n",
+		 txns);
+	ck_assert_msg(metrics_show(sample), "no line %s", sample);
+	snprintf(sample, sizeof(sample),
+		 "outboxd_kafka_transaction_events_sum %d.000000\n", events);
+	ck_assert_msg(metrics_show(sample), "no line %s", sample);
+}
+
 START_TEST(exactly_once_confirms_only_committed_kafka_transactions)
 {
 	const char *eos[] = { "delivery.guarantee=exactly-once",
@@ -224,10 +237,7 @@ START_TEST(exactly_once_confirms_only_committed_kafka_transactions)
 	/* the second event makes the transaction due at its commit */
 	feed_txn(802, 0x300, "fast");
 	ck_assert_uint_eq(serve_until(0x300), 0x300);
-	ck_assert(metrics_show(
-	    "outboxd_kafka_transactions_total{result=\"committed\"} 1\n"));
-	ck_assert(
-	    metrics_show("outboxd_kafka_transaction_events_sum 2.000000\n"));
+	assert_committed(1, 2);
 	/* a whole PostgreSQL transaction in the next Kafka transaction, and
 	 * half of another: acknowledged, not committed, not confirmed */
 	feed_txn(803, 0x400, "fast");
@@ -245,10 +255,7 @@ START_TEST(exactly_once_confirms_only_committed_kafka_transactions)
 	feed_txn(803, 0x400, "fast");
 	feed_txn(804, 0x500, "fast");
 	ck_assert_uint_eq(serve_until(0x500), 0x500);
-	ck_assert(metrics_show(
-	    "outboxd_kafka_transactions_total{result=\"committed\"} 2\n"));
-	ck_assert(
-	    metrics_show("outboxd_kafka_transaction_events_sum 4.000000\n"));
+	assert_committed(2, 4);
 	stop();
 }
 END_TEST
