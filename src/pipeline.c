@@ -128,10 +128,10 @@ struct obx_pipeline {
 	bool eos;
 	obx_txn_t **deferred;
 	size_t ndeferred, deferred_cap;
-	bool kafka_txn_open;
 	size_t txn_events;	  /* produced in the open Kafka transaction */
 	int64_t txn_started_us;	  /* when it began */
-	int64_t txn_ended_us;	  /* when the last one ended (0: open) */
+	int64_t txn_ended_us;	  /* when the last one ended (0: open, or
+				   * none yet) */
 	obx_lsn_t txn_checkpoint; /* the last PostgreSQL commit in it */
 
 	/* for the progress line; everything else is in the metrics */
@@ -290,10 +290,9 @@ static obx_err_t check_kafka(obx_pipeline_t *p, char *errstr,
  * its producer is gone; also the state records in flight. */
 static void forget_kafka_txn(obx_pipeline_t *p)
 {
-	if (p->kafka_txn_open)
+	if (!p->txn_ended_us)
 		p->txn_ended_us = obx_now_us();
 	p->ndeferred = 0;
-	p->kafka_txn_open = false;
 	p->txn_events = 0;
 	p->state_inflight = 0;
 }
@@ -362,12 +361,11 @@ typedef enum {
 static obx_err_t begin_kafka_txn(obx_pipeline_t *p, char *errstr,
 				 size_t errstr_size)
 {
-	if (!p->eos || p->kafka_txn_open)
+	if (!p->eos || obx_producer_txn_open(p->producer))
 		return OBX_OK;
 	obx_err_t err = obx_producer_txn_begin(p->producer, TXN_TIMEOUT_MS,
 					       errstr, errstr_size);
 	if (err == OBX_OK) {
-		p->kafka_txn_open = true;
 		p->txn_started_us = obx_now_us();
 		p->txn_ended_us = 0;
 	}

@@ -315,6 +315,11 @@ bool obx_producer_txn_abort(obx_producer_t *p, int timeout_ms)
 	return true;
 }
 
+bool obx_producer_txn_open(const obx_producer_t *p)
+{
+	return p->txn_open;
+}
+
 bool obx_producer_fenced(const obx_producer_t *p)
 {
 	return p->fenced;

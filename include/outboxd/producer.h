@@ -192,6 +192,8 @@ obx_err_t obx_producer_txn_commit(obx_producer_t *p, int timeout_ms,
  * the messages it purged: the caller discards them.  Failures are logged.
  * False when no transaction was open. */
 bool obx_producer_txn_abort(obx_producer_t *p, int timeout_ms);
+/* A transaction was begun and has not been committed or aborted yet. */
+bool obx_producer_txn_open(const obx_producer_t *p);
 bool obx_producer_fenced(const obx_producer_t *p);
 
 /*
