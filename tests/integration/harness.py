@@ -22,7 +22,6 @@ import pwd
 import re
 import shutil
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -37,6 +36,8 @@ warnings.simplefilter("ignore", ImportWarning)  # kafka-python's vendored six
 import avro.io
 import avro.schema
 from kafka import KafkaConsumer, TopicPartition
+
+from real_kafka import free_port  # noqa: E402,F401 (one allocator for every port)
 
 OUTBOXD = os.environ.get("OUTBOXD_BIN", "build/outboxd")
 MOCK_KAFKA = os.environ.get("MOCK_KAFKA_BIN", "build/tests/outboxd-mock-kafka")
@@ -93,12 +94,6 @@ def wait_until(predicate, timeout, what, interval=0.1):
             return value
         time.sleep(interval)
     raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def lsn_int(text):
