@@ -214,7 +214,7 @@ class SlotWatch:
     def __init__(self, pg, slot):
         self.slot = slot
         self.psql = subprocess.Popen(
-            ["psql", "-X", "-q", "-A", "-t", "-h", pg.root, "-p", str(pg.port), "-U", "postgres",
+            [PG_BIN + "/psql", "-X", "-q", "-A", "-t", "-h", pg.root, "-p", str(pg.port), "-U", "postgres",
              "-d", pg.dbname], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
     def confirmed(self):

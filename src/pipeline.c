@@ -309,11 +309,8 @@ static obx_err_t replace_failed_producer(obx_pipeline_t *p, char *errstr,
 	obx_producer_t *failed = p->producer;
 	p->producer = fresh;
 	pthread_mutex_unlock(&p->producer_lock);
-	/* its queued messages are dropped; any report it still gives refers
-	 * to the old tracker, which lives until after it */
-	p->discarding = true;
+	/* its queued messages are dropped, their reports not given */
 	obx_producer_destroy(failed);
-	p->discarding = false;
 	obx_tracker_destroy(p->tracker);
 	/* exactly-once: everything up to the last commit is in Kafka */
 	p->tracker =

@@ -40,7 +40,8 @@ obx_producer_t *obx_producer_new(const obx_config_t *conf,
 				 obx_delivery_cb on_delivery, void *ctx,
 				 char *errstr, size_t errstr_size);
 
-/* Frees the producer; unflushed messages are dropped (flush first). */
+/* Frees the producer; unflushed messages are purged, their delivery
+ * reports not given (flush first to deliver them). */
 void obx_producer_destroy(obx_producer_t *p);
 
 /*
@@ -189,7 +190,8 @@ obx_err_t obx_producer_txn_commit(obx_producer_t *p, int timeout_ms,
 				  char *errstr, size_t errstr_size);
 /* Aborts an open transaction (one holding half a PostgreSQL transaction
  * at a stop, or whose commit failed), and serves the delivery reports of
- * the messages it purged: the caller discards them.  Failures are logged.
+ * the messages it purged: the caller discards them.  A failed abort is
+ * logged and fails the producer (obx_producer_status()): its reports stop.
  * False when no transaction was open. */
 bool obx_producer_txn_abort(obx_producer_t *p, int timeout_ms);
 /* A transaction was begun and has not been committed or aborted yet. */

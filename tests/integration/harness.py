@@ -235,7 +235,7 @@ class Postgres:
     def sql(self, query, db=None):
         """Runs SQL through psql; returns rows as lists of strings."""
         out = subprocess.run(
-            ["psql", "-X", "-q", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1",
+            [PG_BIN + "/psql", "-X", "-q", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1",
              "-h", self.root, "-p", str(self.port), "-U", "postgres",
              "-d", db or self.dbname],
             input=query, check=True, capture_output=True, text=True).stdout
@@ -597,12 +597,16 @@ class Workload:
 
     Event i has a deterministic id, so a retried transaction whose commit
     did in fact happen is not written twice.  `expected` lists every event
-    that committed, in commit order per key."""
+    that committed, in commit order per key.
 
-    def __init__(self, pg, aggregate="load", events=2000, per_txn=10, keys=20):
+    `seconds` spreads the transactions evenly over that long (never
+    faster): a test that disturbs the pipeline while the workload runs
+    keeps writing through every fault on a fast machine too."""
+
+    def __init__(self, pg, aggregate="load", events=2000, per_txn=10, keys=20, seconds=None):
         import threading
         self.pg, self.aggregate, self.events = pg, aggregate, events
-        self.per_txn, self.keys = per_txn, keys
+        self.per_txn, self.keys, self.seconds = per_txn, keys, seconds
         self.committed = 0
         self.failures = 0
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -614,7 +618,11 @@ class Workload:
 
     def _run(self):
         i = 0
+        started = time.monotonic()
         while i < self.events:
+            if self.seconds:
+                due = started + self.seconds * i / self.events
+                time.sleep(max(0.0, due - time.monotonic()))
             batch = range(i, min(i + self.per_txn, self.events))
             values = ",".join("('%s', %s, 'k-%d', 'Seq', '{\"seq\": %d}')" % (
                 self.event_id(self.aggregate, j), quote(self.aggregate), j % self.keys, j)
@@ -679,7 +687,8 @@ class TimedResult(unittest.TextTestResult):
 def main():
     """Runs the module's test classes that fit this run's Kafka kind and
     plugin (a class's `plugins`, default both); a module with none for the
-    run is a registration mistake, not a pass."""
+    run is a registration mistake, not a pass.  Arguments, when given, keep
+    only the tests whose id contains one of them (for a developer's rerun)."""
     module = sys.modules["__main__"]
     loader = unittest.defaultTestLoader
     suite = unittest.TestSuite()
@@ -689,7 +698,8 @@ def main():
                 and cls.__module__ == "__main__"
                 and KAFKA_KIND in getattr(cls, "kafka_kinds", (KAFKA_KIND,))
                 and PLUGIN in getattr(cls, "plugins", (PLUGIN,))):
-            suite.addTests(loader.loadTestsFromTestCase(cls))
+            suite.addTests(test for test in loader.loadTestsFromTestCase(cls)
+                           if not sys.argv[1:] or any(a in test.id() for a in sys.argv[1:]))
     if suite.countTestCases() == 0:
         sys.exit("no test in %s runs on Kafka kind %r" % (module.__file__, KAFKA_KIND))
     result = unittest.TextTestRunner(verbosity=2, resultclass=TimedResult).run(suite)

@@ -21,7 +21,9 @@ class CrashConsistencyTest(IntegrationTest):
         # start (slow under ASan) the first transaction could commit before
         # the slot, and its events were never outboxd's to deliver
         self.pg.create_slot("crash")
-        workload = Workload(self.pg, "crash", events=EVENTS, per_txn=10, keys=50).start()
+        # written over about as long as the kills take
+        workload = Workload(self.pg, "crash", events=EVENTS, per_txn=10, keys=50,
+                            seconds=2.5 * KILLS).start()
         kills = 0
         while kills < KILLS:
             d = self.outboxd(slot_name="crash", log_level="info")

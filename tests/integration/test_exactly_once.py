@@ -82,7 +82,9 @@ class CrashesBody:
         settings = dict(slot_name=slot, log_level="info", delivery_guarantee="exactly-once",
                         value_format="payload", route_topic_replacement="eos.${routedByValue}")
         self.pg.create_slot(slot)
-        workload = Workload(self.pg, slot, events=EVENTS, per_txn=10, keys=50).start()
+        # written over about as long as the kills' random waits add up to
+        workload = Workload(self.pg, slot, events=EVENTS, per_txn=10, keys=50,
+                            seconds=1.4 * KILLS).start()
         faults = {KILLS // 4: "broker", KILLS // 2: "server", 3 * KILLS // 4: "broker"}
         done = []
         for i in range(KILLS):

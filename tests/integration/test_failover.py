@@ -25,7 +25,9 @@ class LeaderFailoverTest(IntegrationTest):
         d = self.outboxd(slot_name="failover", kafka_message_timeout_ms="600000",
                          log_level="info")
         d.wait_streaming()
-        workload = Workload(self.pg, "failover", events=EVENTS, per_txn=25, keys=50).start()
+        # still writing when acks=all becomes unmet, about 30 s in
+        workload = Workload(self.pg, "failover", events=EVENTS, per_txn=25, keys=50,
+                            seconds=45).start()
 
         # three leader kills, each restarted after a few seconds
         kills = []

@@ -17,7 +17,7 @@ class KafkaFaultTest(IntegrationTest):
 
     kafka_kinds = ("mock", "real")
 
-    def produce_through(self, slot, fault, in_flight, events=500):
+    def produce_through(self, slot, fault, in_flight, events=500, seconds=None):
         """Runs a workload while `fault()` disturbs Kafka; every event must
         arrive, in per-key order, and the slot be confirmed to the end."""
         d = self.outboxd(slot_name=slot,
@@ -27,7 +27,7 @@ class KafkaFaultTest(IntegrationTest):
         self.insert_events([(slot, "e-0", "Warm", '{"seq": -1}')])
         self.consumer.read(["outbox.event." + slot], 1)
         before = self.pg.current_lsn()
-        w = Workload(self.pg, slot, events=events).start()
+        w = Workload(self.pg, slot, events=events, seconds=seconds).start()
         fault()
         w.wait()
         end = self.pg.current_lsn()
@@ -59,7 +59,8 @@ class KafkaFaultTest(IntegrationTest):
                     self.kafka.brokers_down()
                     time.sleep(2)
                     self.kafka.brokers_up()
-            self.produce_through("kills", kill_and_restart_twice, in_flight=5, events=3000)
+            self.produce_through("kills", kill_and_restart_twice, in_flight=5, events=3000,
+                                 seconds=15)
 
     def test_silent_brokers_and_a_full_queue_are_waited_out(self):
         d = self.outboxd(slot_name="qfull", kafka_queue_buffering_max_messages="10",

@@ -5,7 +5,7 @@ import signal
 import subprocess
 import time
 
-from harness import (IntegrationTest, Workload, check_delivery, main, wait_until)
+from harness import (PG_BIN, IntegrationTest, Workload, check_delivery, main, wait_until)
 
 
 class PostgresFaultTest(IntegrationTest):
@@ -134,7 +134,7 @@ class GermanServerTest(IntegrationTest):
 
     def test_the_server_speaks_german(self):
         out = subprocess.run(
-            ["psql", "-X", "-h", self.pg.root, "-p", str(self.pg.port), "-U", "postgres",
+            [PG_BIN + "/psql", "-X", "-h", self.pg.root, "-p", str(self.pg.port), "-U", "postgres",
              "-d", self.pg.dbname, "-c", "SELECT * FROM no_such_table"],
             capture_output=True, text=True)
         self.assertIn("FEHLER", out.stderr, "the precondition of this class")
