@@ -25,9 +25,10 @@ class LeaderFailoverTest(IntegrationTest):
         d = self.outboxd(slot_name="failover", kafka_message_timeout_ms="600000",
                          log_level="info")
         d.wait_streaming()
-        # still writing when acks=all becomes unmet, about 30 s in
+        # still writing when acks=all becomes unmet (30 to 50 s in: broker
+        # starts and the ISR shrink vary), long after on a fast machine
         workload = Workload(self.pg, "failover", events=EVENTS, per_txn=25, keys=50,
-                            seconds=45).start()
+                            seconds=90).start()
 
         # three leader kills, each restarted after a few seconds
         kills = []
