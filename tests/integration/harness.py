@@ -641,6 +641,10 @@ class Workload:
         self.thread.start()
         return self
 
+    def hurry(self):
+        """Ends the pacing: the rest is written as fast as it can be."""
+        self.seconds = None
+
     def wait(self, timeout=300):
         self.thread.join(timeout)
         assert not self.thread.is_alive(), "workload did not finish"

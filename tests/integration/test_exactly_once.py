@@ -3,6 +3,7 @@ server restarts, lost connections and a second instance; Kafka's own
 console consumer (Java) reading with isolation.level=read_committed then
 proves that every event is there exactly once, and per key in commit
 order."""
+import json
 import os
 import random
 import signal
@@ -28,6 +29,23 @@ class PayloadValues:
     def decode(record_value):
         key, payload = record_value
         return {"payload": payload, "aggregate_id": key}
+
+
+class DeadLetterValues:
+    """check_delivery's reader for dead letters (value: the JSON document
+    of the bad row, whose columns are text)."""
+
+    @staticmethod
+    def decode(record_value):
+        key, doc = record_value
+        return {"payload": json.loads(doc)["columns"]["payload"], "aggregate_id": key}
+
+
+def bad(slot):
+    """An aggregate type whose rows route to "<prefix>.bad <slot>", not a
+    valid topic name: each is a bad row, sent to the dead letter topic
+    inside the same Kafka transactions as the good rows."""
+    return "bad " + slot
 
 
 def read_committed(kafka, topic, timeout_ms=15000):
@@ -163,12 +181,14 @@ class ExactlyOnceTest(IntegrationTest):
         the slot taken before a first run: on restart every transaction at
         (the last one the first run committed) or below the checkpoint is
         skipped, every one above it is sent, each once."""
-        slot, first_half, events = "behind", 1000, 2000
+        slot, first_half, events, dead_letters = "behind", 1000, 2000, 200
         settings = dict(slot_name=slot, delivery_guarantee="exactly-once",
-                        value_format="payload", route_topic_replacement="behind.${routedByValue}")
+                        value_format="payload", route_topic_replacement="behind.${routedByValue}",
+                        errors_dlq_topic="behind.dlq")
         self.pg.create_slot(slot)
         self.pg.sql("SELECT pg_copy_logical_replication_slot('%s', '%s_before')" % (slot, slot))
         Workload(self.pg, slot, events=first_half, per_txn=20, keys=50).start().wait()
+        Workload(self.pg, bad(slot), events=dead_letters // 2, per_txn=5, keys=10).start().wait()
         d = self.outboxd(**settings)
         end = self.pg.current_lsn()
         wait_until(lambda: self.pg.confirmed_lsn(slot) >= end, 120, "the first run to confirm")
@@ -180,6 +200,7 @@ class ExactlyOnceTest(IntegrationTest):
         self.assertLess(self.pg.confirmed_lsn(slot), checkpoint)
         # the same ids again (no-ops) and the second half, after the checkpoint
         Workload(self.pg, slot, events=events, per_txn=20, keys=50).start().wait()
+        Workload(self.pg, bad(slot), events=dead_letters, per_txn=5, keys=10).start().wait()
         d = self.outboxd(**settings)
         end = self.pg.current_lsn()
         wait_until(lambda: self.pg.confirmed_lsn(slot) >= end, 120, "the second run to confirm")
@@ -189,19 +210,27 @@ class ExactlyOnceTest(IntegrationTest):
         duplicates = check_delivery(self, PayloadValues, records, slot, events)
         self.assertEqual(duplicates, 0, "a read_committed consumer saw duplicates")
         self.assertEqual(len(records), events)
+        # dead letters are skipped with their transactions, the same way
+        dead = read_committed(self.kafka, "behind.dlq")
+        self.assertEqual(check_delivery(self, DeadLetterValues, dead, bad(slot), dead_letters),
+                         0, "a read_committed consumer saw a dead letter twice")
+        self.assertEqual(len(dead), dead_letters)
         self.assertEqual(d.stop(), 0)
 
     def test_a_lost_connection_aborts_and_sends_again(self):
         """The walsender is terminated while Kafka transactions are open:
         each time the open one is aborted and streaming starts again after
-        the last commit; nothing is lost, nothing is seen twice."""
+        the last commit; nothing is lost, nothing is seen twice, dead
+        letters included."""
         settings = dict(slot_name="lost", delivery_guarantee="exactly-once",
-                        value_format="payload", route_topic_replacement="lost.${routedByValue}")
+                        value_format="payload", route_topic_replacement="lost.${routedByValue}",
+                        errors_dlq_topic="lost.dlq")
         d = self.outboxd(**settings)
         d.wait_streaming()
-        events = 20000
+        events, dead_letters = 20000, 1000
         # large transactions: a connection is likely cut inside one
         w = Workload(self.pg, "lost", events=events, per_txn=500, keys=50).start()
+        bad_rows = Workload(self.pg, bad("lost"), events=dead_letters, per_txn=50, keys=10).start()
         aborts = 0
         while w.thread.is_alive() and aborts < 3:
             pid = self.pg.slot("lost")[1]
@@ -210,6 +239,7 @@ class ExactlyOnceTest(IntegrationTest):
             time.sleep(0.5)
             aborts = d.output().count("aborted the open Kafka transaction")
         w.wait()
+        bad_rows.wait()
         self.assertGreater(aborts, 0, "no connection was cut inside a transaction:\n"
                            + d.output()[-3000:])
         end = self.pg.current_lsn()
@@ -222,15 +252,18 @@ class ExactlyOnceTest(IntegrationTest):
         self.assertEqual(duplicates, 0, "a read_committed consumer saw duplicates:\n"
                          + "\n".join(l for l in d.output().splitlines()
                                       if " debug " not in l)[-6000:])
-        # the transaction metrics: every event counted once, in the
-        # transaction that committed it; the aborted ones counted apart
+        dead = read_committed(self.kafka, "lost.dlq")
+        self.assertEqual(check_delivery(self, DeadLetterValues, dead, bad("lost"), dead_letters),
+                         0, "a read_committed consumer saw a dead letter twice")
+        # the transaction metrics: every event and dead letter counted
+        # once, in the transaction that committed it; the aborted ones apart
         m = d.metrics()
         committed = m['outboxd_kafka_transactions_total{result="committed"}']
         self.assertGreater(m['outboxd_kafka_transactions_total{result="aborted"}'], 0)
-        self.assertEqual(m["outboxd_kafka_transaction_events_sum"], events)
+        self.assertEqual(m["outboxd_kafka_transaction_events_sum"], events + dead_letters)
         self.assertEqual(m["outboxd_kafka_transaction_events_count"], committed)
         self.assertEqual(m["outboxd_kafka_transaction_seconds_count"], committed)
-        self.assertEqual(m["outboxd_commit_to_ack_seconds_count"], events)
+        self.assertEqual(m["outboxd_commit_to_ack_seconds_count"], events + dead_letters)
         self.assertEqual(d.stop(), 0)
 
     def test_a_second_instance_fences_the_first(self):
