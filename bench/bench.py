@@ -31,6 +31,9 @@ Settings (environment):
                  of Kafka's start scripts; on 2 cores its concurrent threads
                  cost both JVMs, Debezium fell seconds behind at 10,000/s)
                  (default serial)
+  BENCH_BROKER_CONF  extra "key=value;..." server properties of the real
+                 broker, e.g. "transaction.partition.verification.enable=false"
+                 (default "": Kafka's defaults)
   BENCH_PLUGINS  decoding plugins to compare       (default "pgoutput wal2json")
   USER_EVENTS    backlog for the user's-view catch-up, 0 = skip (default 500000)
   LIVE_PLUGINS   plugins of the live runs          (default "pgoutput wal2json")
@@ -250,7 +253,8 @@ class Bench:
         for kind in os.environ.get("BENCH_BROKERS", "mock real").split():
             # one request in flight is not needed here: nothing is injected
             self.kafkas.append(harness.MockKafka() if kind == "mock" else
-                               real_kafka.RealKafka(heap="1g", gc=JVM_GC))
+                               real_kafka.RealKafka(heap="1g", gc=JVM_GC, broker_conf=self.settings(
+                                   os.environ.get("BENCH_BROKER_CONF", ""))))
         self.workdir = tempfile.mkdtemp(prefix="outboxd-bench-")
         self.script = os.path.join(self.workdir, "workload.sql")
         with open(self.script, "w") as f:
