@@ -8,6 +8,7 @@ import os
 import random
 import signal
 import subprocess
+import tempfile
 import time
 
 from harness import IntegrationTest, Workload, check_delivery, main, wait_until
@@ -48,23 +49,40 @@ def bad(slot):
     return "bad " + slot
 
 
-def read_committed(kafka, topic, timeout_ms=15000):
-    """Every record a read_committed consumer sees in `topic`: (key, value)
-    in each partition's order, by Kafka's console consumer."""
-    out = subprocess.run(real_kafka.java_argv(
-        "org.apache.kafka.tools.consumer.ConsoleConsumer", "--bootstrap-server", kafka.bootstrap,
-        "--topic", topic, "--from-beginning", "--isolation-level", "read_committed",
-        "--timeout-ms", str(timeout_ms), "--formatter-property", "print.key=true",
-        "--formatter-property", "key.separator=|", heap="256m"),
-        capture_output=True, text=True, timeout=timeout_ms / 1000 + 120)
-    records = []
-    assert out.returncode == 0, out.stderr[-2000:]
-    for line in out.stdout.splitlines():
-        key, sep, value = line.partition("|")
-        if not sep:
-            continue  # the tool's own notes
-        records.append(Record(key, (key, value)))
-    return records
+def read_committed_each(kafka, topics, timeout_ms=15000):
+    """Every record a read_committed consumer sees in each of `topics`: a
+    list per topic of (key, value) in each partition's order, by Kafka's
+    console consumer, one per topic, side by side (each ends only after
+    timeout_ms without a record).  Their output goes to files: a full pipe
+    would hold one back while another is read."""
+    runs = []
+    for topic in topics:
+        out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+        runs.append((subprocess.Popen(real_kafka.java_argv(
+            "org.apache.kafka.tools.consumer.ConsoleConsumer", "--bootstrap-server",
+            kafka.bootstrap, "--topic", topic, "--from-beginning", "--isolation-level",
+            "read_committed", "--timeout-ms", str(timeout_ms), "--formatter-property",
+            "print.key=true", "--formatter-property", "key.separator=|", heap="256m"),
+            stdout=out, stderr=err), out, err))
+    each = []
+    for proc, out, err in runs:
+        proc.wait(timeout=timeout_ms / 1000 + 120)
+        out.seek(0)
+        err.seek(0)
+        assert proc.returncode == 0, err.read()[-2000:]
+        records = []
+        for line in out.read().splitlines():
+            key, sep, value = line.partition("|")
+            if not sep:
+                continue  # the tool's own notes
+            records.append(Record(key, (key, value)))
+        each.append(records)
+    return each
+
+
+def read_committed(kafka, topic):
+    """read_committed_each for one topic."""
+    return read_committed_each(kafka, [topic])[0]
 
 
 class CrashesBody:
@@ -206,12 +224,11 @@ class ExactlyOnceTest(IntegrationTest):
         wait_until(lambda: self.pg.confirmed_lsn(slot) >= end, 120, "the second run to confirm")
         self.assertEqual(d.metrics()["outboxd_resumes_ahead_of_slot_total"], 1,
                          d.output()[-3000:])
-        records = read_committed(self.kafka, "behind." + slot)
+        records, dead = read_committed_each(self.kafka, ["behind." + slot, "behind.dlq"])
         duplicates = check_delivery(self, PayloadValues, records, slot, events)
         self.assertEqual(duplicates, 0, "a read_committed consumer saw duplicates")
         self.assertEqual(len(records), events)
         # dead letters are skipped with their transactions, the same way
-        dead = read_committed(self.kafka, "behind.dlq")
         self.assertEqual(check_delivery(self, DeadLetterValues, dead, bad(slot), dead_letters),
                          0, "a read_committed consumer saw a dead letter twice")
         self.assertEqual(len(dead), dead_letters)
@@ -247,12 +264,11 @@ class ExactlyOnceTest(IntegrationTest):
             wait_until(lambda: self.pg.confirmed_lsn("lost") >= end, 120, "final confirmation")
         except AssertionError:
             raise AssertionError("not confirmed:\n" + d.output()[-5000:])
-        records = read_committed(self.kafka, "lost.lost")
+        records, dead = read_committed_each(self.kafka, ["lost.lost", "lost.dlq"])
         duplicates = check_delivery(self, PayloadValues, records, "lost", events)
         self.assertEqual(duplicates, 0, "a read_committed consumer saw duplicates:\n"
                          + "\n".join(l for l in d.output().splitlines()
                                       if " debug " not in l)[-6000:])
-        dead = read_committed(self.kafka, "lost.dlq")
         self.assertEqual(check_delivery(self, DeadLetterValues, dead, bad("lost"), dead_letters),
                          0, "a read_committed consumer saw a dead letter twice")
         # the transaction metrics: every event and dead letter counted
