@@ -160,6 +160,18 @@ static void on_delivery(void *ctx, void *msg_opaque, const char *topic, bool ok,
 {
 	obx_pipeline_t *p = ctx;
 
+	if (!ok && msg_opaque) {
+		/* the brokers refused the record itself (exactly-once: the
+		 * failures of the transaction, not of its records, never come
+		 * here), even in an aborted transaction: it would be refused
+		 * again.  The txn keeps its pending count: nothing past it
+		 * confirms */
+		if (!p->delivery_failed)
+			snprintf(p->delivery_error, sizeof(p->delivery_error),
+				 "%s", error);
+		p->delivery_failed = true;
+		return;
+	}
 	if (p->discarding)
 		return;
 	if (!msg_opaque) { /* a state record */
@@ -175,14 +187,6 @@ static void on_delivery(void *ctx, void *msg_opaque, const char *topic, bool ok,
 				 "LSN)",
 				 topic, error);
 		}
-		return;
-	}
-	if (!ok) {
-		/* the txn keeps its pending count: nothing past it confirms */
-		if (!p->delivery_failed)
-			snprintf(p->delivery_error, sizeof(p->delivery_error),
-				 "%s", error);
-		p->delivery_failed = true;
 		return;
 	}
 	p->acked++;
@@ -248,6 +252,9 @@ void obx_pipeline_destroy(obx_pipeline_t *p)
 	free(p);
 }
 
+static obx_err_t kafka_txn_failed(obx_pipeline_t *p, obx_err_t err,
+				  char *errstr, size_t errstr_size);
+
 /*
  * A fatal producer error (librdkafka's idempotent producer losing track of
  * its sequence numbers, e.g. in a leader failover) ends that producer, not
@@ -283,6 +290,8 @@ static obx_err_t check_kafka(obx_pipeline_t *p, char *errstr,
 			 p->delivery_error, OBX_LSN_ARGS(p->sent_flush));
 		return OBX_FATAL;
 	}
+	if (p->eos && obx_producer_txn_failed(p->producer, errstr, errstr_size))
+		return kafka_txn_failed(p, OBX_RETRY, errstr, errstr_size);
 	return OBX_OK;
 }
 
@@ -452,6 +461,37 @@ static obx_err_t write_state(obx_pipeline_t *p, obx_slot_event_t event,
 }
 
 /*
+ * exactly-once: the open Kafka transaction failed (its commit, or
+ * librdkafka ended it: obx_producer_txn_failed()), errstr says how.  It is
+ * aborted and the slot sends everything after the last commit again
+ * (OBX_RETRY); a fenced producer stops (OBX_FATAL), one that failed for
+ * good (`err` OBX_FATAL) is replaced first.
+ */
+static obx_err_t kafka_txn_failed(obx_pipeline_t *p, obx_err_t err,
+				  char *errstr, size_t errstr_size)
+{
+	if (obx_producer_fenced(p->producer))
+		return OBX_FATAL;
+	char why[512], hint[520] = "";
+	if (kafka_txn_timed_out(p, why, sizeof(why)))
+		snprintf(hint, sizeof(hint), " (%s)", why);
+	abort_kafka_txn(p);
+	/* a record the brokers refused among its messages (the abort served
+	 * their reports) stops the connector, as without transactions */
+	if (p->delivery_failed) {
+		obx_error("%s", errstr);
+		return check_kafka(p, errstr, errstr_size);
+	}
+	obx_error("%s; the events after the last commit (" OBX_LSN_FMT
+		  ") are sent again%s",
+		  errstr, OBX_LSN_ARGS(p->state_acked_lsn), hint);
+	if (err == OBX_FATAL)
+		p->producer_failed = true;
+	obx_errf(errstr, errstr_size, "the Kafka transaction was aborted");
+	return OBX_RETRY;
+}
+
+/*
  * exactly-once: commits the open Kafka transaction, its checkpoint (a state
  * record saying every PostgreSQL transaction up to `checkpoint` is in
  * Kafka) with it, then counts its events for the tracker.  A failed commit
@@ -468,23 +508,8 @@ static obx_err_t commit_kafka_txn(obx_pipeline_t *p, obx_lsn_t checkpoint,
 	if (err == OBX_OK)
 		err = obx_producer_txn_commit(p->producer, TXN_TIMEOUT_MS,
 					      errstr, errstr_size);
-	if (err != OBX_OK) {
-		if (obx_producer_fenced(p->producer))
-			return OBX_FATAL;
-		char why[512], hint[520] = "";
-		if (kafka_txn_timed_out(p, why, sizeof(why)))
-			snprintf(hint, sizeof(hint), " (%s)", why);
-		obx_error("%s; the events after the last commit (" OBX_LSN_FMT
-			  ") are sent again%s",
-			  errstr, OBX_LSN_ARGS(p->state_acked_lsn), hint);
-		abort_kafka_txn(p);
-		/* a producer that failed for good is replaced first */
-		if (err == OBX_FATAL)
-			p->producer_failed = true;
-		obx_errf(errstr, errstr_size,
-			 "the Kafka transaction was aborted");
-		return OBX_RETRY;
-	}
+	if (err != OBX_OK)
+		return kafka_txn_failed(p, err, errstr, errstr_size);
 	int64_t now = obx_wallclock_us();
 	obx_metrics_kafka_txn_committed(
 	    p->metrics, (double)(obx_now_us() - p->txn_started_us) / 1e6,
@@ -724,6 +749,9 @@ static obx_err_t produce(obx_pipeline_t *p, const char *topic, const void *key,
 		}
 		if (err != OBX_RETRY)
 			return err;
+		if (p->eos &&
+		    obx_producer_txn_failed(p->producer, errstr, errstr_size))
+			return kafka_txn_failed(p, err, errstr, errstr_size);
 		int wait_ms = 100;
 		if (*errstr &&
 		    (err = hold_event(p, HOLD_TOPIC_MISSING,

@@ -66,9 +66,46 @@ struct obx_producer {
 	int last_error_code;  /* rd_kafka_resp_err_t of last_error */
 	bool txn_ready; /* init_transactions() done: older instances fenced */
 	bool txn_open;
+	/* librdkafka ended the open transaction under us (an abortable error:
+	 * a lost producer id, a sequence gap); txn_failure says how */
+	bool txn_failed;
+	char txn_failure[512];
 	bool fenced;  /* another instance with our transactional.id took over */
 	bool closing; /* destroyed, or failed mid-abort: reports go to no one */
 };
+
+/*
+ * A failed delivery that is the open transaction's failure, not the
+ * record's: librdkafka purged the message when the transaction failed, or
+ * failed it for the producer id or sequence the transaction depends on
+ * (an epoch bump follows).  Any other refusal is the record's, as without
+ * transactions.
+ */
+static bool txn_failure_code(rd_kafka_resp_err_t err)
+{
+	switch (err) {
+	case RD_KAFKA_RESP_ERR__PURGE_QUEUE:
+	case RD_KAFKA_RESP_ERR__PURGE_INFLIGHT:
+	case RD_KAFKA_RESP_ERR_UNKNOWN_PRODUCER_ID:
+	case RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER:
+	case RD_KAFKA_RESP_ERR_INVALID_PRODUCER_ID_MAPPING:
+	case RD_KAFKA_RESP_ERR_INVALID_TXN_STATE:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* The first sign that librdkafka ended the open transaction. */
+static void txn_failed(obx_producer_t *p, const char *how,
+		       rd_kafka_resp_err_t err)
+{
+	if (p->txn_failed)
+		return;
+	p->txn_failed = true;
+	snprintf(p->txn_failure, sizeof(p->txn_failure), "%s (%s)", how,
+		 rd_kafka_err2str(err));
+}
 
 /* The brokers do not know the topic (deleted, or never created with
  * auto-creation off): an infrastructure fault, never the record's. */
@@ -104,6 +141,14 @@ static void delivery_report(rd_kafka_t *rk, const rd_kafka_message_t *msg,
 			 rd_kafka_topic_name(msg->rkt),
 			 rd_kafka_err2str(msg->err));
 		p->fatal = true;
+	}
+	/* the transaction's failure, told by obx_producer_txn_failed(): its
+	 * messages come again after the abort, and none of them was the
+	 * cause */
+	if (msg->err && p->txn_open && !p->fatal &&
+	    txn_failure_code(msg->err)) {
+		txn_failed(p, "a delivery in it failed", msg->err);
+		return;
 	}
 	p->on_delivery(
 	    p->ctx, msg->_private, rd_kafka_topic_name(msg->rkt), msg->err == 0,
@@ -275,6 +320,7 @@ obx_err_t obx_producer_txn_begin(obx_producer_t *p, int timeout_ms,
 				 "could not begin a Kafka transaction", errstr,
 				 errstr_size);
 	p->txn_open = true;
+	p->txn_failed = false;
 	return OBX_OK;
 }
 
@@ -331,6 +377,16 @@ bool obx_producer_txn_abort(obx_producer_t *p, int timeout_ms)
 bool obx_producer_txn_open(const obx_producer_t *p)
 {
 	return p->txn_open;
+}
+
+bool obx_producer_txn_failed(const obx_producer_t *p, char *why,
+			     size_t why_size)
+{
+	if (!p->txn_open || !p->txn_failed)
+		return false;
+	snprintf(why, why_size, "the Kafka transaction failed: %s",
+		 p->txn_failure);
+	return true;
 }
 
 bool obx_producer_fenced(const obx_producer_t *p)
@@ -774,6 +830,14 @@ obx_err_t obx_producer_send(obx_producer_t *p, const char *topic,
 	case RD_KAFKA_RESP_ERR__QUEUE_FULL:
 		*errstr = '\0';
 		return OBX_RETRY;
+	case RD_KAFKA_RESP_ERR__STATE:
+		if (!p->txn_open)
+			break;
+		/* an abortable error ended the transaction (librdkafka logged
+		 * it: TXNERR) before its failed deliveries were served */
+		txn_failed(p, "librdkafka refuses to produce into it", err);
+		obx_producer_txn_failed(p, errstr, errstr_size);
+		return OBX_RETRY;
 	case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
 	case RD_KAFKA_RESP_ERR__INVALID_ARG:
 	case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
@@ -783,11 +847,11 @@ obx_err_t obx_producer_send(obx_producer_t *p, const char *topic,
 			 topic, rd_kafka_err2str(err));
 		return OBX_BAD_DATA;
 	default:
-		obx_errf(errstr, errstr_size,
-			 "could not produce to topic \"%s\": %s", topic,
-			 rd_kafka_err2str(err));
-		return OBX_FATAL;
+		break;
 	}
+	obx_errf(errstr, errstr_size, "could not produce to topic \"%s\": %s",
+		 topic, rd_kafka_err2str(err));
+	return OBX_FATAL;
 }
 
 void obx_producer_clear_event(obx_producer_t *p)

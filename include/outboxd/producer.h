@@ -65,6 +65,8 @@ void obx_producer_destroy(obx_producer_t *p);
  * only messages of 16 KiB and more wait for it (at most 10.5 s) and smaller
  *                 ones are not checked
  *   OBX_FATAL     the producer is unusable (fatal idempotence error)
+ * In a Kafka transaction that librdkafka ended (obx_producer_txn_failed()
+ * says so), OBX_RETRY, with errstr saying why: the caller aborts it.
  */
 obx_err_t obx_producer_send(obx_producer_t *p, const char *topic,
 			    const void *key, size_t key_len, const void *value,
@@ -196,6 +198,15 @@ obx_err_t obx_producer_txn_commit(obx_producer_t *p, int timeout_ms,
 bool obx_producer_txn_abort(obx_producer_t *p, int timeout_ms);
 /* A transaction was begun and has not been committed or aborted yet. */
 bool obx_producer_txn_open(const obx_producer_t *p);
+/*
+ * The open transaction can no longer commit: librdkafka ended it with an
+ * abortable error (a lost producer id, a sequence gap; an epoch bump
+ * follows), which a delivery report or a refused send showed.  Its failed
+ * deliveries are not reported to the delivery callback: the caller aborts
+ * the transaction and produces what it held again.  why says how.
+ */
+bool obx_producer_txn_failed(const obx_producer_t *p, char *why,
+			     size_t why_size);
 bool obx_producer_fenced(const obx_producer_t *p);
 
 /*

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "outboxd/deadletter.h"
 #include "outboxd/metrics.h"
@@ -228,13 +229,22 @@ static void assert_committed(int txns, int events)
 	ck_assert_msg(metrics_show(sample), "no line %s", sample);
 }
 
+/* start() with delivery.guarantee=exactly-once and its state topic; a
+ * Kafka transaction is due after `max_events` events, never by time. */
+static void start_exactly_once(int brokers, const char *max_events)
+{
+	char setting[64];
+	snprintf(setting, sizeof(setting), "transaction.max.events=%s",
+		 max_events);
+	const char *eos[] = { "delivery.guarantee=exactly-once",
+			      "transaction.interval.ms=600000", setting, NULL };
+	start(brokers, eos);
+	rd_kafka_mock_topic_create(mock, "outboxd.state", 1, 1);
+}
+
 START_TEST(exactly_once_confirms_only_committed_kafka_transactions)
 {
-	const char *eos[] = { "delivery.guarantee=exactly-once",
-			      "transaction.interval.ms=600000",
-			      "transaction.max.events=2", NULL };
-	start(1, eos);
-	rd_kafka_mock_topic_create(mock, "outboxd.state", 1, 1);
+	start_exactly_once(1, "2");
 	/* acknowledged, but its Kafka transaction is open: not confirmed */
 	feed_txn(801, 0x200, "fast");
 	ck_assert_int_eq(serve(1000), OBX_OK);
@@ -261,6 +271,55 @@ START_TEST(exactly_once_confirms_only_committed_kafka_transactions)
 	feed_txn(804, 0x500, "fast");
 	ck_assert_uint_eq(serve_until(0x500), 0x500);
 	assert_committed(2, 4);
+	stop();
+}
+END_TEST
+
+/* The last serve()'s outcome is a Kafka transaction aborted, to be sent
+ * again from the last commit, with `aborts` counted so far. */
+static void assert_aborted(obx_err_t e, int aborts)
+{
+	char sample[128];
+	ck_assert_msg(e == OBX_RETRY, "%d: %s", e, err);
+	ck_assert_ptr_nonnull(strstr(err, "the Kafka transaction was aborted"));
+	snprintf(sample, sizeof(sample),
+		 "outboxd_kafka_transactions_total{result=\"aborted\"} %d\n",
+		 aborts);
+	ck_assert_msg(metrics_show(sample), "no line %s", sample);
+}
+
+START_TEST(a_kafka_transaction_that_fails_is_aborted_and_sent_again)
+{
+	start_exactly_once(1, "1");
+	feed_txn(901, 0x200, "fast");
+	ck_assert_uint_eq(serve_until(0x200), 0x200);
+
+	/* the broker lost our producer id: librdkafka fails the open
+	 * transaction (abortable, with an epoch bump), which is noticed
+	 * first by producing into it: librdkafka refuses (CI saw it after
+	 * a sequence gap) */
+	rd_kafka_mock_push_request_errors(
+	    mock, API_PRODUCE, 1, RD_KAFKA_RESP_ERR_UNKNOWN_PRODUCER_ID);
+	ck_assert_int_eq(feed_begin(902, 0x300), OBX_OK);
+	ck_assert_int_eq(feed_row('I', 902, 0x2C0, "fast"), OBX_OK);
+	usleep(1000 * 1000); /* the refusal arrives, unserved */
+	assert_aborted(feed_row('I', 902, 0x2D0, "fast"), 1);
+	ck_assert_uint_eq(obx_pipeline_confirmed(pipe_), 0x200);
+	obx_pipeline_connection_lost(pipe_);
+
+	/* again, noticed first by its failed delivery report */
+	rd_kafka_mock_push_request_errors(
+	    mock, API_PRODUCE, 1, RD_KAFKA_RESP_ERR_UNKNOWN_PRODUCER_ID);
+	ck_assert_int_eq(feed_begin(902, 0x300), OBX_OK);
+	ck_assert_int_eq(feed_row('I', 902, 0x2C0, "fast"), OBX_OK);
+	assert_aborted(serve(5000), 2);
+	ck_assert_uint_eq(obx_pipeline_confirmed(pipe_), 0x200);
+	obx_pipeline_connection_lost(pipe_);
+
+	/* the server sends everything after the last commit again: once */
+	feed_txn(902, 0x300, "fast");
+	ck_assert_uint_eq(serve_until(0x300), 0x300);
+	assert_committed(2, 2);
 	stop();
 }
 END_TEST
@@ -294,24 +353,42 @@ END_TEST
 
 START_TEST(refused_produce_requests_confirm_nothing)
 {
-	start(1, NULL);
-	/* retriable refusals: retried, then acked */
-	rd_kafka_mock_push_request_errors(
-	    mock, API_PRODUCE, 2, RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
-	    RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS);
-	feed_txn(705, 0x200, "fast");
-	ck_assert_uint_eq(serve_until(0x200), 0x200);
-	/* a final refusal: the delivery fails and nothing moves */
-	rd_kafka_mock_push_request_errors(
-	    mock, API_PRODUCE, 1, RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
-	feed_txn(706, 0x300, "fast");
-	obx_err_t e = OBX_OK;
-	for (int waited = 0; waited < 10000 && e == OBX_OK; waited += 50)
-		e = obx_pipeline_serve_kafka(pipe_, 50, err, sizeof(err));
-	ck_assert_int_eq(e, OBX_FATAL);
-	ck_assert_ptr_nonnull(strstr(err, "a Kafka delivery failed"));
-	ck_assert_uint_eq(obx_pipeline_confirmed(pipe_), 0x200);
-	stop();
+	/* exactly-once too: a refused record is not the transaction's
+	 * failure, to be sent again, but a stop */
+	for (int eos = 0; eos < 2; eos++) {
+		/* the refusals come from broker 1, the leader of the events'
+		 * topic; the state topic's leader is broker 2 */
+		if (eos) {
+			start_exactly_once(2, "1");
+		} else {
+			start(2, NULL);
+			rd_kafka_mock_topic_create(mock, "outboxd.state", 1, 1);
+		}
+		rd_kafka_mock_partition_set_leader(mock, "outboxd.state", 0, 2);
+		/* retriable refusals: retried, then acked */
+		rd_kafka_mock_broker_push_request_error_rtts(
+		    mock, 1, API_PRODUCE, 2,
+		    RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS, 0,
+		    RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS, 0);
+		feed_txn(705, 0x200, "fast");
+		ck_assert_uint_eq(serve_until(0x200), 0x200);
+		/* a final refusal: the delivery fails and nothing moves */
+		rd_kafka_mock_broker_push_request_error_rtts(
+		    mock, 1, API_PRODUCE, 1,
+		    RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED, 0);
+		ck_assert_int_eq(feed_begin(706, 0x300), OBX_OK);
+		ck_assert_int_eq(feed_row('I', 706, 0x2C0, "fast"), OBX_OK);
+		/* exactly-once: the commit fails on it */
+		obx_err_t e = feed_commit(706, 0x300);
+		for (int waited = 0; waited < 10000 && e == OBX_OK;
+		     waited += 50)
+			e = obx_pipeline_serve_kafka(pipe_, 50, err,
+						     sizeof(err));
+		ck_assert_msg(e == OBX_FATAL, "%d: %s", e, err);
+		ck_assert_ptr_nonnull(strstr(err, "a Kafka delivery failed"));
+		ck_assert_uint_eq(obx_pipeline_confirmed(pipe_), 0x200);
+		stop();
+	}
 }
 END_TEST
 
@@ -376,6 +453,8 @@ Suite *pipeline_suite(void)
 	tcase_add_test(tc, a_transaction_broken_off_is_never_confirmed);
 	tcase_add_test(tc,
 		       exactly_once_confirms_only_committed_kafka_transactions);
+	tcase_add_test(
+	    tc, a_kafka_transaction_that_fails_is_aborted_and_sent_again);
 	tcase_add_test(tc, each_invalid_operation_behavior);
 	tcase_add_test(tc, refused_produce_requests_confirm_nothing);
 	tcase_add_test(tc, dead_letters_are_cut_on_character_boundaries);
