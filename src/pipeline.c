@@ -464,8 +464,7 @@ static obx_err_t write_state(obx_pipeline_t *p, obx_slot_event_t event,
  * exactly-once: the open Kafka transaction failed (its commit, or
  * librdkafka ended it: obx_producer_txn_failed()), errstr says how.  It is
  * aborted and the slot sends everything after the last commit again
- * (OBX_RETRY); a fenced producer stops (OBX_FATAL), one that failed for
- * good (`err` OBX_FATAL) is replaced first.
+ * (OBX_RETRY); a fenced producer stops (OBX_FATAL).
  */
 static obx_err_t kafka_txn_failed(obx_pipeline_t *p, obx_err_t err,
 				  char *errstr, size_t errstr_size)
@@ -485,7 +484,12 @@ static obx_err_t kafka_txn_failed(obx_pipeline_t *p, obx_err_t err,
 	obx_error("%s; the events after the last commit (" OBX_LSN_FMT
 		  ") are sent again%s",
 		  errstr, OBX_LSN_ARGS(p->state_acked_lsn), hint);
-	if (err == OBX_FATAL)
+	/* a producer that failed for good, or whose abort failed (its
+	 * commit may have gone through: its replacement reads the
+	 * checkpoint again, settle_kafka_txns()), is replaced first */
+	char failed[512];
+	if (err == OBX_FATAL ||
+	    obx_producer_status(p->producer, failed, sizeof(failed)) != OBX_OK)
 		p->producer_failed = true;
 	obx_errf(errstr, errstr_size, "the Kafka transaction was aborted");
 	return OBX_RETRY;
@@ -1402,6 +1406,52 @@ static obx_err_t load_state(obx_pipeline_t *p, char *errstr, size_t errstr_size)
 }
 
 /*
+ * exactly-once, for a new producer (a new process, or one replacing a
+ * producer that failed): before the state topic is read, its
+ * init_transactions fences the older producers and waits until their
+ * transactions are complete.  A checkpoint whose commit was in doubt (the
+ * instance was killed, or its commit reported an error, after the
+ * coordinator had taken it) is then either committed and read, or aborted:
+ * read earlier, it would be neither, and its events would come again.
+ */
+static obx_err_t settle_kafka_txns(obx_pipeline_t *p, char *errstr,
+				   size_t errstr_size)
+{
+	if (!p->eos || obx_producer_txn_ready(p->producer))
+		return OBX_OK;
+	obx_err_t err = obx_producer_txn_init(p->producer, TXN_TIMEOUT_MS,
+					      errstr, errstr_size);
+	if (err == OBX_OK)
+		p->state_loaded = false; /* read it (again) now */
+	return err;
+}
+
+/*
+ * exactly-once, in a process that streamed before: a checkpoint in the
+ * state topic past the last commit this process saw succeed is a commit
+ * reported as failed that went through (settle_kafka_txns): its events are
+ * in Kafka, and streaming resumes after them.
+ */
+static void adopt_later_checkpoint(obx_pipeline_t *p)
+{
+	const obx_state_record_t *mine = &p->state.mine;
+	if (!p->eos || !p->connected_before || !p->state.found ||
+	    mine->system_id != p->last_system_id ||
+	    mine->timeline != p->last_timeline ||
+	    mine->lsn <= p->state_acked_lsn)
+		return;
+	obx_warn("state topic \"%s\": the Kafka transaction with the "
+		 "checkpoint " OBX_LSN_FMT " committed after all (its commit "
+		 "was reported as failed, after " OBX_LSN_FMT
+		 "): streaming resumes after it",
+		 p->conf->state_topic, OBX_LSN_ARGS(mine->lsn),
+		 OBX_LSN_ARGS(p->state_acked_lsn));
+	p->state_acked_lsn = p->state_sent_lsn = mine->lsn;
+	obx_tracker_destroy(p->tracker);
+	p->tracker = obx_tracker_new(p->state_acked_lsn);
+}
+
+/*
  * Decides where this connection starts (startpoint.h) and acts on it:
  * creates a missing slot on a first start, forgets confirmations of another
  * timeline, records the start in the state topic before anything streams.
@@ -1413,9 +1463,12 @@ static obx_err_t plan_start(obx_pipeline_t *p, obx_lsn_t *start,
 			    obx_lsn_t *acked, char *errstr, size_t errstr_size)
 {
 	const obx_repl_system_t *sys = obx_repl_system(p->repl);
-	obx_err_t err = load_state(p, errstr, errstr_size);
+	obx_err_t err = settle_kafka_txns(p, errstr, errstr_size);
+	if (err == OBX_OK)
+		err = load_state(p, errstr, errstr_size);
 	if (err != OBX_OK)
 		return err;
+	adopt_later_checkpoint(p);
 	obx_lsn_t produced = obx_tracker_produced(p->tracker);
 	obx_start_facts_t facts = {
 		.system_id = sys->system_id,

@@ -300,22 +300,39 @@ static obx_err_t txn_error(obx_producer_t *p, rd_kafka_error_t *error,
 	return err;
 }
 
+obx_err_t obx_producer_txn_init(obx_producer_t *p, int timeout_ms, char *errstr,
+				size_t errstr_size)
+{
+	if (p->txn_ready)
+		return OBX_OK;
+	/* the coordinator answers CONCURRENT_TRANSACTIONS (librdkafka asks
+	 * again) until the older producers' transactions are complete:
+	 * an open one aborted, a commit in doubt committed, their markers
+	 * written */
+	rd_kafka_error_t *error = rd_kafka_init_transactions(p->rk, timeout_ms);
+	if (error)
+		return txn_error(p, error, "could not start Kafka transactions",
+				 errstr, errstr_size);
+	p->txn_ready = true;
+	return OBX_OK;
+}
+
+bool obx_producer_txn_ready(const obx_producer_t *p)
+{
+	return p->txn_ready;
+}
+
 obx_err_t obx_producer_txn_begin(obx_producer_t *p, int timeout_ms,
 				 char *errstr, size_t errstr_size)
 {
-	rd_kafka_error_t *error;
 	if (p->txn_open)
 		return OBX_OK;
-	if (!p->txn_ready) {
-		/* fences every older producer of this transactional.id and
-		 * aborts what it left open */
-		if ((error = rd_kafka_init_transactions(p->rk, timeout_ms)))
-			return txn_error(p, error,
-					 "could not start Kafka transactions",
-					 errstr, errstr_size);
-		p->txn_ready = true;
-	}
-	if ((error = rd_kafka_begin_transaction(p->rk)))
+	obx_err_t err =
+	    obx_producer_txn_init(p, timeout_ms, errstr, errstr_size);
+	if (err != OBX_OK)
+		return err;
+	rd_kafka_error_t *error = rd_kafka_begin_transaction(p->rk);
+	if (error)
 		return txn_error(p, error,
 				 "could not begin a Kafka transaction", errstr,
 				 errstr_size);

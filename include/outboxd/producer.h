@@ -176,16 +176,24 @@ obx_err_t obx_producer_probe_write(const obx_config_t *conf, const char *topic,
  * Kafka transactions, for delivery.guarantee=exactly-once (the producer is
  * transactional when kafka.transactional.id is set).  Everything produced
  * between begin and commit becomes visible to read_committed consumers at
- * once, or never.  The first begin initializes transactions, which fences
- * every older producer with the same transactional.id.
+ * once, or never.
  *
- * Errors: OBX_RETRY when the transaction failed (the caller aborts it, and
- * produces what it held again), or the coordinator did not answer in
- * time; OBX_FATAL when this producer is fenced
+ * init (once per producer; the first begin does it when not done yet)
+ * fences every older producer with the same transactional.id and returns
+ * once the coordinator completed their transactions: an open one aborted,
+ * a commit in doubt committed.  Only then does a read_committed reader see
+ * every transaction they committed.
+ *
+ * Errors of each: OBX_RETRY when the transaction failed (the caller aborts
+ * it, and produces what it held again), or the coordinator did not answer
+ * in time; OBX_FATAL when this producer is fenced
  * (obx_producer_fenced(): another instance took over, this one must stop)
  * or failed for good.  Blocking, up to timeout_ms; the commit serves the
  * delivery reports of the transaction's messages.
  */
+obx_err_t obx_producer_txn_init(obx_producer_t *p, int timeout_ms, char *errstr,
+				size_t errstr_size);
+bool obx_producer_txn_ready(const obx_producer_t *p);
 obx_err_t obx_producer_txn_begin(obx_producer_t *p, int timeout_ms,
 				 char *errstr, size_t errstr_size);
 obx_err_t obx_producer_txn_commit(obx_producer_t *p, int timeout_ms,
