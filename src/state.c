@@ -175,7 +175,8 @@ static bool stopped(const volatile sig_atomic_t *stop)
 	return stop && *stop;
 }
 
-/* Reads every partition from its start to its end (partition EOF). */
+/* Reads every partition from its start to its end (the end offset for
+ * read_committed, the last stable offset, reached). */
 static obx_err_t read_to_end(rd_kafka_t *rk, const char *topic, int partitions,
 			     int64_t deadline_us,
 			     const volatile sig_atomic_t *stop,
@@ -204,10 +205,23 @@ static obx_err_t read_to_end(rd_kafka_t *rk, const char *topic, int partitions,
 	}
 
 	bool *at_end = obx_xcalloc((size_t)partitions, sizeof(*at_end));
+	int64_t *end = obx_xcalloc((size_t)partitions, sizeof(*end));
 	int ended = 0;
 	obx_err_t result = OBX_RETRY;
 	obx_errf(errstr, errstr_size,
 		 "could not read the state topic \"%s\" in time", topic);
+	/* where each partition ends, asked of its leader: a fetch may stop
+	 * short of it, at the high watermark of a leader elected a moment
+	 * ago that has not caught up yet (which ListOffsets refuses,
+	 * OFFSET_NOT_AVAILABLE, and is asked again) */
+	for (int i = 0;
+	     i < partitions && !stopped(stop) && obx_now_us() < deadline_us;) {
+		int64_t low;
+		if (rd_kafka_query_watermark_offsets(rk, topic, i, &low,
+						     &end[i], STATE_SLICE_MS) ==
+		    RD_KAFKA_RESP_ERR_NO_ERROR)
+			i++;
+	}
 	while (ended < partitions && !stopped(stop) &&
 	       obx_now_us() < deadline_us) {
 		rd_kafka_message_t *msg = rd_kafka_consumer_poll(rk, 200);
@@ -216,6 +230,7 @@ static obx_err_t read_to_end(rd_kafka_t *rk, const char *topic, int partitions,
 		if (msg->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
 			if (msg->partition >= 0 &&
 			    msg->partition < partitions &&
+			    msg->offset >= end[msg->partition] &&
 			    !at_end[msg->partition]) {
 				at_end[msg->partition] = true;
 				ended++;
@@ -228,6 +243,7 @@ static obx_err_t read_to_end(rd_kafka_t *rk, const char *topic, int partitions,
 			    RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED) {
 				rd_kafka_message_destroy(msg);
 				free(at_end);
+				free(end);
 				return OBX_FATAL;
 			}
 		} else {
@@ -239,6 +255,7 @@ static obx_err_t read_to_end(rd_kafka_t *rk, const char *topic, int partitions,
 	if (ended == partitions)
 		result = OBX_OK;
 	free(at_end);
+	free(end);
 	return result;
 }
 
