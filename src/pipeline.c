@@ -543,9 +543,17 @@ static void abort_kafka_txn(obx_pipeline_t *p)
 	obx_tracker_destroy(p->tracker);
 	p->tracker = obx_tracker_new(p->state_acked_lsn);
 	p->txn = NULL;
-	obx_info("aborted the open Kafka transaction: the events after the "
-		 "last commit (" OBX_LSN_FMT ") come again",
-		 OBX_LSN_ARGS(p->state_acked_lsn));
+	char failed[512];
+	if (obx_producer_status(p->producer, failed, sizeof(failed)) != OBX_OK)
+		obx_info("gave up the open Kafka transaction (%s): the events "
+			 "after the last commit seen (" OBX_LSN_FMT
+			 ") come again unless a new producer finds it "
+			 "committed",
+			 failed, OBX_LSN_ARGS(p->state_acked_lsn));
+	else
+		obx_info("aborted the open Kafka transaction: the events after "
+			 "the last commit (" OBX_LSN_FMT ") come again",
+			 OBX_LSN_ARGS(p->state_acked_lsn));
 }
 
 /* exactly-once: commits at a PostgreSQL commit once the transaction is

@@ -8,6 +8,9 @@ Central jars that scripts/kafka-jars.sh puts in build-kafka/libs.
                                 PLAIN) listeners and enforces ACLs; see
                                 bootstrap_for()
     RealKafka(version=KAFKA_3_VERSION)  the 3.x broker (see KAFKA_3_VERSION)
+    RealKafka(proxied=True)     adds a listener reached through a
+                                kafka_proxy.KafkaProxy per broker
+                                (bootstrap_for("PROXIED"), proxy(node_id))
 
 Everything listens on loopback ports picked at start.  Brokers are stopped
 by PID (SIGKILL: the data goes away with the fixture) and restarted on the
@@ -28,6 +31,8 @@ import subprocess
 import tempfile
 import time
 import uuid
+
+from kafka_proxy import KafkaProxy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 KAFKA_LIBS = os.environ.get("KAFKA_LIBS", os.path.join(ROOT, "build-kafka", "libs"))
@@ -215,7 +220,7 @@ class RealKafka:
     kind = "real"
 
     def __init__(self, brokers=1, security=None, broker_conf=None, heap="384m",
-                 version=None, gc="serial"):
+                 version=None, gc="serial", proxied=False):
         self.root = tempfile.mkdtemp(prefix="outboxd-kafka-")
         self.gc = gc
         self.libs = libs_for(version)
@@ -230,16 +235,23 @@ class RealKafka:
         self.listeners = ["PLAINTEXT"]
         if security:
             self.listeners += ["SSL", "MTLS", "SASL_SSL"]
+        if proxied:
+            self.listeners.append("PROXIED")
         for node in self.nodes:
             if "controller" in node.roles:
                 node.ports["CONTROLLER"] = free_port()
             if node.is_broker:
                 for listener in self.listeners:
                     node.ports[listener] = free_port()
+                # the port PROXIED advertises: its proxy's
+                node.proxy_port = free_port() if proxied else None
         self.controllers = [n for n in self.nodes if "controller" in n.roles]
         for node in self.nodes:
             self._write_properties(node, broker_conf or {})
         self._format()
+        # bound before the brokers start: they advertise the proxies' ports
+        self.proxies = {n.id: KafkaProxy(n.proxy_port, n.ports["PROXIED"])
+                        for n in self.brokers if proxied}
         for node in self.nodes:
             node.start(self.heap, self.gc)
         for node in self.nodes:
@@ -258,7 +270,8 @@ class RealKafka:
             "controller.quorum.voters": voters,
             "controller.listener.names": "CONTROLLER",
             "listener.security.protocol.map":
-                "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SSL:SSL,MTLS:SSL,SASL_SSL:SASL_SSL",
+                "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SSL:SSL,MTLS:SSL,SASL_SSL:SASL_SSL,"
+                "PROXIED:PLAINTEXT",
             "log.dirs": os.path.join(node.dir, "data"),
             # auto-created topics get 4 partitions, as on the mock cluster
             "num.partitions": 4,
@@ -283,8 +296,10 @@ class RealKafka:
             conf["inter.broker.listener.name"] = "PLAINTEXT"
             # TLS listeners advertise the name in the broker's certificate
             conf["advertised.listeners"] = ",".join(
-                "%s://%s:%d" % (l, "127.0.0.1" if l == "PLAINTEXT" else "localhost",
-                                node.ports[l]) for l in self.listeners)
+                "%s://%s:%d" % (l, "localhost" if l in ("SSL", "MTLS", "SASL_SSL")
+                                else "127.0.0.1",
+                                node.proxy_port if l == "PROXIED" else node.ports[l])
+                for l in self.listeners)
         conf["listeners"] = ",".join(listeners)
         if self.security and node.is_broker:
             tls = self.security
@@ -345,8 +360,13 @@ class RealKafka:
         return next(n for n in self.brokers if n.id == node_id)
 
     def bootstrap_for(self, listener):
+        if listener == "PROXIED":
+            return ",".join("127.0.0.1:%d" % n.proxy_port for n in self.brokers)
         host = "127.0.0.1" if listener == "PLAINTEXT" else "localhost"
         return ",".join("%s:%d" % (host, n.ports[listener]) for n in self.brokers)
+
+    def proxy(self, node_id):
+        return self.proxies[node_id]
 
     def admin(self):
         import warnings
@@ -430,6 +450,8 @@ class RealKafka:
 
     def destroy(self):
         import shutil
+        for proxy in self.proxies.values():
+            proxy.close()
         for n in self.nodes:
             n.kill()
         shutil.rmtree(self.root, ignore_errors=True)

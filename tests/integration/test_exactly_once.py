@@ -156,7 +156,8 @@ class ExactlyOnceTest(IntegrationTest):
     # the coordinator looks for transactions past their timeout every
     # 10 s by default; the oversized-transaction test needs it sooner
     kafka_options = {"broker_conf": {
-        "transaction.abort.timed.out.transaction.cleanup.interval.ms": 200}}
+        "transaction.abort.timed.out.transaction.cleanup.interval.ms": 200},
+        "proxied": True}  # test_a_commit_reported_failed_...
 
     def test_a_transaction_too_large_for_the_timeout_stops_and_says_why(self):
         """A PostgreSQL transaction is never split, so one that takes
@@ -281,6 +282,54 @@ class ExactlyOnceTest(IntegrationTest):
         self.assertEqual(m["outboxd_kafka_transaction_seconds_count"], committed)
         self.assertEqual(m["outboxd_commit_to_ack_seconds_count"], events + dead_letters)
         self.assertEqual(d.stop(), 0)
+
+    def test_a_commit_reported_failed_sends_again_only_what_kafka_lacks(self):
+        """The connector is told that a Kafka commit failed, through a
+        proxy that answers its EndTxn(commit) with an error: once after the
+        broker committed it (a commit in doubt: its abort is then refused,
+        the producer is replaced, and the checkpoint read again shows the
+        commit went through), once without the broker seeing it.  Either
+        way streaming goes on and a read_committed consumer sees every
+        event exactly once."""
+        events, runs = 2000, {}
+        proxy = self.kafka.proxy(self.kafka.brokers[0].id)
+        for committed in (True, False):
+            slot = "doubt_%s" % ("committed" if committed else "failed")
+            self.pg.create_slot(slot)
+            d = self.outboxd(**{"slot_name": slot, "delivery_guarantee": "exactly-once",
+                                "value_format": "payload",
+                                "route_topic_replacement": "doubt.${routedByValue}",
+                                "kafka.bootstrap.servers": self.kafka.bootstrap_for("PROXIED")})
+            d.wait_streaming()
+            w = Workload(self.pg, slot, events=events, per_txn=10, keys=20, seconds=6).start()
+            wait_until(lambda: d.metrics().get(
+                'outboxd_kafka_transactions_total{result="committed"}', 0) > 0,
+                60, "a first Kafka commit")
+            proxy.fail_next_commit(forward=committed)
+            self.assertTrue(proxy.tampered.wait(30), "no commit was failed:\n"
+                            + d.output()[-3000:])
+            w.wait()
+            end = self.pg.current_lsn()
+            try:
+                wait_until(lambda: self.pg.confirmed_lsn(slot) >= end, 120,
+                           "final confirmation")
+            except AssertionError:
+                raise AssertionError("not confirmed:\n" + d.output()[-5000:])
+            log = d.output()
+            self.assertIn("could not commit the Kafka transaction", log)
+            # in doubt, the abort is refused and the producer replaced
+            self.assertEqual("gave up the open Kafka transaction" in log, committed,
+                             log[-5000:])
+            self.assertEqual("committed after all" in log, committed, log[-5000:])
+            self.assertEqual(d.stop(), 0)
+            runs[slot] = d
+        # read side by side: each reader waits 15 s for silence
+        for slot, records in zip(runs, read_committed_each(
+                self.kafka, ["doubt." + slot for slot in runs])):
+            duplicates = check_delivery(self, PayloadValues, records, slot, events)
+            self.assertEqual(duplicates, 0, "%s: a read_committed consumer saw duplicates"
+                             % slot)
+            self.assertEqual(len(records), events, slot)
 
     def test_a_second_instance_fences_the_first(self):
         """The first instance is frozen halfway through a large PostgreSQL
