@@ -1,7 +1,7 @@
 """delivery.guarantee=exactly-once on real brokers: crashes, broker and
-server restarts, lost connections and a second instance; Kafka's own
-console consumer (Java) reading with isolation.level=read_committed then
-proves that every event is there exactly once, and per key in commit
+server restarts, lost connections, commits in doubt and a second
+instance; Kafka's own Java consumer reading with
+isolation.level=read_committed (ReadCommitted.java) then proves that every event is there exactly once, and per key in commit
 order."""
 import json
 import os
@@ -15,6 +15,7 @@ from harness import IntegrationTest, Workload, check_delivery, main, wait_until
 import real_kafka
 
 EVENTS = int(os.environ.get("EOS_EVENTS", "10000"))
+READER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ReadCommitted.java")
 KILLS = int(os.environ.get("EOS_KILLS", "20"))
 
 
@@ -49,35 +50,23 @@ def bad(slot):
     return "bad " + slot
 
 
-def read_committed_each(kafka, topics, timeout_ms=15000):
+def read_committed_each(kafka, topics, timeout_ms=120000):
     """Every record a read_committed consumer sees in each of `topics`: a
-    list per topic of (key, value) in each partition's order, by Kafka's
-    console consumer, one per topic, side by side (each ends only after
-    timeout_ms without a record).  Their output goes to files: a full pipe
-    would hold one back while another is read."""
-    runs = []
-    for topic in topics:
-        out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
-        runs.append((subprocess.Popen(real_kafka.java_argv(
-            "org.apache.kafka.tools.consumer.ConsoleConsumer", "--bootstrap-server",
-            kafka.bootstrap, "--topic", topic, "--from-beginning", "--isolation-level",
-            "read_committed", "--timeout-ms", str(timeout_ms), "--formatter-property",
-            "print.key=true", "--formatter-property", "key.separator=|", heap="256m"),
-            stdout=out, stderr=err), out, err))
-    each = []
-    for proc, out, err in runs:
-        proc.wait(timeout=timeout_ms / 1000 + 120)
+    list per topic of (key, value) in each partition's order, read by
+    Kafka's own Java consumer (ReadCommitted.java) up to the end offsets
+    when it starts.  Its output goes to a file: a full pipe would hold it."""
+    with tempfile.TemporaryFile("w+") as out:
+        proc = subprocess.run(real_kafka.java_argv(
+            READER, kafka.bootstrap, str(timeout_ms), *topics, heap="256m"),
+            stdout=out, stderr=subprocess.PIPE, text=True, timeout=timeout_ms / 1000 + 60)
+        assert proc.returncode == 0, proc.stderr[-2000:]
         out.seek(0)
-        err.seek(0)
-        assert proc.returncode == 0, err.read()[-2000:]
-        records = []
+        each = {topic: [] for topic in topics}
         for line in out.read().splitlines():
-            key, sep, value = line.partition("|")
-            if not sep:
-                continue  # the tool's own notes
-            records.append(Record(key, (key, value)))
-        each.append(records)
-    return each
+            topic, _, record = line.partition("\t")
+            key, _, value = record.partition("|")
+            each[topic].append(Record(key, (key, value)))
+    return [each[topic] for topic in topics]
 
 
 def read_committed(kafka, topic):
@@ -323,7 +312,6 @@ class ExactlyOnceTest(IntegrationTest):
             self.assertEqual("committed after all" in log, committed, log[-5000:])
             self.assertEqual(d.stop(), 0)
             runs[slot] = d
-        # read side by side: each reader waits 15 s for silence
         for slot, records in zip(runs, read_committed_each(
                 self.kafka, ["doubt." + slot for slot in runs])):
             duplicates = check_delivery(self, PayloadValues, records, slot, events)
