@@ -1477,6 +1477,16 @@ static obx_err_t plan_start(obx_pipeline_t *p, obx_lsn_t *start,
 	if (err != OBX_OK)
 		return err;
 	adopt_later_checkpoint(p);
+	char *history = NULL;
+	if ((err = obx_repl_timeline_history(p->repl, &history)) != OBX_OK) {
+		/* without it a failover streams from the slot's position */
+		if (err == OBX_RETRY) {
+			obx_errf(errstr, errstr_size, "%s",
+				 obx_repl_error(p->repl));
+			return err;
+		}
+		obx_warn("%s", obx_repl_error(p->repl));
+	}
 	obx_lsn_t produced = obx_tracker_produced(p->tracker);
 	obx_start_facts_t facts = {
 		.system_id = sys->system_id,
@@ -1488,10 +1498,13 @@ static obx_err_t plan_start(obx_pipeline_t *p, obx_lsn_t *start,
 		.connected_before = p->connected_before,
 		.last_system_id = p->last_system_id,
 		.last_timeline = p->last_timeline,
+		.confirmed_before = obx_tracker_confirmed(p->tracker),
+		.timeline_history = history,
 		.produced = produced > p->sent_flush ? produced : p->sent_flush,
 	};
 	obx_start_plan_t plan;
 	obx_start_plan(p->conf, &facts, &plan);
+	free(history);
 	if (plan.action == OBX_START_REFUSE) {
 		obx_errf(errstr, errstr_size, "%s", plan.why);
 		return OBX_BAD_DATA;
@@ -1505,8 +1518,11 @@ static obx_err_t plan_start(obx_pipeline_t *p, obx_lsn_t *start,
 		obx_log(plan.forget_confirmed ? OBX_LOG_WARN : OBX_LOG_INFO,
 			"%s", plan.why);
 	obx_lsn_t slot_at = obx_repl_slot_confirmed(p->repl);
+	/* what Kafka holds on this server's timeline */
+	obx_lsn_t start_at =
+	    plan.resume_at > slot_at ? plan.resume_at : slot_at;
 	if (plan.forget_confirmed)
-		obx_tracker_forget(p->tracker, slot_at);
+		obx_tracker_forget(p->tracker, start_at);
 	if (plan.resume_at > slot_at)
 		obx_metrics_resume_skipped(p->metrics,
 					   plan.resume_at - slot_at);
@@ -1519,13 +1535,15 @@ static obx_err_t plan_start(obx_pipeline_t *p, obx_lsn_t *start,
 					     ? OBX_SLOT_CREATED
 					     : OBX_SLOT_STREAMED;
 		if ((err = write_state(
-			 p, event, slot_at, STATE_WAIT_UNLESS_STOPPED,
+			 p, event, start_at, STATE_WAIT_UNLESS_STOPPED,
 			 OBX_STATE_WAIT_MS, errstr, errstr_size)) != OBX_OK)
 			return err;
 	}
 	/* within a process the resume point may lie past events still in
-	 * flight; from the state topic it is what Kafka acknowledged */
-	*acked = !p->connected_before && plan.resume_at > slot_at
+	 * flight, unless it is a fork's (what was confirmed); from the state
+	 * topic it is what Kafka acknowledged */
+	*acked = (!p->connected_before || plan.forget_confirmed) &&
+			 plan.resume_at > slot_at
 		     ? plan.resume_at
 		     : slot_at;
 	*start = plan.resume_at;

@@ -12,6 +12,8 @@
 
 /* PostgreSQL's epoch (2000-01-01) minus Unix's, in microseconds. */
 #define PG_EPOCH_OFFSET_US 946684800000000LL
+/* bytea's type OID (PostgreSQL's catalog/pg_type.dat) */
+#define BYTEA_OID 17
 
 struct obx_repl {
 	PGconn *conn;
@@ -129,6 +131,46 @@ static obx_err_t read_slot(obx_repl_t *r)
 			    "reconcile the outbox",
 			    r->slot);
 	r->slot_confirmed = info.confirmed_flush;
+	return OBX_OK;
+}
+
+obx_err_t obx_repl_timeline_history(obx_repl_t *r, char **history)
+{
+	*history = NULL;
+	if (r->system.timeline <= 1)
+		return OBX_OK;
+	char sql[64];
+	snprintf(sql, sizeof(sql), "TIMELINE_HISTORY %u", r->system.timeline);
+	PGresult *res = NULL;
+	obx_err_t err = run_command(r, sql, PGRES_TUPLES_OK, &res);
+	if (err != OBX_OK) {
+		PQclear(res);
+		return fail(r, err,
+			    "could not read the history of timeline "
+			    "%u: %s",
+			    r->system.timeline, r->error);
+	}
+	if (PQnfields(res) != 2 || PQntuples(res) != 1) {
+		PQclear(res);
+		return fail(r, OBX_FATAL,
+			    "could not read the history of timeline %u: "
+			    "unexpected answer",
+			    r->system.timeline);
+	}
+	/* the content is bytea in the replication protocol */
+	size_t size = 0;
+	unsigned char *raw =
+	    PQftype(res, 1) == BYTEA_OID
+		? PQunescapeBytea((const unsigned char *)PQgetvalue(res, 0, 1),
+				  &size)
+		: NULL;
+	if (raw) {
+		*history = obx_xstrndup((const char *)raw, size);
+		PQfreemem(raw);
+	} else {
+		*history = obx_xstrdup(PQgetvalue(res, 0, 1));
+	}
+	PQclear(res);
 	return OBX_OK;
 }
 

@@ -1,6 +1,7 @@
 /* startpoint.c - where a connection may start streaming (see the header). */
 #include "outboxd/startpoint.h"
 
+#include <ctype.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -67,6 +68,86 @@ static void refuse_lost_slot(const obx_config_t *conf,
 		 conf->slot_name, OBX_LSN_ARGS(known_lsn), how);
 }
 
+int obx_timeline_end(const char *history, uint32_t timeline, obx_lsn_t *end)
+{
+	for (const char *line = history; line && *line;) {
+		const char *eol = strchr(line, '\n');
+		size_t len = eol ? (size_t)(eol - line) : strlen(line);
+		const char *p = line, *stop = line + len;
+		line = eol ? eol + 1 : NULL;
+		while (p < stop && isspace((unsigned char)*p))
+			p++;
+		if (p == stop || *p == '#')
+			continue; /* PostgreSQL skips these too */
+		/* "<timeline>\t<switch point>\t<reason>" */
+		uint32_t tli = 0;
+		const char *digits = p;
+		while (p < stop && isdigit((unsigned char)*p) &&
+		       tli <= (UINT32_MAX - 9) / 10)
+			tli = tli * 10 + (uint32_t)(*p++ - '0');
+		if (p == digits || p == stop || !isspace((unsigned char)*p))
+			return -1;
+		while (p < stop && isspace((unsigned char)*p))
+			p++;
+		const char *lsn = p;
+		while (p < stop && !isspace((unsigned char)*p))
+			p++;
+		obx_lsn_t at;
+		if (obx_lsn_parse(lsn, (size_t)(p - lsn), &at) != 0)
+			return -1;
+		if (tli == timeline) {
+			*end = at;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/*
+ * A failover: the server's history says where the timeline this connector
+ * streamed on ended (`fork`); the WAL before it is the same on both.  What
+ * Kafka acknowledged up to there is skipped, the rest streams from this
+ * server, and nothing after the fork is confirmed until it streams it.
+ */
+static void plan_after_fork(const obx_config_t *conf,
+			    const obx_start_facts_t *f, uint32_t known_timeline,
+			    obx_lsn_t fork, obx_start_plan_t *plan)
+{
+	obx_lsn_t acked =
+	    f->connected_before ? f->confirmed_before : f->state->mine.lsn;
+	obx_lsn_t shared = acked < fork ? acked : fork;
+	plan->forget_confirmed = true;
+	plan->record = true;
+	if (shared > f->slot_confirmed) {
+		plan->resume_at = shared;
+		obx_errf(plan->why, sizeof(plan->why),
+			 "the server is on timeline %u, this connector "
+			 "streamed on timeline %u, which ended at " OBX_LSN_FMT
+			 " in its history (a failover): slot \"%s\" is "
+			 "at " OBX_LSN_FMT
+			 ", and Kafka has every event up to " OBX_LSN_FMT
+			 ", which both timelines share; the "
+			 "server skips the %" PRIu64
+			 " bytes of WAL in between, "
+			 "and what this connector streamed after " OBX_LSN_FMT
+			 " on timeline %u is not confirmed here",
+			 f->timeline, known_timeline, OBX_LSN_ARGS(fork),
+			 conf->slot_name, OBX_LSN_ARGS(f->slot_confirmed),
+			 OBX_LSN_ARGS(shared),
+			 (uint64_t)(shared - f->slot_confirmed),
+			 OBX_LSN_ARGS(shared), known_timeline);
+	} else {
+		obx_errf(plan->why, sizeof(plan->why),
+			 "the server is on timeline %u, this connector "
+			 "streamed on timeline %u, which ended at " OBX_LSN_FMT
+			 " in its history (a failover): streaming from slot "
+			 "\"%s\" at " OBX_LSN_FMT
+			 ", and confirming only what this server streams",
+			 f->timeline, known_timeline, OBX_LSN_ARGS(fork),
+			 conf->slot_name, OBX_LSN_ARGS(f->slot_confirmed));
+	}
+}
+
 void obx_start_plan(const obx_config_t *conf, const obx_start_facts_t *f,
 		    obx_start_plan_t *plan)
 {
@@ -119,12 +200,20 @@ void obx_start_plan(const obx_config_t *conf, const obx_start_facts_t *f,
 	}
 	/* what this connector knows belongs to another history */
 	char cause[256] = "";
-	if (known_timeline != f->timeline)
+	if (known_timeline != f->timeline) {
+		obx_lsn_t fork;
+		if (f->timeline_history &&
+		    obx_timeline_end(f->timeline_history, known_timeline,
+				     &fork) == 0) {
+			plan_after_fork(conf, f, known_timeline, fork, plan);
+			return;
+		}
 		snprintf(cause, sizeof(cause),
 			 "the server is on timeline %u, this connector "
-			 "streamed on timeline %u (a failover or a restore)",
+			 "streamed on timeline %u, which its history does not "
+			 "name (a restore?)",
 			 f->timeline, known_timeline);
-	else if (known_lsn > f->wal_end)
+	} else if (known_lsn > f->wal_end)
 		snprintf(cause, sizeof(cause),
 			 "this connector streamed up to " OBX_LSN_FMT
 			 ", beyond the server's WAL end " OBX_LSN_FMT

@@ -58,6 +58,13 @@ obx_err_t obx_repl_identify(const obx_config_t *conf, obx_repl_system_t *system,
 			    char *database, size_t database_size, char *errstr,
 			    size_t errstr_size);
 
+/*
+ * The server's current timeline's history file (TIMELINE_HISTORY): where
+ * each earlier timeline ended (startpoint.h reads it).  *history is NULL on
+ * timeline 1, which has none; else malloc'd, the caller frees it.
+ */
+obx_err_t obx_repl_timeline_history(obx_repl_t *repl, char **history);
+
 /* Creates the missing slot (a first start: see startpoint.h). */
 obx_err_t obx_repl_create_slot(obx_repl_t *repl);
 

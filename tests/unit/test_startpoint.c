@@ -162,7 +162,7 @@ START_TEST(resumes_after_what_kafka_acknowledged)
 }
 END_TEST
 
-START_TEST(a_new_timeline_skips_nothing_and_forgets)
+START_TEST(a_new_timeline_its_history_does_not_name_skips_nothing)
 {
 	obx_state_view_t state = recorded(SYSID, 1, 0x4000, OBX_SLOT_STREAMED);
 	obx_start_facts_t f = facts(&state);
@@ -174,6 +174,13 @@ START_TEST(a_new_timeline_skips_nothing_and_forgets)
 	ck_assert(plan.record);
 	ck_assert_ptr_nonnull(strstr(plan.why, "timeline 2"));
 
+	/* a history of other timelines only (a restore elsewhere) */
+	f.timeline_history = "3\t0/3000\tno recovery target specified\n";
+	plan = plan_for(&f, NULL);
+	ck_assert(plan.forget_confirmed);
+	ck_assert_uint_eq(plan.resume_at, OBX_LSN_INVALID);
+	ck_assert_ptr_nonnull(strstr(plan.why, "does not name"));
+
 	/* within one process */
 	f = facts(NULL);
 	f.timeline = 2;
@@ -181,6 +188,81 @@ START_TEST(a_new_timeline_skips_nothing_and_forgets)
 	plan = plan_for(&f, NULL);
 	ck_assert(plan.forget_confirmed);
 	ck_assert_uint_eq(plan.resume_at, OBX_LSN_INVALID);
+}
+END_TEST
+
+START_TEST(a_new_timeline_skips_what_both_timelines_share)
+{
+	/* timeline 1 ended at 0/3000, Kafka has all up to 0/4000 of it */
+	obx_state_view_t state = recorded(SYSID, 1, 0x4000, OBX_SLOT_STREAMED);
+	obx_start_facts_t f = facts(&state); /* the slot is at 0/1000 */
+	f.timeline = 2;
+	f.timeline_history = "1\t0/3000\tno recovery target specified\n";
+	obx_start_plan_t plan = plan_for(&f, NULL);
+	ck_assert_int_eq(plan.action, OBX_START_STREAM);
+	ck_assert_uint_eq(plan.resume_at, 0x3000); /* never past the fork */
+	ck_assert(plan.forget_confirmed);
+	ck_assert(plan.record);
+	ck_assert_ptr_nonnull(strstr(plan.why, "ended at 0/00003000"));
+	ck_assert_ptr_nonnull(strstr(plan.why, "8192 bytes"));
+
+	/* acknowledged up to before the fork: resumes there */
+	state = recorded(SYSID, 1, 0x2000, OBX_SLOT_STREAMED);
+	ck_assert_uint_eq(plan_for(&f, NULL).resume_at, 0x2000);
+
+	/* nothing acknowledged past the slot: the slot's position */
+	state = recorded(SYSID, 1, 0x0800, OBX_SLOT_STREAMED);
+	plan = plan_for(&f, NULL);
+	ck_assert_uint_eq(plan.resume_at, OBX_LSN_INVALID);
+	ck_assert(plan.forget_confirmed);
+	ck_assert_ptr_nonnull(strstr(plan.why, "confirming only"));
+
+	/* within one process: what it could confirm, never what is only in
+	 * flight */
+	f = facts(NULL);
+	f.timeline = 2;
+	f.timeline_history = "1\t0/3000\tno recovery target specified\n";
+	streamed_before(&f, SYSID, 1, 0x2C00);
+	f.confirmed_before = 0x2800;
+	ck_assert_uint_eq(plan_for(&f, NULL).resume_at, 0x2800);
+
+	/* two failovers: where the timeline streamed on left the history */
+	state = recorded(SYSID, 1, 0x4000, OBX_SLOT_STREAMED);
+	f = facts(&state);
+	f.timeline = 3;
+	f.timeline_history = "1\t0/2000\tno recovery target specified\n"
+			     "\n"
+			     "2\t0/3000\tno recovery target specified\n";
+	ck_assert_uint_eq(plan_for(&f, NULL).resume_at, 0x2000);
+	state = recorded(SYSID, 2, 0x4000, OBX_SLOT_STREAMED);
+	ck_assert_uint_eq(plan_for(&f, NULL).resume_at, 0x3000);
+}
+END_TEST
+
+START_TEST(timeline_histories_are_read_as_postgresql_writes_them)
+{
+	obx_lsn_t end = 0;
+	const char *history = "# a comment\n"
+			      "   \n"
+			      "1\t0/3000060\tno recovery target specified\n"
+			      "2\t1/A0\tat restore point \"x\"\n"
+			      "5 2/10 before 2000-01-01 00:00:00+00";
+	ck_assert_int_eq(obx_timeline_end(history, 1, &end), 0);
+	ck_assert_uint_eq(end, 0x3000060);
+	ck_assert_int_eq(obx_timeline_end(history, 2, &end), 0);
+	ck_assert_uint_eq(end, 0x1000000A0ULL);
+	ck_assert_int_eq(obx_timeline_end(history, 5, &end), 0);
+	ck_assert_uint_eq(end, 0x200000010ULL);
+	ck_assert_int_eq(obx_timeline_end(history, 3, &end), -1);
+	ck_assert_int_eq(obx_timeline_end("", 1, &end), -1);
+	ck_assert_int_eq(obx_timeline_end(NULL, 1, &end), -1);
+	/* a malformed line before the one asked for: nothing is trusted */
+	const char *bad[] = { "x\t0/10\n1\t0/20\n",  "1\n",
+			      "1\tnot-an-lsn\n",     "1x\t0/10\n",
+			      "99999999999\t0/10\n", "\t0/10\n" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		ck_assert_msg(obx_timeline_end(bad[i], 1, &end) == -1,
+			      "accepted \"%s\"", bad[i]);
 }
 END_TEST
 
@@ -285,7 +367,11 @@ Suite *startpoint_suite(void)
 	tcase_add_test(tc, a_slot_lost_after_streaming_is_never_recreated);
 	tcase_add_test(tc, another_server_is_refused);
 	tcase_add_test(tc, resumes_after_what_kafka_acknowledged);
-	tcase_add_test(tc, a_new_timeline_skips_nothing_and_forgets);
+	tcase_add_test(tc,
+		       a_new_timeline_its_history_does_not_name_skips_nothing);
+	tcase_add_test(tc, a_new_timeline_skips_what_both_timelines_share);
+	tcase_add_test(tc,
+		       timeline_histories_are_read_as_postgresql_writes_them);
 	tcase_add_test(tc, a_confirmation_beyond_the_server_is_forgotten);
 	tcase_add_test(tc, no_record_yet_is_recorded);
 	tcase_add_test(tc, state_records_round_trip);
