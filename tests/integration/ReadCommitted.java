@@ -9,7 +9,7 @@
  *
  * Prints "TOPIC<TAB>KEY|VALUE" per record, each partition in its order;
  * exits 1 if the ends are not reached within TIMEOUT_MS.  Run from source
- * (java's single-file launch): tests/integration/test_exactly_once.py.
+ * (java's single-file launch) by real_kafka.RealKafka.read_committed.
  */
 import java.time.Duration;
 import java.util.ArrayList;

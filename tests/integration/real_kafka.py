@@ -40,6 +40,9 @@ KAFKA_LIBS = os.environ.get("KAFKA_LIBS", os.path.join(ROOT, "build-kafka", "lib
 # Debian 12's librdkafka 2.0.2 computes SCRAM proofs that Kafka 4.x rejects
 # (fixed in librdkafka 2.6.1), so SCRAM is tested where it can work.
 KAFKA_3_VERSION = "3.9.1"
+# a read_committed reader, run from source (RealKafka.read_committed)
+READ_COMMITTED = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                              "ReadCommitted.java")
 
 
 def libs_for(version):
@@ -413,6 +416,25 @@ class RealKafka:
     def leaders(self, topic):
         """{partition: leader node id}"""
         return {p: leader for p, (leader, _) in self.partitions(topic).items()}
+
+    def read_committed(self, topics, timeout_ms=120000):
+        """Every record of each of `topics` as Kafka's own Java consumer
+        reads it with isolation.level=read_committed, up to the end offsets
+        it finds when it starts (ReadCommitted.java): a list per topic of
+        (key, value) strings, each partition in its order."""
+        with tempfile.TemporaryFile("w+") as out:
+            proc = subprocess.run(
+                java_argv(READ_COMMITTED, self.bootstrap, str(timeout_ms), *topics,
+                          heap="256m"),
+                stdout=out, stderr=subprocess.PIPE, text=True, timeout=timeout_ms / 1000 + 60)
+            assert proc.returncode == 0, proc.stderr[-2000:]
+            out.seek(0)
+            each = {topic: [] for topic in topics}
+            for line in out.read().splitlines():
+                topic, _, record = line.partition("\t")
+                key, _, value = record.partition("|")
+                each[topic].append((key, value))
+        return [each[topic] for topic in topics]
 
     def acl(self, *args):
         """kafka-acls against the PLAINTEXT listener (a super user)."""

@@ -1,21 +1,17 @@
 """delivery.guarantee=exactly-once on real brokers: crashes, broker and
 server restarts, lost connections, commits in doubt and a second
 instance; Kafka's own Java consumer reading with
-isolation.level=read_committed (ReadCommitted.java) then proves that every event is there exactly once, and per key in commit
-order."""
+isolation.level=read_committed (RealKafka.read_committed) then proves that
+every event is there exactly once, and per key in commit order."""
 import json
 import os
 import random
 import signal
-import subprocess
-import tempfile
 import time
 
 from harness import IntegrationTest, Workload, check_delivery, main, wait_until
-import real_kafka
 
 EVENTS = int(os.environ.get("EOS_EVENTS", "10000"))
-READER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ReadCommitted.java")
 KILLS = int(os.environ.get("EOS_KILLS", "20"))
 
 
@@ -50,23 +46,12 @@ def bad(slot):
     return "bad " + slot
 
 
-def read_committed_each(kafka, topics, timeout_ms=120000):
-    """Every record a read_committed consumer sees in each of `topics`: a
-    list per topic of (key, value) in each partition's order, read by
-    Kafka's own Java consumer (ReadCommitted.java) up to the end offsets
-    when it starts.  Its output goes to a file: a full pipe would hold it."""
-    with tempfile.TemporaryFile("w+") as out:
-        proc = subprocess.run(real_kafka.java_argv(
-            READER, kafka.bootstrap, str(timeout_ms), *topics, heap="256m"),
-            stdout=out, stderr=subprocess.PIPE, text=True, timeout=timeout_ms / 1000 + 60)
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        out.seek(0)
-        each = {topic: [] for topic in topics}
-        for line in out.read().splitlines():
-            topic, _, record = line.partition("\t")
-            key, _, value = record.partition("|")
-            each[topic].append(Record(key, (key, value)))
-    return [each[topic] for topic in topics]
+def read_committed_each(kafka, topics):
+    """Every record a read_committed consumer that is not librdkafka sees
+    in each of `topics` (RealKafka.read_committed), as check_delivery reads
+    them: a list per topic, each partition in its order."""
+    return [[Record(key, (key, value)) for key, value in records]
+            for records in kafka.read_committed(topics)]
 
 
 def read_committed(kafka, topic):

@@ -125,29 +125,42 @@ class StateTopicTest(IntegrationTest):
         self.assertEqual(d.stop(), 0)
 
 
-class TimelineTest(IntegrationTest):
+class TimelineBody:
     """A failover to a promoted standby (a new timeline) within one process:
     the events both timelines share, which Kafka acknowledged, are skipped
     (the standby's slot is far behind), the new timeline's arrive, each
     once, and nothing is confirmed on the new server beyond what it
-    streamed."""
+    streamed.  One body for each delivery guarantee (the classes below);
+    values are the payloads, {"n": ..., "kind": ...}."""
+
+    guarantee = None
+
+    def payloads(self, topic, expected):
+        """The payloads in `topic` as its consumers see them: read_committed
+        for exactly-once (librdkafka-free kafka-python 2.0 reads uncommitted
+        only), else kafka-python, waiting (briefly) for `expected`."""
+        if self.guarantee == "exactly-once":
+            return [value for _, value in self.kafka.read_committed([topic])[0]]
+        return [r.value.decode() for r in self.consumer.read([topic], expected, timeout=5)]
 
     def test_promoted_standby_is_never_confirmed_beyond_what_it_streamed(self):
         def events(kind, n, first=0):
-            return [("tl", "k-%d" % (i % 3), kind, '{"n": %d}' % i)
+            return [("tl", "k-%d" % (i % 3), kind, '{"n": %d, "kind": "%s"}' % (i, kind))
                     for i in range(first, first + n)]
 
-        d = self.outboxd(slot_name="tl")
+        settings = dict(slot_name="tl", value_format="payload",
+                        delivery_guarantee=self.guarantee)
+        d = self.outboxd(**settings)
         d.wait_streaming()
         self.insert_events(events("Before", 5))
-        self.assertEqual(len(self.consumer.read(["outbox.event.tl"], 5)), 5)
+        wait_until(lambda: len(self.payloads("outbox.event.tl", 5)) == 5, 60, "5 events")
         self.assertEqual(d.stop(), 0)
         standby = self.pg.cold_standby()  # the slot copied with its WAL
         try:
             url = ("host=%s,%s port=%d,%d dbname=shop user=postgres connect_timeout=2 "
                    "target_session_attrs=read-write"
                    % (self.pg.root, standby.root, self.pg.port, standby.port))
-            d = self.outboxd(slot_name="tl", database_url=url, status_interval_ms="500")
+            d = self.outboxd(database_url=url, status_interval_ms="500", **settings)
             d.wait_streaming()
             self.insert_events(events("Replicated", 5, 5))
             wait_until(lambda: lsn_int(standby.sql("SELECT pg_last_wal_replay_lsn()")[0][0])
@@ -160,7 +173,7 @@ class TimelineTest(IntegrationTest):
             self.insert_events(events("OnlyOnOld", 5, 10))
             self.pg.sql("INSERT INTO orders SELECT g, 'x' FROM generate_series(10000, 60000) g "
                         "ON CONFLICT (id) DO UPDATE SET status = 'y'")
-            self.assertGreaterEqual(len(self.consumer.read(["outbox.event.tl"], 15)), 15)
+            wait_until(lambda: len(self.payloads("outbox.event.tl", 15)) >= 15, 60, "15 events")
             ahead = self.pg.current_lsn()
             wait_until(lambda: self.pg.confirmed_lsn("tl") >= ahead, 30,
                        "confirmed up to the old primary's WAL end")
@@ -176,16 +189,17 @@ class TimelineTest(IntegrationTest):
                            timeout=90)
             standby.sql("INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload) "
                         "SELECT gen_random_uuid(), 'tl', 'k-0', 'OnNew', "
-                        "json_build_object('n', g)::jsonb FROM generate_series(15, 17) g")
+                        "json_build_object('n', g, 'kind', 'OnNew')::jsonb "
+                        "FROM generate_series(15, 17) g")
             # read until the new timeline's events are there (sent again,
             # the others could alone make up the 18 records read waits for)
             seen = collections.Counter()
 
             def new_timeline_events_arrived():
                 seen.clear()
-                for r in self.consumer.read(["outbox.event.tl"], 18, timeout=5):
-                    env = self.envelopes.decode(r.value)
-                    seen[env["type"], json.loads(env["payload"])["n"]] += 1
+                for payload in self.payloads("outbox.event.tl", 18):
+                    event = json.loads(payload)
+                    seen[event["kind"], event["n"]] += 1
                 return {n for kind, n in seen if kind == "OnNew"} == {15, 16, 17}
             try:
                 wait_until(new_timeline_events_arrived, 90, "the new timeline's events")
@@ -208,6 +222,14 @@ class TimelineTest(IntegrationTest):
             self.assertEqual(d.stop(), 0)
         finally:
             standby.destroy()
+
+
+class TimelineTest(TimelineBody, IntegrationTest):
+    guarantee = "at-least-once"
+
+
+class TimelineExactlyOnceTest(TimelineBody, IntegrationTest):
+    guarantee = "exactly-once"
 
 
 if __name__ == "__main__":
