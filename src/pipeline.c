@@ -1477,16 +1477,6 @@ static obx_err_t plan_start(obx_pipeline_t *p, obx_lsn_t *start,
 	if (err != OBX_OK)
 		return err;
 	adopt_later_checkpoint(p);
-	char *history = NULL;
-	if ((err = obx_repl_timeline_history(p->repl, &history)) != OBX_OK) {
-		/* without it a failover streams from the slot's position */
-		if (err == OBX_RETRY) {
-			obx_errf(errstr, errstr_size, "%s",
-				 obx_repl_error(p->repl));
-			return err;
-		}
-		obx_warn("%s", obx_repl_error(p->repl));
-	}
 	obx_lsn_t produced = obx_tracker_produced(p->tracker);
 	obx_start_facts_t facts = {
 		.system_id = sys->system_id,
@@ -1499,9 +1489,20 @@ static obx_err_t plan_start(obx_pipeline_t *p, obx_lsn_t *start,
 		.last_system_id = p->last_system_id,
 		.last_timeline = p->last_timeline,
 		.confirmed_before = obx_tracker_confirmed(p->tracker),
-		.timeline_history = history,
 		.produced = produced > p->sent_flush ? produced : p->sent_flush,
 	};
+	char *history = NULL;
+	if (obx_start_needs_history(&facts) &&
+	    (err = obx_repl_timeline_history(p->repl, &history)) != OBX_OK) {
+		/* without it a failover streams from the slot's position */
+		if (err == OBX_RETRY) {
+			obx_errf(errstr, errstr_size, "%s",
+				 obx_repl_error(p->repl));
+			return err;
+		}
+		obx_warn("%s", obx_repl_error(p->repl));
+	}
+	facts.timeline_history = history;
 	obx_start_plan_t plan;
 	obx_start_plan(p->conf, &facts, &plan);
 	free(history);

@@ -148,6 +148,21 @@ static void plan_after_fork(const obx_config_t *conf,
 	}
 }
 
+/* The timeline this connector last streamed on: this process's own memory
+ * is newer than the state topic's; 0 when neither knows one. */
+static uint32_t streamed_timeline(const obx_start_facts_t *f)
+{
+	if (f->connected_before)
+		return f->last_timeline;
+	return f->state->found ? f->state->mine.timeline : 0;
+}
+
+bool obx_start_needs_history(const obx_start_facts_t *f)
+{
+	uint32_t streamed = streamed_timeline(f);
+	return streamed && streamed != f->timeline;
+}
+
 void obx_start_plan(const obx_config_t *conf, const obx_start_facts_t *f,
 		    obx_start_plan_t *plan)
 {
@@ -175,8 +190,7 @@ void obx_start_plan(const obx_config_t *conf, const obx_start_facts_t *f,
 	 * memory is newer than the state topic's */
 	obx_lsn_t known_lsn =
 	    f->connected_before ? f->produced : f->state->mine.lsn;
-	uint32_t known_timeline =
-	    f->connected_before ? f->last_timeline : f->state->mine.timeline;
+	uint32_t known_timeline = streamed_timeline(f);
 
 	if (!f->slot_exists) {
 		if (known) {

@@ -44,8 +44,9 @@ typedef struct {
 	obx_lsn_t slot_confirmed;
 	/* the state topic as read at process start */
 	const obx_state_view_t *state;
-	/* the server's current timeline's history file (TIMELINE_HISTORY);
-	 * NULL on timeline 1, or when it could not be read */
+	/* the server's current timeline's history file (TIMELINE_HISTORY)
+	 * when obx_start_needs_history(); NULL on timeline 1, or when it
+	 * could not be read */
 	const char *timeline_history;
 	/* this process's previous connection, if any */
 	bool connected_before;
@@ -81,6 +82,10 @@ typedef struct {
 
 void obx_start_plan(const obx_config_t *conf, const obx_start_facts_t *facts,
 		    obx_start_plan_t *plan);
+
+/* Whether the plan needs facts->timeline_history: the server is on another
+ * timeline than the one this connector streamed on. */
+bool obx_start_needs_history(const obx_start_facts_t *facts);
 
 /*
  * Where `timeline` ended in a timeline history file's text (its lines are

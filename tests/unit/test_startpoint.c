@@ -67,6 +67,8 @@ START_TEST(first_start_creates_the_slot_and_records_it)
 {
 	obx_start_facts_t f = facts(NULL);
 	f.slot_exists = false;
+	f.timeline = 2;
+	ck_assert(!obx_start_needs_history(&f)); /* no timeline streamed on */
 	obx_start_plan_t plan = plan_for(&f, NULL);
 	ck_assert_int_eq(plan.action, OBX_START_CREATE_SLOT);
 	ck_assert(plan.record);
@@ -143,6 +145,7 @@ START_TEST(resumes_after_what_kafka_acknowledged)
 	/* the slot's persisted position lags (a server restart) */
 	obx_state_view_t state = recorded(SYSID, 1, 0x4000, OBX_SLOT_STREAMED);
 	obx_start_facts_t f = facts(&state);
+	ck_assert(!obx_start_needs_history(&f)); /* the same timeline */
 	obx_start_plan_t plan = plan_for(&f, NULL);
 	ck_assert_int_eq(plan.action, OBX_START_STREAM);
 	ck_assert_uint_eq(plan.resume_at, 0x4000);
@@ -197,6 +200,7 @@ START_TEST(a_new_timeline_skips_what_both_timelines_share)
 	obx_state_view_t state = recorded(SYSID, 1, 0x4000, OBX_SLOT_STREAMED);
 	obx_start_facts_t f = facts(&state); /* the slot is at 0/1000 */
 	f.timeline = 2;
+	ck_assert(obx_start_needs_history(&f));
 	f.timeline_history = "1\t0/3000\tno recovery target specified\n";
 	obx_start_plan_t plan = plan_for(&f, NULL);
 	ck_assert_int_eq(plan.action, OBX_START_STREAM);
