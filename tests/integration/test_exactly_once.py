@@ -265,7 +265,7 @@ class ExactlyOnceTest(IntegrationTest):
         commit went through), once without the broker seeing it.  Either
         way streaming goes on and a read_committed consumer sees every
         event exactly once."""
-        events, runs = 2000, {}
+        events, slots = 2000, []
         proxy = self.kafka.proxy(self.kafka.brokers[0].id)
         for committed in (True, False):
             slot = "doubt_%s" % ("committed" if committed else "failed")
@@ -296,9 +296,9 @@ class ExactlyOnceTest(IntegrationTest):
                              log[-5000:])
             self.assertEqual("committed after all" in log, committed, log[-5000:])
             self.assertEqual(d.stop(), 0)
-            runs[slot] = d
-        for slot, records in zip(runs, read_committed_each(
-                self.kafka, ["doubt." + slot for slot in runs])):
+            slots.append(slot)
+        for slot, records in zip(slots, read_committed_each(
+                self.kafka, ["doubt." + slot for slot in slots])):
             duplicates = check_delivery(self, PayloadValues, records, slot, events)
             self.assertEqual(duplicates, 0, "%s: a read_committed consumer saw duplicates"
                              % slot)
