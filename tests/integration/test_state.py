@@ -126,12 +126,13 @@ class StateTopicTest(IntegrationTest):
 
 
 class TimelineBody:
-    """A failover to a promoted standby (a new timeline) within one process:
-    the events both timelines share, which Kafka acknowledged, are skipped
-    (the standby's slot is far behind), the new timeline's arrive, each
-    once, and nothing is confirmed on the new server beyond what it
-    streamed.  One body for each delivery guarantee (the classes below);
-    values are the payloads, {"n": ..., "kind": ...}."""
+    """Failovers to promoted standbys (new timelines): the events both
+    timelines share, which Kafka acknowledged, are skipped (the standby's
+    slot copy lags behind them), the new timeline's arrive, each once, and
+    nothing is confirmed on the new server beyond what it streamed; first
+    within one process, then across a restart (from the state topic).  One
+    body for each delivery guarantee (the classes below); values are the
+    payloads, {"n": ..., "kind": ...}."""
 
     guarantee = None
 
@@ -143,37 +144,67 @@ class TimelineBody:
             return [value for _, value in self.kafka.read_committed([topic])[0]]
         return [r.value.decode() for r in self.consumer.read([topic], expected, timeout=5)]
 
-    def test_promoted_standby_is_never_confirmed_beyond_what_it_streamed(self):
-        def events(kind, n, first=0):
-            return [("tl", "k-%d" % (i % 3), kind, '{"n": %d, "kind": "%s"}' % (i, kind))
-                    for i in range(first, first + n)]
+    @staticmethod
+    def insert(server, kind, first, n):
+        server.sql("INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload) "
+                   "SELECT gen_random_uuid(), 'tl', 'k-' || (g %% 3), '%s', "
+                   "json_build_object('n', g, 'kind', '%s')::jsonb "
+                   "FROM generate_series(%d, %d) g" % (kind, kind, first, first + n - 1))
 
+    @staticmethod
+    def cut_off(standby, primary):
+        """The standby replays what the primary has, then stops following."""
+        wait_until(lambda: lsn_int(standby.sql("SELECT pg_last_wal_replay_lsn()")[0][0])
+                   >= primary.current_lsn(), 30, "the standby to replay")
+        standby.sql("ALTER SYSTEM SET primary_conninfo = ''")
+        standby.sql("SELECT pg_reload_conf()")
+        wait_until(lambda: standby.sql("SELECT count(*) FROM pg_stat_wal_receiver")[0][0]
+                   == "0", 30, "the standby's WAL receiver to stop")
+
+    def each_once(self, last_kind, expected):
+        """Reads until `last_kind`'s events are there; checks that the
+        kinds in `expected` ({kind: {n, ...}}) arrived, none twice."""
+        seen = collections.Counter()
+
+        def arrived():
+            seen.clear()
+            for payload in self.payloads("outbox.event.tl", sum(map(len, expected.values()))):
+                event = json.loads(payload)
+                seen[event["kind"], event["n"]] += 1
+            return {n for kind, n in seen if kind == last_kind} == expected[last_kind]
+        try:
+            wait_until(arrived, 90, "the %s events" % last_kind)
+        except AssertionError:
+            pass  # the assertions below say which events came
+        kinds = {}
+        for kind, n in seen:
+            kinds.setdefault(kind, set()).add(n)
+        self.assertEqual(kinds, expected)
+        self.assertEqual([e for e, count in seen.items() if count > 1], [],
+                         "events both timelines share came again")
+
+    def test_promoted_standby_is_never_confirmed_beyond_what_it_streamed(self):
         settings = dict(slot_name="tl", value_format="payload",
-                        delivery_guarantee=self.guarantee)
+                        delivery_guarantee=self.guarantee, status_interval_ms="500")
         d = self.outboxd(**settings)
         d.wait_streaming()
-        self.insert_events(events("Before", 5))
+        self.insert(self.pg, "Before", 0, 5)
         wait_until(lambda: len(self.payloads("outbox.event.tl", 5)) == 5, 60, "5 events")
         self.assertEqual(d.stop(), 0)
         standby = self.pg.cold_standby()  # the slot copied with its WAL
+        third = None
         try:
             url = ("host=%s,%s port=%d,%d dbname=shop user=postgres connect_timeout=2 "
                    "target_session_attrs=read-write"
                    % (self.pg.root, standby.root, self.pg.port, standby.port))
-            d = self.outboxd(database_url=url, status_interval_ms="500", **settings)
+            d = self.outboxd(database_url=url, **settings)
             d.wait_streaming()
-            self.insert_events(events("Replicated", 5, 5))
-            wait_until(lambda: lsn_int(standby.sql("SELECT pg_last_wal_replay_lsn()")[0][0])
-                       >= self.pg.current_lsn(), 30, "the standby to replay")
-            # the standby is cut off; the old primary runs ahead of it
-            standby.sql("ALTER SYSTEM SET primary_conninfo = ''")
-            standby.sql("SELECT pg_reload_conf()")
-            wait_until(lambda: standby.sql("SELECT count(*) FROM pg_stat_wal_receiver")[0][0]
-                       == "0", 30, "the standby's WAL receiver to stop")
-            self.insert_events(events("OnlyOnOld", 5, 10))
+            self.insert(self.pg, "Replicated", 5, 5)
+            self.cut_off(standby, self.pg)
+            # the old primary runs ahead of the standby
+            self.insert(self.pg, "OnlyOnOld", 10, 5)
             self.pg.sql("INSERT INTO orders SELECT g, 'x' FROM generate_series(10000, 60000) g "
                         "ON CONFLICT (id) DO UPDATE SET status = 'y'")
-            wait_until(lambda: len(self.payloads("outbox.event.tl", 15)) >= 15, 60, "15 events")
             ahead = self.pg.current_lsn()
             wait_until(lambda: self.pg.confirmed_lsn("tl") >= ahead, 30,
                        "confirmed up to the old primary's WAL end")
@@ -187,31 +218,10 @@ class TimelineBody:
             d.wait_for_log(r"the server is on timeline 2, this connector streamed on "
                            r"timeline 1, which ended at [0-9A-F]+/[0-9A-F]+ in its history",
                            timeout=90)
-            standby.sql("INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload) "
-                        "SELECT gen_random_uuid(), 'tl', 'k-0', 'OnNew', "
-                        "json_build_object('n', g, 'kind', 'OnNew')::jsonb "
-                        "FROM generate_series(15, 17) g")
-            # read until the new timeline's events are there (sent again,
-            # the others could alone make up the 18 records read waits for)
-            seen = collections.Counter()
-
-            def new_timeline_events_arrived():
-                seen.clear()
-                for payload in self.payloads("outbox.event.tl", 18):
-                    event = json.loads(payload)
-                    seen[event["kind"], event["n"]] += 1
-                return {n for kind, n in seen if kind == "OnNew"} == {15, 16, 17}
-            try:
-                wait_until(new_timeline_events_arrived, 90, "the new timeline's events")
-            except AssertionError:
-                pass  # the assertions below say which events came
-            kinds = {}
-            for kind, n in seen:
-                kinds.setdefault(kind, set()).add(n)
-            self.assertEqual(kinds.get("OnNew"), {15, 16, 17}, "the new timeline's events arrive")
-            self.assertEqual(kinds.get("Replicated"), set(range(5, 10)))
-            self.assertEqual([e for e, count in seen.items() if count > 1], [],
-                             "events both timelines share came again")
+            self.insert(standby, "OnNew", 15, 3)
+            expected = {"Before": set(range(5)), "Replicated": set(range(5, 10)),
+                        "OnlyOnOld": set(range(10, 15)), "OnNew": {15, 16, 17}}
+            self.each_once("OnNew", expected)
             time.sleep(2)  # several status intervals
             confirmed = standby.confirmed_lsn("tl")
             self.assertLessEqual(confirmed, standby.current_lsn(),
@@ -220,7 +230,37 @@ class TimelineBody:
             self.assertGreater(d.metrics()["outboxd_resume_skipped_wal_bytes_total"], skipped,
                                "the shared WAL Kafka has is skipped")
             self.assertEqual(d.stop(), 0)
+
+            # a second failover while the connector is stopped: its restart
+            # knows what Kafka has from the state topic alone
+            standby.sql("ALTER SYSTEM RESET primary_conninfo")  # not for its copy
+            third = standby.cold_standby()  # its slot copy: before "Second"
+            url = ("host=%s,%s port=%d,%d dbname=shop user=postgres connect_timeout=2 "
+                   "target_session_attrs=read-write"
+                   % (standby.root, third.root, standby.port, third.port))
+            d = self.outboxd(database_url=url, **settings)
+            d.wait_streaming()
+            self.insert(standby, "Second", 20, 5)
+            acked = standby.current_lsn()
+            wait_until(lambda: standby.confirmed_lsn("tl") >= acked, 30, "confirmed")
+            self.cut_off(third, standby)
+            self.assertEqual(d.stop(), 0)
+            standby.stop("immediate")
+            third.promote()
+            d = self.outboxd(database_url=url, **settings)
+            d.wait_for_log(r"the server is on timeline 3, this connector streamed on "
+                           r"timeline 2, which ended at [0-9A-F]+/[0-9A-F]+ in its history",
+                           timeout=90)
+            d.wait_streaming()
+            self.insert(third, "OnThird", 25, 3)
+            expected.update({"Second": set(range(20, 25)), "OnThird": {25, 26, 27}})
+            self.each_once("OnThird", expected)
+            self.assertGreater(d.metrics()["outboxd_resume_skipped_wal_bytes_total"], 0,
+                               "the slot copy's lag is skipped")
+            self.assertEqual(d.stop(), 0)
         finally:
+            if third:
+                third.destroy()
             standby.destroy()
 
 
