@@ -22,9 +22,13 @@ takes the metadata quorum with it and the controller really shrinks the ISR
 Heaps are small (the machine has two cores); timeouts that decide how fast
 a dead broker is fenced are shortened so failover tests take seconds, not
 half a minute: broker.session.timeout.ms=4000, replica.lag.time.max.ms=6000.
+Kafka's classes come from a class data sharing archive of the jars
+(class_archive()): a broker starts in ~1.6 s instead of ~2.8 s here.
 """
 import base64
 import os
+import shutil
+import sys
 import signal
 import socket
 import subprocess
@@ -100,6 +104,30 @@ def java_argv(main_class, *args, libs=KAFKA_LIBS, heap="128m", jvm=None):
     return ([JAVA, "-Xmx" + heap] + jvm +
             ["-Dlog4j2.configurationFile=" + LOG4J_CONF, "-cp", libs + "/*", main_class] +
             list(args))
+
+
+def class_archive(version=None):
+    """The JVM options that take Kafka's classes (those of `version`'s
+    jars) from a class data sharing archive: build-kafka/libs.jsa, made by
+    one broker that starts and stops cleanly (the JVM writes it as it exits,
+    ~5 s) when it is missing or older than the jars or the JVM.  The JVM
+    checks it too, and starts without it (a warning in the log) when it
+    does not match.  No options when it cannot be made."""
+    libs = libs_for(version).rstrip("/")
+    path = libs + ".jsa"
+    java_binary = os.path.realpath(shutil.which(JAVA) or JAVA)
+    inputs = [os.path.join(libs, f) for f in os.listdir(libs)] + [java_binary]
+    if not os.path.exists(path) or os.path.getmtime(path) < max(map(os.path.getmtime, inputs)):
+        made = "%s.%d.tmp" % (path, os.getpid())
+        try:
+            kafka = RealKafka(version=version, jvm_extra=["-XX:ArchiveClassesAtExit=" + made])
+            for node in kafka.nodes:
+                node.kill(signal.SIGTERM)
+            kafka.destroy()
+            os.replace(made, path)
+        except (AssertionError, OSError) as e:
+            print("real_kafka: no class data sharing archive (%s)" % e, file=sys.stderr)
+    return ["-XX:SharedArchiveFile=" + path] if os.path.exists(path) else []
 
 
 def java(main_class, *args, **kw):
@@ -184,12 +212,12 @@ class Node:
     def is_broker(self):
         return "broker" in self.roles
 
-    def start(self, heap, gc):
+    def start(self, heap, gc, jvm_extra=()):
         log = open(self.log_path, "a")
         self.log_offset = log.tell()
         self.proc = subprocess.Popen(
             java_argv("kafka.Kafka", self.properties, libs=self.libs, heap=heap,
-                      jvm=["-Xms64m"] + GC_OPTIONS[gc]),
+                      jvm=["-Xms64m"] + GC_OPTIONS[gc] + list(jvm_extra)),
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             preexec_fn=die_with_parent)
         log.close()
@@ -207,9 +235,9 @@ class Node:
             time.sleep(0.1)
         raise AssertionError("Kafka node %d did not start:\n%s" % (self.id, text[-3000:]))
 
-    def kill(self):
+    def kill(self, sig=signal.SIGKILL):
         if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
+            self.proc.send_signal(sig)
             self.proc.wait()
 
     @property
@@ -223,10 +251,12 @@ class RealKafka:
     kind = "real"
 
     def __init__(self, brokers=1, security=None, broker_conf=None, heap="384m",
-                 version=None, gc="serial", proxied=False):
+                 version=None, gc="serial", proxied=False, jvm_extra=None):
         self.root = tempfile.mkdtemp(prefix="outboxd-kafka-")
         self.gc = gc
         self.libs = libs_for(version)
+        # JVM options of every node and the format tool
+        self.jvm_extra = class_archive(version) if jvm_extra is None else jvm_extra
         self.security = security
         self.heap = heap
         self.replication = min(brokers, 3)
@@ -256,7 +286,7 @@ class RealKafka:
         self.proxies = {n.id: KafkaProxy(n.proxy_port, n.ports["PROXIED"])
                         for n in self.brokers if proxied}
         for node in self.nodes:
-            node.start(self.heap, self.gc)
+            node.start(self.heap, self.gc, self.jvm_extra)
         for node in self.nodes:
             node.wait_started()
         self.bootstrap = self.bootstrap_for("PLAINTEXT")
@@ -456,7 +486,7 @@ class RealKafka:
 
     def start(self, node_id):
         node = self.broker(node_id)
-        node.start(self.heap, self.gc)
+        node.start(self.heap, self.gc, self.jvm_extra)
         node.wait_started()
 
     def brokers_down(self):
@@ -466,12 +496,11 @@ class RealKafka:
     def brokers_up(self):
         for n in self.brokers:
             if not n.running:
-                n.start(self.heap, self.gc)
+                n.start(self.heap, self.gc, self.jvm_extra)
         for n in self.brokers:
             n.wait_started()
 
     def destroy(self):
-        import shutil
         for proxy in self.proxies.values():
             proxy.close()
         for n in self.nodes:
