@@ -290,6 +290,24 @@ class Postgres:
     def current_lsn(self):
         return lsn_int(self.sql("SELECT pg_current_wal_lsn()")[0][0])
 
+    def commit_start(self, since, table, where):
+        """Where the commit record of the newest transaction that wrote a
+        row of `table` matching `where` starts, searched in the WAL from
+        LSN `since` (pg_walinspect): the bound of what a connector that
+        does not have that transaction may confirm (PostgreSQL sends a
+        transaction again unless its commit starts before the confirmed
+        LSN; an idle connector confirms the WAL end, which background
+        records and the transaction's own first records move on)."""
+        rows = self.sql(
+            "CREATE EXTENSION IF NOT EXISTS pg_walinspect;"
+            "SELECT w.start_lsn FROM pg_get_wal_records_info('%X/%X', "
+            "pg_current_wal_flush_lsn()) w WHERE w.resource_manager = 'Transaction' "
+            "AND w.record_type LIKE 'COMMIT%%' AND w.xid = (SELECT xmin FROM %s WHERE %s "
+            "ORDER BY xmin::text::bigint DESC LIMIT 1)"
+            % (since >> 32, since & 0xFFFFFFFF, table, where))
+        assert rows, "no commit of a row of %s where %s since %X" % (table, where, since)
+        return lsn_int(rows[0][0])
+
 
 # --------------------------------------------------------------------- Kafka
 
