@@ -152,6 +152,13 @@ class TimelineBody:
                    "FROM generate_series(%d, %d) g" % (kind, kind, first, first + n - 1))
 
     @staticmethod
+    def writable_of(*servers):
+        """A database.url that reaches whichever of `servers` takes writes."""
+        return ("host=%s port=%s dbname=shop user=postgres connect_timeout=2 "
+                "target_session_attrs=read-write"
+                % (",".join(s.root for s in servers), ",".join(str(s.port) for s in servers)))
+
+    @staticmethod
     def cut_off(standby, primary):
         """The standby replays what the primary has, then stops following."""
         wait_until(lambda: lsn_int(standby.sql("SELECT pg_last_wal_replay_lsn()")[0][0])
@@ -194,9 +201,7 @@ class TimelineBody:
         standby = self.pg.cold_standby()  # the slot copied with its WAL
         third = None
         try:
-            url = ("host=%s,%s port=%d,%d dbname=shop user=postgres connect_timeout=2 "
-                   "target_session_attrs=read-write"
-                   % (self.pg.root, standby.root, self.pg.port, standby.port))
+            url = self.writable_of(self.pg, standby)
             d = self.outboxd(database_url=url, **settings)
             d.wait_streaming()
             self.insert(self.pg, "Replicated", 5, 5)
@@ -235,9 +240,7 @@ class TimelineBody:
             # knows what Kafka has from the state topic alone
             standby.sql("ALTER SYSTEM RESET primary_conninfo")  # not for its copy
             third = standby.cold_standby()  # its slot copy: before "Second"
-            url = ("host=%s,%s port=%d,%d dbname=shop user=postgres connect_timeout=2 "
-                   "target_session_attrs=read-write"
-                   % (standby.root, third.root, standby.port, third.port))
+            url = self.writable_of(standby, third)
             d = self.outboxd(database_url=url, **settings)
             d.wait_streaming()
             self.insert(standby, "Second", 20, 5)
